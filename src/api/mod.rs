@@ -1,0 +1,753 @@
+//! The OCI Distribution API over `http` types: parse the path into an [`Endpoint`], run
+//! its handler against the [`Store`], and render errors in one place ([`error`]).
+//!
+//! Nothing here touches a socket or the filesystem: the front door hands in request parts
+//! and a [`RequestBody`], and takes back an `http::Response<Body>`. That is what lets the
+//! core be tested without a network and lets TLS, HTTP/2 and auth slot in around it.
+
+pub mod endpoint;
+pub mod error;
+pub mod manifest;
+
+use crate::config::Config;
+use crate::oci::{Digest, Reference, RepositoryName, Tag, UploadId};
+use crate::store::{BlobStream, Store, UploadWriter};
+use bytes::{Bytes, BytesMut};
+use endpoint::{query_pairs, Endpoint};
+use error::ApiError;
+use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
+use manifest::Parsed;
+use regex::Regex;
+
+/// A response body.
+pub enum Body {
+    Empty,
+    Full(Bytes),
+    /// A blob streamed from the store; the length is in `Content-Length`.
+    Stream(BlobStream),
+}
+
+impl std::fmt::Debug for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Body::Empty => f.write_str("Body::Empty"),
+            Body::Full(b) => write!(f, "Body::Full({} bytes)", b.len()),
+            Body::Stream(_) => f.write_str("Body::Stream"),
+        }
+    }
+}
+
+/// Why a request body could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("reading the request body: {0}")]
+pub struct BodyError(pub String);
+
+/// A request body, read chunk by chunk as it arrives.
+#[async_trait::async_trait]
+pub trait RequestBody: Send {
+    /// The next chunk, or `None` at the end.
+    async fn chunk(&mut self) -> std::result::Result<Option<Bytes>, BodyError>;
+}
+
+/// An in-memory body, for tests and for callers that already hold the bytes.
+pub struct FullBody(pub Option<Bytes>);
+
+#[async_trait::async_trait]
+impl RequestBody for FullBody {
+    async fn chunk(&mut self) -> std::result::Result<Option<Bytes>, BodyError> {
+        Ok(self.0.take().filter(|b| !b.is_empty()))
+    }
+}
+
+/// The registry core.
+pub struct Registry {
+    store: Store,
+    delete_enabled: bool,
+    manifest_max: u64,
+    blob_max: Option<u64>,
+    page_max: usize,
+    require_index_children: bool,
+    urls_allow: Vec<Regex>,
+    urls_deny: Vec<Regex>,
+}
+
+type Result<T> = std::result::Result<T, ApiError>;
+
+const API_VERSION: &str = "registry/2.0";
+
+impl Registry {
+    /// Builds the core from a validated configuration and an open store.
+    pub fn new(config: &Config, store: Store) -> std::result::Result<Self, regex::Error> {
+        let compile = |v: &Vec<String>| v.iter().map(|r| Regex::new(r)).collect::<std::result::Result<Vec<_>, _>>();
+        Ok(Self {
+            store,
+            delete_enabled: config.storage.delete_enabled,
+            manifest_max: config.limits.manifest_max.0,
+            blob_max: Some(config.limits.blob_max.0).filter(|&n| n > 0),
+            page_max: config.limits.page_max as usize,
+            require_index_children: config.manifests.require_index_children,
+            urls_allow: compile(&config.manifests.foreign_urls_allow)?,
+            urls_deny: compile(&config.manifests.foreign_urls_deny)?,
+        })
+    }
+
+    /// Handles one request. Every response under `/v2/` carries the API version header.
+    pub async fn handle(&self, req: &http::request::Parts, body: &mut dyn RequestBody) -> Response<Body> {
+        let endpoint = Endpoint::parse(req.uri.path());
+        let name = endpoint.as_ref().map(|e| e.name()).unwrap_or("unknown");
+        let span = tracing::debug_span!("request", endpoint = name);
+        let _enter = span.enter();
+        let is_v2 = !matches!(endpoint, Ok(Endpoint::Root)) && req.uri.path().starts_with("/v2");
+        let mut resp = match endpoint {
+            Ok(e) => self.dispatch(e, req, body).await.unwrap_or_else(ApiError::into_response),
+            Err(e) => e.into_response(),
+        };
+        let h = resp.headers_mut();
+        if is_v2 {
+            h.insert("Docker-Distribution-API-Version", HeaderValue::from_static(API_VERSION));
+        }
+        h.insert("X-Content-Type-Options", HeaderValue::from_static("nosniff"));
+        resp
+    }
+
+    /// The largest body `endpoint` may carry: the front door answers 413 early from
+    /// `Content-Length` above it.
+    pub fn body_limit(&self, path: &str) -> Option<u64> {
+        match Endpoint::parse(path) {
+            Ok(Endpoint::Manifest(..)) => Some(self.manifest_max),
+            Ok(Endpoint::UploadStart(_) | Endpoint::Upload(..)) => self.blob_max,
+            _ => None,
+        }
+    }
+
+    async fn dispatch(&self, e: Endpoint, req: &http::request::Parts, body: &mut dyn RequestBody) -> Result<Response<Body>> {
+        let q = query_pairs(req.uri.query());
+        let m = &req.method;
+        let head = m == Method::HEAD;
+        match (e, m.clone()) {
+            (Endpoint::Root, Method::GET | Method::HEAD) => Ok(text(StatusCode::OK, "berth: OCI registry\n")),
+            (Endpoint::Base, Method::GET | Method::HEAD) => Ok(json(StatusCode::OK, Bytes::from_static(b"{}"))),
+            (Endpoint::Catalog, Method::GET) => self.catalog(&q).await,
+            (Endpoint::Tags(n), Method::GET) => self.tags(&n, &q).await,
+            (Endpoint::Manifest(n, r), Method::GET | Method::HEAD) => self.manifest_get(&n, &r, &req.headers, head).await,
+            (Endpoint::Manifest(n, r), Method::PUT) => self.manifest_put(&n, &r, &q, &req.headers, body).await,
+            (Endpoint::Manifest(n, r), Method::DELETE) => self.manifest_delete(&n, &r).await,
+            (Endpoint::Blob(n, d), Method::GET | Method::HEAD) => self.blob_get(&n, &d, &req.headers, head).await,
+            (Endpoint::Blob(n, d), Method::DELETE) => self.blob_delete(&n, &d).await,
+            (Endpoint::UploadStart(n), Method::POST) => self.upload_start(&n, &q, &req.headers, body).await,
+            (Endpoint::Upload(n, id), Method::GET) => self.upload_status(&n, &id).await,
+            (Endpoint::Upload(n, id), Method::PATCH) => self.upload_patch(&n, &id, &req.headers, body).await,
+            (Endpoint::Upload(n, id), Method::PUT) => self.upload_put(&n, &id, &q, &req.headers, body).await,
+            (Endpoint::Upload(n, id), Method::DELETE) => self.upload_cancel(&n, &id).await,
+            (Endpoint::Referrers(n, d), Method::GET) => self.referrers(&n, &d, &q).await,
+            (e, m) => Err(ApiError::unsupported(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("{m} is not supported on the {} endpoint", e.name()),
+            )),
+        }
+    }
+
+    // ---- catalog and tags ----
+
+    async fn catalog(&self, q: &[(String, String)]) -> Result<Response<Body>> {
+        let names: Vec<String> = self.store.repositories().await?.into_iter().map(|n| n.to_string()).collect();
+        let (page, next) = self.paginate(names, q)?;
+        let link = next.map(|last| format!("</v2/_catalog?last={last}&n={}>; rel=\"next\"", page.len()));
+        let body = serde_json::json!({ "repositories": page });
+        Ok(with_link(json(StatusCode::OK, body.to_string().into()), link))
+    }
+
+    async fn tags(&self, n: &RepositoryName, q: &[(String, String)]) -> Result<Response<Body>> {
+        let Some(tags) = self.store.tags(n).await? else {
+            return Err(ApiError::name_unknown(n));
+        };
+        let tags: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+        let (page, next) = self.paginate(tags, q)?;
+        let link = next.map(|last| format!("</v2/{n}/tags/list?last={last}&n={}>; rel=\"next\"", page.len()));
+        let body = serde_json::json!({ "name": n.as_str(), "tags": page });
+        Ok(with_link(json(StatusCode::OK, body.to_string().into()), link))
+    }
+
+    /// One page of a sorted list after `last`, at most `n` (capped at the configured page
+    /// size), and the `last` of the next page when there is one.
+    fn paginate(&self, all: Vec<String>, q: &[(String, String)]) -> Result<(Vec<String>, Option<String>)> {
+        let n = match param(q, "n") {
+            None => self.page_max,
+            Some(v) => v
+                .parse::<usize>()
+                .map_err(|_| ApiError::pagination_invalid(format!("n={v:?} is not a non-negative number")))?
+                .min(self.page_max),
+        };
+        let last = param(q, "last");
+        let mut rest: Vec<String> = all.into_iter().filter(|x| last.is_none_or(|l| x.as_str() > l)).collect();
+        let more = rest.len() > n;
+        rest.truncate(n);
+        let next = if more { rest.last().cloned() } else { None };
+        Ok((rest, next))
+    }
+
+    // ---- manifests ----
+
+    async fn manifest_get(&self, n: &RepositoryName, r: &Reference, headers: &HeaderMap, head: bool) -> Result<Response<Body>> {
+        let Some(d) = self.store.manifest_resolve(n, r).await? else {
+            return Err(ApiError::manifest_unknown(r));
+        };
+        let Some(bytes) = self.store.blob_read_small(&d).await? else {
+            return Err(ApiError::manifest_unknown(r));
+        };
+        let parsed = Parsed::from_stored(&bytes);
+        let media_type = parsed
+            .as_ref()
+            .map(|p| p.body.media_type.clone().unwrap_or_else(|| p.kind.media_type().to_owned()))
+            .unwrap_or_else(|| "application/json".to_owned());
+        let accept: Vec<&str> = headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).collect();
+        if matches!(r, Reference::Tag(_)) && !manifest::accepts(&accept, &media_type) {
+            return Err(ApiError::manifest_unknown(r).detail(serde_json::json!({
+                "reference": r.to_string(),
+                "reason": format!("the manifest is {media_type}, which the Accept header does not include"),
+            })));
+        }
+        let mut resp = Response::new(if head { Body::Empty } else { Body::Full(bytes.clone()) });
+        let h = resp.headers_mut();
+        set(h, header::CONTENT_TYPE, &media_type);
+        set(h, header::CONTENT_LENGTH, &bytes.len().to_string());
+        set(h, "Docker-Content-Digest", &d.to_string());
+        set(h, header::ETAG, &format!("\"{d}\""));
+        Ok(resp)
+    }
+
+    async fn manifest_put(
+        &self,
+        n: &RepositoryName,
+        r: &Reference,
+        q: &[(String, String)],
+        headers: &HeaderMap,
+        body: &mut dyn RequestBody,
+    ) -> Result<Response<Body>> {
+        let extra_tags = q
+            .iter()
+            .filter(|(k, _)| k == "tag")
+            .map(|(_, v)| v.parse::<Tag>().map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "TAG_INVALID", e.to_string())))
+            .collect::<Result<Vec<_>>>()?;
+        let bytes = read_limited(body, self.manifest_max).await?;
+        let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+        let parsed = Parsed::from_push(&bytes, content_type).map_err(|e| ApiError::manifest_invalid(e.to_string()))?;
+        let d = Digest::of(
+            match r {
+                Reference::Digest(want) => want.algorithm(),
+                Reference::Tag(_) => crate::oci::Algorithm::Sha256,
+            },
+            &bytes,
+        );
+        if let Reference::Digest(want) = r {
+            if want != &d {
+                return Err(ApiError::digest_invalid("manifest digest does not match the reference")
+                    .detail(serde_json::json!({ "expected": want.to_string(), "actual": d.to_string() })));
+            }
+        }
+        self.check_references(n, &parsed).await?;
+
+        self.store.blob_put_small(&d, bytes).await?;
+        self.store.manifest_link(n, &d).await?;
+        let subject = parsed.subject();
+        if let Some(s) = &subject {
+            self.store.referrer_add(n, s, &d).await?;
+        }
+        let mut tags: Vec<Tag> = Vec::new();
+        if let Reference::Tag(t) = r {
+            tags.push(t.clone());
+        }
+        tags.extend(extra_tags);
+        for t in &tags {
+            self.store.tag_set(n, t, &d).await?;
+        }
+        tracing::info!(repo = %n, digest = %d, tags = tags.len(), "manifest stored");
+
+        let mut resp = empty(StatusCode::CREATED);
+        let h = resp.headers_mut();
+        set(h, header::LOCATION, &format!("/v2/{n}/manifests/{d}"));
+        set(h, "Docker-Content-Digest", &d.to_string());
+        if let Some(s) = subject {
+            set(h, "OCI-Subject", &s.to_string());
+        }
+        for t in &tags {
+            if let Ok(v) = HeaderValue::from_str(t.as_str()) {
+                h.append("OCI-Tag", v);
+            }
+        }
+        Ok(resp)
+    }
+
+    /// Every blob and child manifest the manifest names must be in the repository, except
+    /// foreign layers, whose URLs must pass the configured policy instead.
+    async fn check_references(&self, n: &RepositoryName, p: &Parsed) -> Result<()> {
+        for desc in p.descriptors() {
+            let d: Digest = desc
+                .digest
+                .parse()
+                .map_err(|_| ApiError::manifest_invalid(format!("invalid digest {:?}", desc.digest)))?;
+            if desc.is_foreign() {
+                self.check_foreign_urls(&desc.urls)?;
+                continue;
+            }
+            let present = if p.kind.is_index() {
+                !self.require_index_children || self.store.manifest_exists(n, &d).await?
+            } else {
+                self.store.blob_size(n, &d).await?.is_some()
+            };
+            if !present {
+                return Err(if p.kind.is_index() {
+                    ApiError::manifest_unknown(&d).detail(serde_json::json!({ "digest": d.to_string(), "reason": "index child manifest not in repository" })).with_status(StatusCode::BAD_REQUEST)
+                } else {
+                    ApiError::manifest_blob_unknown(&d)
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn check_foreign_urls(&self, urls: &[String]) -> Result<()> {
+        for u in urls {
+            let scheme_ok = u.starts_with("http://") || u.starts_with("https://");
+            let allowed = self.urls_allow.is_empty() || self.urls_allow.iter().any(|r| r.is_match(u));
+            let denied = self.urls_deny.iter().any(|r| r.is_match(u));
+            if !scheme_ok || u.contains('#') || !allowed || denied {
+                return Err(ApiError::manifest_invalid(format!("foreign layer URL {u:?} is not allowed by this registry's policy")));
+            }
+        }
+        Ok(())
+    }
+
+    async fn manifest_delete(&self, n: &RepositoryName, r: &Reference) -> Result<Response<Body>> {
+        self.check_delete_enabled()?;
+        let found = match r {
+            Reference::Tag(t) => self.store.tag_delete(n, t).await?,
+            Reference::Digest(d) => {
+                let subject = match self.store.blob_read_small(d).await? {
+                    Some(b) => Parsed::from_stored(&b).and_then(|p| p.subject()),
+                    None => None,
+                };
+                let found = self.store.manifest_delete(n, d).await?;
+                if let (true, Some(s)) = (found, subject) {
+                    self.store.referrer_remove(n, &s, d).await?;
+                }
+                found
+            }
+        };
+        if !found {
+            return Err(ApiError::manifest_unknown(r));
+        }
+        Ok(empty(StatusCode::ACCEPTED))
+    }
+
+    // ---- blobs ----
+
+    async fn blob_get(&self, n: &RepositoryName, d: &Digest, headers: &HeaderMap, head: bool) -> Result<Response<Body>> {
+        let Some(size) = self.store.blob_size(n, d).await? else {
+            return Err(ApiError::blob_unknown(d));
+        };
+        let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+            Some(r) => match parse_range(r, size) {
+                RangeSpec::Whole => None,
+                RangeSpec::Part(a, b) => Some((a, b)),
+                RangeSpec::Unsatisfiable => {
+                    return Err(ApiError::new(StatusCode::RANGE_NOT_SATISFIABLE, "BLOB_UNKNOWN", "requested range not satisfiable")
+                        .header("Content-Range", format!("bytes */{size}")))
+                }
+            },
+            None => None,
+        };
+        let (status, offset, len) = match range {
+            Some((a, b)) => (StatusCode::PARTIAL_CONTENT, a, b - a + 1),
+            None => (StatusCode::OK, 0, size),
+        };
+        let body = if head || len == 0 {
+            Body::Empty
+        } else {
+            match self.store.blob_read(d, offset, len).await? {
+                Some(s) => Body::Stream(s),
+                None => return Err(ApiError::blob_unknown(d)),
+            }
+        };
+        let mut resp = Response::new(body);
+        *resp.status_mut() = status;
+        let h = resp.headers_mut();
+        set(h, header::CONTENT_TYPE, "application/octet-stream");
+        set(h, header::CONTENT_LENGTH, &len.to_string());
+        set(h, "Docker-Content-Digest", &d.to_string());
+        set(h, header::ETAG, &format!("\"{d}\""));
+        set(h, header::ACCEPT_RANGES, "bytes");
+        set(h, header::CACHE_CONTROL, "max-age=31536000");
+        if let Some((a, b)) = range {
+            set(h, header::CONTENT_RANGE, &format!("bytes {a}-{b}/{size}"));
+        }
+        Ok(resp)
+    }
+
+    async fn blob_delete(&self, n: &RepositoryName, d: &Digest) -> Result<Response<Body>> {
+        self.check_delete_enabled()?;
+        if !self.store.blob_unlink(n, d).await? {
+            return Err(ApiError::blob_unknown(d));
+        }
+        Ok(empty(StatusCode::ACCEPTED))
+    }
+
+    // ---- uploads ----
+
+    async fn upload_start(
+        &self,
+        n: &RepositoryName,
+        q: &[(String, String)],
+        headers: &HeaderMap,
+        body: &mut dyn RequestBody,
+    ) -> Result<Response<Body>> {
+        if let Some(m) = param(q, "mount") {
+            let d: Digest = m.parse().map_err(|e: crate::oci::ParseError| ApiError::digest_invalid(e.to_string()))?;
+            let from = param(q, "from").and_then(|f| f.parse::<RepositoryName>().ok());
+            let present = match &from {
+                Some(f) => self.store.blob_size(f, &d).await?,
+                None => self.store.blob_size_global(&d).await?,
+            };
+            if present.is_some() {
+                self.store.blob_link(n, &d).await?;
+                return Ok(blob_created(n, &d));
+            }
+        }
+        let id = self.store.upload_start(n).await?;
+        if let Some(digest) = param(q, "digest") {
+            let d: Digest = digest.parse().map_err(|e: crate::oci::ParseError| ApiError::digest_invalid(e.to_string()))?;
+            self.check_content_length(headers)?;
+            let result = self.append(n, &id, 0, body, None).await;
+            if let Err(e) = result {
+                let _ = self.store.upload_cancel(n, &id).await;
+                return Err(e);
+            }
+            self.store.upload_commit(n, &id, &d).await?;
+            return Ok(blob_created(n, &d));
+        }
+        Ok(upload_accepted(n, &id, 0, StatusCode::ACCEPTED))
+    }
+
+    async fn upload_status(&self, n: &RepositoryName, id: &UploadId) -> Result<Response<Body>> {
+        let size = self.store.upload_size(n, id).await?;
+        Ok(upload_accepted(n, id, size, StatusCode::NO_CONTENT))
+    }
+
+    async fn upload_patch(&self, n: &RepositoryName, id: &UploadId, headers: &HeaderMap, body: &mut dyn RequestBody) -> Result<Response<Body>> {
+        let size = self.store.upload_size(n, id).await?;
+        self.check_content_length(headers)?;
+        let expected_len = self.check_content_range(headers, size)?;
+        let new_size = self.append(n, id, size, body, expected_len).await?;
+        Ok(upload_accepted(n, id, new_size, StatusCode::ACCEPTED))
+    }
+
+    async fn upload_put(
+        &self,
+        n: &RepositoryName,
+        id: &UploadId,
+        q: &[(String, String)],
+        headers: &HeaderMap,
+        body: &mut dyn RequestBody,
+    ) -> Result<Response<Body>> {
+        let d: Digest = param(q, "digest")
+            .ok_or_else(|| ApiError::digest_invalid("the digest query parameter is required"))?
+            .parse()
+            .map_err(|e: crate::oci::ParseError| ApiError::digest_invalid(e.to_string()))?;
+        let size = self.store.upload_size(n, id).await?;
+        self.check_content_length(headers)?;
+        let expected_len = self.check_content_range(headers, size)?;
+        self.append(n, id, size, body, expected_len).await?;
+        self.store.upload_commit(n, id, &d).await?;
+        tracing::info!(repo = %n, digest = %d, "blob stored");
+        Ok(blob_created(n, &d))
+    }
+
+    async fn upload_cancel(&self, n: &RepositoryName, id: &UploadId) -> Result<Response<Body>> {
+        self.check_delete_enabled()?;
+        if !self.store.upload_cancel(n, id).await? {
+            return Err(ApiError::upload_unknown());
+        }
+        Ok(empty(StatusCode::NO_CONTENT))
+    }
+
+    /// Streams the request body onto the upload; on any failure the upload is left as it
+    /// was before this request.
+    /// `expected` is the length a `Content-Range` announced.
+    async fn append(
+        &self,
+        n: &RepositoryName,
+        id: &UploadId,
+        offset: u64,
+        body: &mut dyn RequestBody,
+        expected: Option<u64>,
+    ) -> Result<u64> {
+        let first = body.chunk().await.map_err(|e| ApiError::upload_invalid(e.to_string()))?;
+        let Some(first) = first else {
+            return match expected {
+                Some(want) if want != 0 => Err(short_chunk(want, 0)),
+                _ => Ok(offset),
+            };
+        };
+        let mut w = self.store.upload_writer(n, id, offset).await?;
+        let pumped = self.pump(&mut w, first, offset, body).await.and_then(|got| match expected {
+            Some(want) if want != got => Err(short_chunk(want, got)),
+            _ => Ok(()),
+        });
+        match pumped {
+            Ok(()) => Ok(w.finish().await?),
+            Err(e) => {
+                w.abort().await?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Returns the number of bytes this request carried.
+    async fn pump(&self, w: &mut UploadWriter, first: Bytes, offset: u64, body: &mut dyn RequestBody) -> Result<u64> {
+        let mut total = offset;
+        let mut next = Some(first);
+        while let Some(chunk) = next {
+            total += chunk.len() as u64;
+            if self.blob_max.is_some_and(|max| total > max) {
+                return Err(ApiError::size_invalid(StatusCode::PAYLOAD_TOO_LARGE, "blob exceeds the configured limit"));
+            }
+            w.write(chunk).await?;
+            next = body.chunk().await.map_err(|e| ApiError::upload_invalid(e.to_string()))?;
+        }
+        Ok(total - offset)
+    }
+
+    /// Checks a chunk's `Content-Range` against the upload's size; returns the announced
+    /// length.
+    fn check_content_range(&self, headers: &HeaderMap, size: u64) -> Result<Option<u64>> {
+        let Some(v) = headers.get(header::CONTENT_RANGE) else {
+            return Ok(None);
+        };
+        let v = v.to_str().map_err(|_| ApiError::range_invalid(size))?;
+        let spec = v.trim_start_matches("bytes").trim_start_matches(['=', ' ']);
+        let spec = spec.split('/').next().unwrap_or("");
+        let (a, b) = spec.split_once('-').ok_or_else(|| ApiError::range_invalid(size))?;
+        let (a, b): (u64, u64) = match (a.trim().parse(), b.trim().parse()) {
+            (Ok(a), Ok(b)) if b >= a => (a, b),
+            _ => return Err(ApiError::range_invalid(size)),
+        };
+        if a != size {
+            return Err(ApiError::range_invalid(size));
+        }
+        Ok(Some(b - a + 1))
+    }
+
+    fn check_content_length(&self, headers: &HeaderMap) -> Result<()> {
+        let len = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if let (Some(len), Some(max)) = (len, self.blob_max) {
+            if len > max {
+                return Err(ApiError::size_invalid(StatusCode::PAYLOAD_TOO_LARGE, "blob exceeds the configured limit"));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_delete_enabled(&self) -> Result<()> {
+        if self.delete_enabled {
+            Ok(())
+        } else {
+            Err(ApiError::unsupported(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "deletion is disabled on this registry (storage.delete_enabled = false)",
+            ))
+        }
+    }
+
+    // ---- referrers ----
+
+    async fn referrers(&self, n: &RepositoryName, subject: &Digest, q: &[(String, String)]) -> Result<Response<Body>> {
+        let filter = param(q, "artifactType");
+        let mut manifests = Vec::new();
+        for d in self.store.referrers(n, subject).await? {
+            let Some(bytes) = self.store.blob_read_small(&d).await? else {
+                continue;
+            };
+            let Some(p) = Parsed::from_stored(&bytes) else {
+                continue;
+            };
+            let artifact_type = p.artifact_type();
+            if filter.is_some_and(|f| artifact_type.as_deref() != Some(f)) {
+                continue;
+            }
+            let mut desc = serde_json::json!({
+                "mediaType": p.body.media_type.clone().unwrap_or_else(|| p.kind.media_type().to_owned()),
+                "digest": d.to_string(),
+                "size": bytes.len(),
+            });
+            if let Some(obj) = desc.as_object_mut() {
+                if let Some(a) = artifact_type {
+                    obj.insert("artifactType".into(), a.into());
+                }
+                if let Some(ann) = &p.body.annotations {
+                    obj.insert("annotations".into(), serde_json::json!(ann));
+                }
+            }
+            manifests.push(desc);
+            if manifests.len() >= self.page_max {
+                break;
+            }
+        }
+        let body = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": crate::oci::media_type::OCI_INDEX,
+            "manifests": manifests,
+        });
+        let mut resp = Response::new(Body::Full(body.to_string().into()));
+        set(resp.headers_mut(), header::CONTENT_TYPE, crate::oci::media_type::OCI_INDEX);
+        if filter.is_some() {
+            set(resp.headers_mut(), "OCI-Filters-Applied", "artifactType");
+        }
+        Ok(resp)
+    }
+}
+
+impl ApiError {
+    fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
+    }
+}
+
+/// The spec's `Range` value for an upload of `size` bytes (`0-0` when empty, as
+/// distribution reports it).
+pub fn upload_range(size: u64) -> String {
+    format!("0-{}", size.saturating_sub(1))
+}
+
+fn short_chunk(want: u64, got: u64) -> ApiError {
+    ApiError::upload_invalid(format!("Content-Range announced {want} bytes but the body had {got}"))
+}
+
+/// Reads a whole body up to `max` bytes (413 above it).
+async fn read_limited(body: &mut dyn RequestBody, max: u64) -> Result<Bytes> {
+    let mut buf = BytesMut::new();
+    while let Some(c) = body.chunk().await.map_err(|e| ApiError::manifest_invalid(e.to_string()))? {
+        if (buf.len() + c.len()) as u64 > max {
+            return Err(ApiError::size_invalid(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("manifest exceeds the {max}-byte limit (limits.manifest_max)"),
+            ));
+        }
+        buf.extend_from_slice(&c);
+    }
+    Ok(buf.freeze())
+}
+
+enum RangeSpec {
+    Whole,
+    Part(u64, u64),
+    Unsatisfiable,
+}
+
+/// One `bytes=` range against a blob of `size` bytes. Several ranges are served as the
+/// whole blob, which RFC 9110 allows.
+fn parse_range(v: &str, size: u64) -> RangeSpec {
+    let Some(spec) = v.trim().strip_prefix("bytes=") else {
+        return RangeSpec::Unsatisfiable;
+    };
+    if spec.contains(',') {
+        return RangeSpec::Whole;
+    }
+    let Some((a, b)) = spec.split_once('-') else {
+        return RangeSpec::Unsatisfiable;
+    };
+    let (a, b) = (a.trim(), b.trim());
+    let parsed = match (a.is_empty(), b.is_empty()) {
+        (true, false) => b.parse::<u64>().ok().filter(|&n| n > 0 && size > 0).map(|n| (size.saturating_sub(n), size - 1)),
+        (false, true) => a.parse::<u64>().ok().filter(|&a| a < size).map(|a| (a, size - 1)),
+        (false, false) => match (a.parse::<u64>(), b.parse::<u64>()) {
+            (Ok(a), Ok(b)) if a <= b && a < size => Some((a, b.min(size - 1))),
+            _ => None,
+        },
+        (true, true) => None,
+    };
+    match parsed {
+        Some((a, b)) => RangeSpec::Part(a, b),
+        None => RangeSpec::Unsatisfiable,
+    }
+}
+
+fn param<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    q.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+fn set(h: &mut HeaderMap, name: impl header::IntoHeaderName, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        h.insert(name, v);
+    }
+}
+
+fn empty(status: StatusCode) -> Response<Body> {
+    let mut r = Response::new(Body::Empty);
+    *r.status_mut() = status;
+    set(r.headers_mut(), header::CONTENT_LENGTH, "0");
+    r
+}
+
+fn json(status: StatusCode, body: Bytes) -> Response<Body> {
+    let mut r = Response::new(Body::Full(body));
+    *r.status_mut() = status;
+    set(r.headers_mut(), header::CONTENT_TYPE, "application/json");
+    r
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut r = Response::new(Body::Full(Bytes::from_static(body.as_bytes())));
+    *r.status_mut() = status;
+    set(r.headers_mut(), header::CONTENT_TYPE, "text/plain; charset=utf-8");
+    r
+}
+
+fn with_link(mut r: Response<Body>, link: Option<String>) -> Response<Body> {
+    if let Some(l) = link {
+        set(r.headers_mut(), header::LINK, &l);
+    }
+    r
+}
+
+fn blob_created(n: &RepositoryName, d: &Digest) -> Response<Body> {
+    let mut r = empty(StatusCode::CREATED);
+    set(r.headers_mut(), header::LOCATION, &format!("/v2/{n}/blobs/{d}"));
+    set(r.headers_mut(), "Docker-Content-Digest", &d.to_string());
+    r
+}
+
+fn upload_accepted(n: &RepositoryName, id: &UploadId, size: u64, status: StatusCode) -> Response<Body> {
+    let mut r = empty(status);
+    let h = r.headers_mut();
+    set(h, header::LOCATION, &format!("/v2/{n}/blobs/uploads/{id}"));
+    set(h, header::RANGE, &upload_range(size));
+    set(h, "Docker-Upload-UUID", id.as_str());
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        let p = |v: &str, size| match parse_range(v, size) {
+            RangeSpec::Whole => "whole".to_owned(),
+            RangeSpec::Part(a, b) => format!("{a}-{b}"),
+            RangeSpec::Unsatisfiable => "416".to_owned(),
+        };
+        assert_eq!(p("bytes=0-9", 100), "0-9");
+        assert_eq!(p("bytes=90-", 100), "90-99");
+        assert_eq!(p("bytes=-10", 100), "90-99");
+        assert_eq!(p("bytes=50-500", 100), "50-99");
+        assert_eq!(p("bytes=100-", 100), "416");
+        assert_eq!(p("bytes=9-1", 100), "416");
+        assert_eq!(p("bytes=abc", 100), "416");
+        assert_eq!(p("items=0-1", 100), "416");
+        assert_eq!(p("bytes=0-1,5-6", 100), "whole");
+    }
+}

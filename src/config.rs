@@ -1,0 +1,503 @@
+//! `appliance.toml` into a validated [`Config`]; the only place configuration is read.
+//!
+//! Every setting has a safe default, so no file at all gives a working local registry. The
+//! file is strict (`deny_unknown_fields`: a typo is an error with its line). Environment
+//! variables override it: first the distribution variables that `registry:2` deployments
+//! already set (`REGISTRY_HTTP_ADDR`, ...), then `BERTH__SECTION__KEY`.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration as StdDuration;
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub http: Http,
+    pub storage: Storage,
+    pub limits: Limits,
+    pub manifests: Manifests,
+    pub log: Log,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Http {
+    /// Plain-HTTP listeners.
+    pub listen: Vec<SocketAddr>,
+    /// How long in-flight requests get to finish after SIGTERM before the process exits.
+    pub shutdown_grace: Duration,
+    /// How long an idle keep-alive connection stays open.
+    pub keepalive_timeout: Duration,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Self {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 5000))],
+            shutdown_grace: Duration::secs(10),
+            keepalive_timeout: Duration::secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Storage {
+    /// Root of the distribution-layout store.
+    pub root: PathBuf,
+    /// Whether manifests, tags, blobs and uploads may be deleted through the API.
+    pub delete_enabled: bool,
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Self {
+            root: PathBuf::from("berth-data"),
+            delete_enabled: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest manifest accepted (413 above it).
+    pub manifest_max: Size,
+    /// Largest blob accepted; 0 means no limit.
+    pub blob_max: Size,
+    /// Most entries in one `_catalog`, tag-list or referrers page.
+    pub page_max: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            manifest_max: Size(4 << 20),
+            blob_max: Size(0),
+            page_max: 1000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Manifests {
+    /// Refuse an index whose child manifests are not in the repository.
+    pub require_index_children: bool,
+    /// Regular expressions: a foreign layer URL must match one (empty: any http(s) URL).
+    pub foreign_urls_allow: Vec<String>,
+    /// Regular expressions: a foreign layer URL matching one is refused.
+    pub foreign_urls_deny: Vec<String>,
+}
+
+impl Default for Manifests {
+    fn default() -> Self {
+        Self {
+            require_index_children: true,
+            foreign_urls_allow: Vec::new(),
+            foreign_urls_deny: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    /// A tracing filter: `info`, `debug`, `berth=debug,pingora_core=warn`, ...
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Why configuration was refused; the message names the file or variable, the key and the
+/// fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("{origin}: key `{key}`: {message}")]
+    Invalid { origin: String, key: String, message: String },
+}
+
+impl Config {
+    /// Loads `path` (or the built-in defaults when `None`) and applies `env` overrides.
+    pub fn load(path: Option<&Path>, env: &[(String, String)]) -> Result<Self, ConfigError> {
+        let (table, origin) = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.to_owned(),
+                    source,
+                })?;
+                // Parse to the typed struct first: its errors carry the line and the key.
+                let cfg: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                    path: p.to_owned(),
+                    message: e.to_string(),
+                })?;
+                (to_table(&cfg), p.display().to_string())
+            }
+            None => (to_table(&Config::default()), "built-in defaults".to_owned()),
+        };
+        let mut table = table;
+        let overridden = apply_env(&mut table, env)?;
+        let cfg: Config = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| {
+            ConfigError::Env {
+                var: overridden.join(", "),
+                message: e.message().to_owned(),
+            }
+        })?;
+        cfg.validate(&origin)?;
+        Ok(cfg)
+    }
+
+    /// Checks what types alone cannot.
+    pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            origin: origin.to_owned(),
+            key: key.to_owned(),
+            message,
+        };
+        if self.http.listen.is_empty() {
+            return Err(invalid("http.listen", "at least one address is needed, e.g. [\"127.0.0.1:5000\"]".into()));
+        }
+        if self.limits.page_max == 0 {
+            return Err(invalid("limits.page_max", "must be at least 1".into()));
+        }
+        if self.limits.manifest_max.0 == 0 {
+            return Err(invalid("limits.manifest_max", "must be more than 0, e.g. \"4MiB\"".into()));
+        }
+        for (key, list) in [
+            ("manifests.foreign_urls_allow", &self.manifests.foreign_urls_allow),
+            ("manifests.foreign_urls_deny", &self.manifests.foreign_urls_deny),
+        ] {
+            for re in list {
+                regex::Regex::new(re).map_err(|e| invalid(key, format!("{re:?} is not a regular expression: {e}")))?;
+            }
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .map_err(|e| invalid("log.level", format!("{:?}: {e}", self.log.level)))?;
+        Ok(())
+    }
+
+    /// The configuration as TOML, secrets redacted (there are none yet).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+fn to_table(cfg: &Config) -> toml::Table {
+    match toml::Value::try_from(cfg) {
+        Ok(toml::Value::Table(t)) => t,
+        _ => toml::Table::new(),
+    }
+}
+
+/// Applies the distribution variables, then `BERTH__SECTION__KEY`; returns the names of
+/// the variables used.
+fn apply_env(table: &mut toml::Table, env: &[(String, String)]) -> Result<Vec<String>, ConfigError> {
+    let mut used = Vec::new();
+    for (var, raw) in env {
+        let (section, key, value) = match var.as_str() {
+            "REGISTRY_HTTP_ADDR" => ("http", "listen", distribution_addr(var, raw)?),
+            "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY" => ("storage", "root", toml::Value::String(raw.clone())),
+            "REGISTRY_STORAGE_DELETE_ENABLED" => ("storage", "delete_enabled", toml::Value::Boolean(parse_bool(var, raw)?)),
+            _ => continue,
+        };
+        set(table, section, key, value);
+        used.push(var.clone());
+    }
+    for (var, raw) in env {
+        let Some(rest) = var.strip_prefix("BERTH__") else {
+            continue;
+        };
+        let parts: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
+        let [section, key] = parts.as_slice() else {
+            return Err(ConfigError::Env {
+                var: var.clone(),
+                message: "expected BERTH__SECTION__KEY, e.g. BERTH__STORAGE__ROOT".into(),
+            });
+        };
+        let probe = Config::default();
+        let known = to_table(&probe)
+            .get(section.as_str())
+            .and_then(|s| s.as_table())
+            .is_some_and(|s| s.contains_key(key.as_str()));
+        if !known {
+            return Err(ConfigError::Env {
+                var: var.clone(),
+                message: format!("there is no setting {section}.{key}"),
+            });
+        }
+        set(table, section, key, env_value(raw));
+        used.push(var.clone());
+    }
+    Ok(used)
+}
+
+fn set(table: &mut toml::Table, section: &str, key: &str, value: toml::Value) {
+    let entry = table
+        .entry(section.to_owned())
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    if let toml::Value::Table(t) = entry {
+        t.insert(key.to_owned(), value);
+    }
+}
+
+/// A TOML value when the text is one (`true`, `5`, `["a"]`), else the text as a string.
+fn env_value(raw: &str) -> toml::Value {
+    toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()))
+}
+
+/// `REGISTRY_HTTP_ADDR` as distribution reads it: `:5000` means every address.
+fn distribution_addr(var: &str, raw: &str) -> Result<toml::Value, ConfigError> {
+    let full = if raw.starts_with(':') {
+        format!("0.0.0.0{raw}")
+    } else {
+        raw.to_owned()
+    };
+    let addr: SocketAddr = full.parse().map_err(|_| ConfigError::Env {
+        var: var.to_owned(),
+        message: format!("{raw:?} is not an address like 0.0.0.0:5000 or :5000"),
+    })?;
+    Ok(toml::Value::Array(vec![toml::Value::String(addr.to_string())]))
+}
+
+fn parse_bool(var: &str, raw: &str) -> Result<bool, ConfigError> {
+    match raw.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        _ => Err(ConfigError::Env {
+            var: var.to_owned(),
+            message: format!("{raw:?} is not true or false"),
+        }),
+    }
+}
+
+/// A byte size written as `4MiB`, `512KiB`, `1GiB`, `10MB` or a plain number of bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Size(pub u64);
+
+impl FromStr for Size {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (num, unit) = s.split_at(split);
+        let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a size like \"4MiB\""))?;
+        let mult: u64 = match unit.trim() {
+            "" | "B" => 1,
+            "KiB" => 1 << 10,
+            "MiB" => 1 << 20,
+            "GiB" => 1 << 30,
+            "TiB" => 1 << 40,
+            "KB" | "kB" => 1_000,
+            "MB" => 1_000_000,
+            "GB" => 1_000_000_000,
+            "TB" => 1_000_000_000_000,
+            u => return Err(format!("unknown size unit {u:?} (use B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)")),
+        };
+        n.checked_mul(mult)
+            .map(Size)
+            .ok_or_else(|| format!("{s:?} is too large"))
+    }
+}
+
+impl fmt::Display for Size {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (unit, m) in [("TiB", 1u64 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
+            if self.0 >= m && self.0 % m == 0 {
+                return write!(f, "{}{unit}", self.0 / m);
+            }
+        }
+        write!(f, "{}B", self.0)
+    }
+}
+
+impl Serialize for Size {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(Size(n)),
+            Raw::S(s) => s.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// A duration written as `250ms`, `30s`, `5m`, `1h` or `7d`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Duration(pub StdDuration);
+
+impl Duration {
+    pub const fn secs(n: u64) -> Self {
+        Self(StdDuration::from_secs(n))
+    }
+}
+
+impl FromStr for Duration {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (num, unit) = s.split_at(split);
+        let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a duration like \"30s\""))?;
+        let d = match unit {
+            "ms" => StdDuration::from_millis(n),
+            "s" => StdDuration::from_secs(n),
+            "m" => StdDuration::from_secs(n.saturating_mul(60)),
+            "h" => StdDuration::from_secs(n.saturating_mul(3600)),
+            "d" => StdDuration::from_secs(n.saturating_mul(86_400)),
+            u => return Err(format!("unknown duration unit {u:?} in {s:?} (use ms, s, m, h, d)")),
+        };
+        Ok(Duration(d))
+    }
+}
+
+impl fmt::Display for Duration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0.as_millis();
+        if ms % 1000 != 0 {
+            return write!(f, "{ms}ms");
+        }
+        let s = self.0.as_secs();
+        for (unit, m) in [("d", 86_400), ("h", 3600), ("m", 60)] {
+            if s >= m && s % m == 0 {
+                return write!(f, "{}{unit}", s / m);
+            }
+        }
+        write!(f, "{s}s")
+    }
+}
+
+impl Serialize for Duration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for Duration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn shipped_file_parses_to_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("appliance.toml");
+        let cfg = Config::load(Some(&path), &[]).expect("appliance.toml parses");
+        assert_eq!(cfg, Config::default());
+    }
+
+    #[test]
+    fn unknown_keys_name_the_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("a.toml");
+        std::fs::write(&p, "[storage]\nroot = \"/x\"\ndelete_enabeld = true\n").expect("write");
+        let e = Config::load(Some(&p), &[]).expect_err("typo refused").to_string();
+        assert!(e.contains("line 3"), "{e}");
+        assert!(e.contains("delete_enabeld"), "{e}");
+        assert!(e.contains("a.toml"), "{e}");
+    }
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!("4MiB".parse::<Size>(), Ok(Size(4 << 20)));
+        assert_eq!("10MB".parse::<Size>(), Ok(Size(10_000_000)));
+        assert_eq!("123".parse::<Size>(), Ok(Size(123)));
+        assert!("4 parsecs".parse::<Size>().is_err());
+        assert_eq!(Size(4 << 20).to_string(), "4MiB");
+        assert_eq!("30s".parse::<Duration>(), Ok(Duration::secs(30)));
+        assert_eq!("250ms".parse::<Duration>().map(|d| d.0.as_millis()), Ok(250));
+        assert_eq!(Duration::secs(3600).to_string(), "1h");
+        assert!("30".parse::<Duration>().is_err());
+    }
+
+    #[test]
+    fn environment_overrides() {
+        let cfg = Config::load(
+            None,
+            &env(&[
+                ("REGISTRY_HTTP_ADDR", ":5001"),
+                ("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", "/var/lib/registry"),
+                ("REGISTRY_STORAGE_DELETE_ENABLED", "false"),
+                ("BERTH__LIMITS__MANIFEST_MAX", "8MiB"),
+                ("UNRELATED", "x"),
+            ]),
+        )
+        .expect("loads");
+        assert_eq!(cfg.http.listen, vec!["0.0.0.0:5001".parse::<SocketAddr>().expect("addr")]);
+        assert_eq!(cfg.storage.root, PathBuf::from("/var/lib/registry"));
+        assert!(!cfg.storage.delete_enabled);
+        assert_eq!(cfg.limits.manifest_max, Size(8 << 20));
+        // BERTH__ wins over the distribution variable.
+        let cfg = Config::load(
+            None,
+            &env(&[("BERTH__STORAGE__ROOT", "/a"), ("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", "/b")]),
+        )
+        .expect("loads");
+        assert_eq!(cfg.storage.root, PathBuf::from("/a"));
+    }
+
+    #[test]
+    fn bad_environment_names_the_variable() {
+        let e = Config::load(None, &env(&[("BERTH__STORAGE__ROOOT", "/a")])).expect_err("refused");
+        assert!(e.to_string().contains("BERTH__STORAGE__ROOOT"), "{e}");
+        let e = Config::load(None, &env(&[("REGISTRY_HTTP_ADDR", "nonsense")])).expect_err("refused");
+        assert!(e.to_string().contains("REGISTRY_HTTP_ADDR"), "{e}");
+        let e = Config::load(None, &env(&[("BERTH__LIMITS__MANIFEST_MAX", "4 parsecs")])).expect_err("refused");
+        assert!(e.to_string().contains("BERTH__LIMITS__MANIFEST_MAX"), "{e}");
+    }
+
+    #[test]
+    fn bad_regex_is_refused_with_its_key() {
+        let mut cfg = Config::default();
+        cfg.manifests.foreign_urls_allow = vec!["(".into()];
+        let e = cfg.validate("x.toml").expect_err("refused").to_string();
+        assert!(e.contains("manifests.foreign_urls_allow"), "{e}");
+    }
+}

@@ -1,0 +1,12 @@
+//! berth: a container-image registry appliance.
+//!
+//! The request path, top to bottom: [`frontdoor`] (pingora listeners and the session
+//! adapter) → [`api`] (endpoint parsing, handlers, OCI errors) → [`store`] (the
+//! distribution layout on a filesystem). [`oci`] holds the spec's nouns; [`config`] reads
+//! `appliance.toml`.
+
+pub mod api;
+pub mod config;
+pub mod frontdoor;
+pub mod oci;
+pub mod store;

@@ -1,0 +1,164 @@
+//! The on-disk tree, byte for byte the one distribution's `registry:2` uses; the only place
+//! that turns names into paths.
+//!
+//! ```text
+//! <root>/docker/registry/v2/
+//!   blobs/<alg>/<first two hex>/<hex>/data              the bytes of a blob or manifest
+//!   repositories/<name>/
+//!     _layers/<alg>/<hex>/link                          "<alg>:<hex>": blob linked to the repo
+//!     _manifests/revisions/<alg>/<hex>/link             manifest revision in the repo
+//!     _manifests/tags/<tag>/current/link                what the tag points at now
+//!     _manifests/tags/<tag>/index/<alg>/<hex>/link      every digest the tag has pointed at
+//!     _uploads/<uuid>/data                              bytes received so far
+//!     _uploads/<uuid>/startedat                         RFC 3339 start time
+//!     _referrers/<alg>/<subject hex>/<alg>/<hex>/link   berth only: manifests whose subject
+//!                                                       is <subject>; registry:2 skips
+//!                                                       directories that start with '_'
+//! ```
+//!
+//! Link files hold the digest string with no trailing newline. Paths are relative to the
+//! store root; the driver joins them.
+
+use crate::oci::{Digest, RepositoryName, Tag, UploadId};
+use std::path::PathBuf;
+
+const V2: &str = "docker/registry/v2";
+
+pub fn blob_data(d: &Digest) -> PathBuf {
+    blob_dir(d).join("data")
+}
+
+pub fn blob_dir(d: &Digest) -> PathBuf {
+    let hex = d.hex();
+    // `hex` is at least 64 lowercase hex characters (Digest's invariant), so the slice holds.
+    PathBuf::from(V2)
+        .join("blobs")
+        .join(d.algorithm().as_str())
+        .join(&hex[..2])
+        .join(hex)
+}
+
+pub fn repositories() -> PathBuf {
+    PathBuf::from(V2).join("repositories")
+}
+
+pub fn repository(name: &RepositoryName) -> PathBuf {
+    let mut p = repositories();
+    for c in name.components() {
+        p.push(c);
+    }
+    p
+}
+
+pub fn manifests_dir(name: &RepositoryName) -> PathBuf {
+    repository(name).join("_manifests")
+}
+
+pub fn layer_link(name: &RepositoryName, d: &Digest) -> PathBuf {
+    repository(name)
+        .join("_layers")
+        .join(d.algorithm().as_str())
+        .join(d.hex())
+        .join("link")
+}
+
+pub fn revision_link(name: &RepositoryName, d: &Digest) -> PathBuf {
+    revision_dir(name, d).join("link")
+}
+
+pub fn revision_dir(name: &RepositoryName, d: &Digest) -> PathBuf {
+    manifests_dir(name)
+        .join("revisions")
+        .join(d.algorithm().as_str())
+        .join(d.hex())
+}
+
+pub fn tags_dir(name: &RepositoryName) -> PathBuf {
+    manifests_dir(name).join("tags")
+}
+
+pub fn tag_dir(name: &RepositoryName, tag: &Tag) -> PathBuf {
+    tags_dir(name).join(tag.as_str())
+}
+
+pub fn tag_current_link(name: &RepositoryName, tag: &Tag) -> PathBuf {
+    tag_dir(name, tag).join("current").join("link")
+}
+
+pub fn tag_index_link(name: &RepositoryName, tag: &Tag, d: &Digest) -> PathBuf {
+    tag_dir(name, tag)
+        .join("index")
+        .join(d.algorithm().as_str())
+        .join(d.hex())
+        .join("link")
+}
+
+pub fn upload_dir(name: &RepositoryName, id: &UploadId) -> PathBuf {
+    repository(name).join("_uploads").join(id.as_str())
+}
+
+pub fn upload_data(name: &RepositoryName, id: &UploadId) -> PathBuf {
+    upload_dir(name, id).join("data")
+}
+
+pub fn upload_started_at(name: &RepositoryName, id: &UploadId) -> PathBuf {
+    upload_dir(name, id).join("startedat")
+}
+
+pub fn referrers_dir(name: &RepositoryName, subject: &Digest) -> PathBuf {
+    repository(name)
+        .join("_referrers")
+        .join(subject.algorithm().as_str())
+        .join(subject.hex())
+}
+
+pub fn referrer_link(name: &RepositoryName, subject: &Digest, referrer: &Digest) -> PathBuf {
+    referrers_dir(name, subject)
+        .join(referrer.algorithm().as_str())
+        .join(referrer.hex())
+        .join("link")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d() -> Digest {
+        format!("sha256:ab{}", "c".repeat(62)).parse().expect("digest")
+    }
+
+    #[test]
+    fn paths_match_distribution() {
+        let n: RepositoryName = "library/alpine".parse().expect("name");
+        let hex = format!("ab{}", "c".repeat(62));
+        assert_eq!(
+            blob_data(&d()),
+            PathBuf::from(format!("docker/registry/v2/blobs/sha256/ab/{hex}/data"))
+        );
+        assert_eq!(
+            layer_link(&n, &d()),
+            PathBuf::from(format!(
+                "docker/registry/v2/repositories/library/alpine/_layers/sha256/{hex}/link"
+            ))
+        );
+        assert_eq!(
+            revision_link(&n, &d()),
+            PathBuf::from(format!(
+                "docker/registry/v2/repositories/library/alpine/_manifests/revisions/sha256/{hex}/link"
+            ))
+        );
+        let t: Tag = "latest".parse().expect("tag");
+        assert_eq!(
+            tag_current_link(&n, &t),
+            PathBuf::from(
+                "docker/registry/v2/repositories/library/alpine/_manifests/tags/latest/current/link"
+            )
+        );
+        assert_eq!(
+            tag_index_link(&n, &t, &d()),
+            PathBuf::from(format!(
+                "docker/registry/v2/repositories/library/alpine/_manifests/tags/latest/index/sha256/{hex}/link"
+            ))
+        );
+    }
+}

@@ -1,0 +1,604 @@
+//! The registry's storage: blobs, uploads, manifests, tags and referrers in distribution's
+//! on-disk layout ([`layout`]), through the filesystem driver ([`fs`]).
+//!
+//! This layer knows nothing of HTTP. It hashes each upload in one pass while the bytes
+//! arrive, on a blocking thread, and commits it with a rename after the digest matches; a
+//! blob that failed verification is never visible. Upload state lives on disk (the bytes
+//! received so far), with the running hash cached in memory: a second process, or this one
+//! after a restart, rebuilds the hash from the file.
+
+pub mod fs;
+pub mod layout;
+
+use crate::oci::{Algorithm, Digest, Reference, RepositoryName, Tag, UploadId};
+use bytes::Bytes;
+use sha2::Digest as _;
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+use tokio::sync::mpsc;
+
+pub use fs::FsDriver;
+
+/// What can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("upload is at offset {actual}, not {expected}")]
+    UploadOffset { expected: u64, actual: u64 },
+    #[error("upload unknown")]
+    UploadUnknown,
+    #[error("upload is in use by another request")]
+    UploadBusy,
+    #[error("digest mismatch: expected {expected}, content hashes to {actual}")]
+    DigestMismatch { expected: Digest, actual: Digest },
+    #[error("{path}: corrupt link: {why}")]
+    Corrupt { path: PathBuf, why: String },
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn io(path: &Path, source: io::Error) -> Self {
+        Error::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+/// Bytes of a blob on their way out, read ahead on a blocking thread.
+pub type BlobStream = mpsc::Receiver<io::Result<Bytes>>;
+
+/// The store. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    driver: FsDriver,
+    hashes: Arc<Mutex<HashMap<UploadKey, (u64, sha2::Sha256)>>>,
+}
+
+type UploadKey = (RepositoryName, UploadId);
+
+/// Chunks buffered between the connection and the hashing/writing thread.
+const WRITE_QUEUE: usize = 16;
+
+impl Store {
+    pub fn open(root: &Path) -> Result<Self, Error> {
+        Ok(Self {
+            driver: FsDriver::open(root)?,
+            hashes: Arc::default(),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        self.driver.root()
+    }
+
+    // ---- blobs ----
+
+    /// Size of a blob if it is linked into `repo` (as a layer, config or manifest) and its
+    /// bytes are present.
+    pub async fn blob_size(&self, repo: &RepositoryName, d: &Digest) -> Result<Option<u64>, Error> {
+        let linked = self.read_link(&layout::layer_link(repo, d)).await?.as_ref() == Some(d)
+            || self.read_link(&layout::revision_link(repo, d)).await?.as_ref() == Some(d);
+        if !linked {
+            return Ok(None);
+        }
+        self.blob_size_global(d).await
+    }
+
+    /// Size of a blob in the shared blob store, whichever repository it came from.
+    pub async fn blob_size_global(&self, d: &Digest) -> Result<Option<u64>, Error> {
+        Ok(self
+            .driver
+            .stat(&layout::blob_data(d))
+            .await?
+            .filter(|m| !m.is_dir)
+            .map(|m| m.size))
+    }
+
+    /// Streams `len` bytes of a blob from `offset`.
+    pub async fn blob_read(&self, d: &Digest, offset: u64, len: u64) -> Result<Option<BlobStream>, Error> {
+        self.driver.read_stream(&layout::blob_data(d), offset, len).await
+    }
+
+    /// Links an existing blob into `repo` (a mount, or the end of an upload).
+    pub async fn blob_link(&self, repo: &RepositoryName, d: &Digest) -> Result<(), Error> {
+        self.write_link(&layout::layer_link(repo, d), d).await
+    }
+
+    /// Unlinks a blob from `repo`; `false` when it was not linked. The bytes stay in the
+    /// shared blob store until garbage collection.
+    pub async fn blob_unlink(&self, repo: &RepositoryName, d: &Digest) -> Result<bool, Error> {
+        let link = layout::layer_link(repo, d);
+        match link.parent() {
+            Some(dir) if self.driver.stat(&link).await?.is_some() => self.driver.remove_dir_all(dir).await,
+            _ => Ok(false),
+        }
+    }
+
+    // ---- uploads ----
+
+    /// Starts an upload session in `repo`.
+    pub async fn upload_start(&self, repo: &RepositoryName) -> Result<UploadId, Error> {
+        let id = UploadId::new();
+        let started = Bytes::from(rfc3339(SystemTime::now()));
+        self.driver
+            .create_upload(&layout::upload_data(repo, &id), &layout::upload_started_at(repo, &id), started)
+            .await?;
+        Ok(id)
+    }
+
+    /// Bytes received so far, or `UploadUnknown`.
+    pub async fn upload_size(&self, repo: &RepositoryName, id: &UploadId) -> Result<u64, Error> {
+        match self.driver.stat(&layout::upload_data(repo, id)).await? {
+            Some(m) if !m.is_dir => Ok(m.size),
+            _ => Err(Error::UploadUnknown),
+        }
+    }
+
+    /// Opens the upload for appending at `offset` (which must be its current size).
+    pub async fn upload_writer(&self, repo: &RepositoryName, id: &UploadId, offset: u64) -> Result<UploadWriter, Error> {
+        let data = layout::upload_data(repo, id);
+        let mut file = match self.driver.append_at(&data, offset).await {
+            Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                return Err(Error::UploadUnknown)
+            }
+            r => r?,
+        };
+        let key = (repo.clone(), id.clone());
+        let cached = self.take_hash(&key, offset);
+        let driver = self.driver.clone();
+        let (tx, mut rx) = mpsc::channel::<Bytes>(WRITE_QUEUE);
+        let worker = tokio::task::spawn_blocking(move || {
+            let mut hasher = match cached {
+                Some(h) => h,
+                None => hash_file_prefix(&driver, &data, offset)?,
+            };
+            let mut result = Ok(());
+            while let Some(chunk) = rx.blocking_recv() {
+                hasher.update(&chunk);
+                if let Err(e) = file.write_all(&chunk) {
+                    result = Err(e);
+                    break;
+                }
+            }
+            Ok((file, hasher, result))
+        });
+        Ok(UploadWriter {
+            tx: Some(tx),
+            worker,
+            key,
+            offset,
+            hashes: self.hashes.clone(),
+        })
+    }
+
+    /// Verifies the upload against `expected` and makes it the blob: a rename, after which
+    /// the blob is linked into `repo` and the session is gone. On a mismatch the session is
+    /// removed and nothing becomes visible.
+    pub async fn upload_commit(&self, repo: &RepositoryName, id: &UploadId, expected: &Digest) -> Result<u64, Error> {
+        let data = layout::upload_data(repo, id);
+        let size = self.upload_size(repo, id).await?;
+        let key = (repo.clone(), id.clone());
+        let cached = match expected.algorithm() {
+            Algorithm::Sha256 => self.take_hash(&key, size),
+            Algorithm::Sha512 => None,
+        };
+        let actual = match cached {
+            Some(h) => Digest::from_hash(Algorithm::Sha256, &h.finalize()),
+            None => {
+                let driver = self.driver.clone();
+                let data = data.clone();
+                let alg = expected.algorithm();
+                tokio::task::spawn_blocking(move || hash_file(&driver, &data, alg))
+                    .await
+                    .map_err(|e| Error::Internal(e.to_string()))??
+            }
+        };
+        if &actual != expected {
+            self.upload_cancel(repo, id).await?;
+            return Err(Error::DigestMismatch {
+                expected: expected.clone(),
+                actual,
+            });
+        }
+        self.driver.commit(&data, &layout::blob_data(expected)).await?;
+        self.blob_link(repo, expected).await?;
+        self.driver.remove_dir_all(&layout::upload_dir(repo, id)).await?;
+        Ok(size)
+    }
+
+    /// Cancels an upload session; `false` when there was none.
+    pub async fn upload_cancel(&self, repo: &RepositoryName, id: &UploadId) -> Result<bool, Error> {
+        self.forget_hash(&(repo.clone(), id.clone()));
+        self.driver.remove_dir_all(&layout::upload_dir(repo, id)).await
+    }
+
+    /// Stores a small blob given whole (a manifest), durably; then it is linked as a
+    /// manifest revision of `repo` by [`Store::manifest_link`].
+    pub async fn blob_put_small(&self, d: &Digest, bytes: Bytes) -> Result<(), Error> {
+        let path = layout::blob_data(d);
+        if self.driver.stat(&path).await?.is_some_and(|m| m.size == bytes.len() as u64) {
+            return Ok(());
+        }
+        self.driver.write_atomic(&path, bytes).await
+    }
+
+    /// Reads a small blob whole (manifests only: they are bounded by the manifest limit).
+    pub async fn blob_read_small(&self, d: &Digest) -> Result<Option<Bytes>, Error> {
+        Ok(self.driver.read(&layout::blob_data(d)).await?.map(Bytes::from))
+    }
+
+    // ---- manifests and tags ----
+
+    pub async fn manifest_link(&self, repo: &RepositoryName, d: &Digest) -> Result<(), Error> {
+        self.write_link(&layout::revision_link(repo, d), d).await
+    }
+
+    /// Whether `d` is a manifest revision of `repo`.
+    pub async fn manifest_exists(&self, repo: &RepositoryName, d: &Digest) -> Result<bool, Error> {
+        Ok(self.read_link(&layout::revision_link(repo, d)).await?.as_ref() == Some(d))
+    }
+
+    /// The digest a reference names in `repo`, if that manifest is present.
+    pub async fn manifest_resolve(&self, repo: &RepositoryName, r: &Reference) -> Result<Option<Digest>, Error> {
+        let d = match r {
+            Reference::Tag(t) => match self.read_link(&layout::tag_current_link(repo, t)).await? {
+                Some(d) => d,
+                None => return Ok(None),
+            },
+            Reference::Digest(d) => d.clone(),
+        };
+        Ok(self.manifest_exists(repo, &d).await?.then_some(d))
+    }
+
+    /// Points `tag` at `d`, keeping the tag's history in its index.
+    pub async fn tag_set(&self, repo: &RepositoryName, tag: &Tag, d: &Digest) -> Result<(), Error> {
+        self.write_link(&layout::tag_index_link(repo, tag, d), d).await?;
+        self.write_link(&layout::tag_current_link(repo, tag), d).await
+    }
+
+    /// Removes a tag; `false` when it did not exist.
+    pub async fn tag_delete(&self, repo: &RepositoryName, tag: &Tag) -> Result<bool, Error> {
+        if self.read_link(&layout::tag_current_link(repo, tag)).await?.is_none() {
+            return Ok(false);
+        }
+        self.driver.remove_dir_all(&layout::tag_dir(repo, tag)).await
+    }
+
+    /// Removes a manifest revision and every tag that points at it; `false` when it was
+    /// not there.
+    pub async fn manifest_delete(&self, repo: &RepositoryName, d: &Digest) -> Result<bool, Error> {
+        if !self.manifest_exists(repo, d).await? {
+            return Ok(false);
+        }
+        for t in self.tags(repo).await?.unwrap_or_default() {
+            if self.read_link(&layout::tag_current_link(repo, &t)).await?.as_ref() == Some(d) {
+                self.driver.remove_dir_all(&layout::tag_dir(repo, &t)).await?;
+            }
+        }
+        self.driver.remove_dir_all(&layout::revision_dir(repo, d)).await
+    }
+
+    /// Tags of `repo`, sorted; `None` when the repository does not exist.
+    pub async fn tags(&self, repo: &RepositoryName) -> Result<Option<Vec<Tag>>, Error> {
+        if self.driver.stat(&layout::repository(repo)).await?.is_none() {
+            return Ok(None);
+        }
+        let mut tags = Vec::new();
+        for name in self.driver.list_dirs(&layout::tags_dir(repo)).await? {
+            if let Ok(t) = name.parse::<Tag>() {
+                if self.driver.stat(&layout::tag_current_link(repo, &t)).await?.is_some() {
+                    tags.push(t);
+                }
+            }
+        }
+        Ok(Some(tags))
+    }
+
+    /// Every repository that has manifests, sorted, as distribution's catalog lists them.
+    pub async fn repositories(&self) -> Result<Vec<RepositoryName>, Error> {
+        let mut names: Vec<RepositoryName> = self
+            .driver
+            .find_dirs_with(&layout::repositories(), "_manifests")
+            .await?
+            .into_iter()
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    // ---- referrers ----
+
+    /// Records that manifest `referrer` in `repo` names `subject`.
+    pub async fn referrer_add(&self, repo: &RepositoryName, subject: &Digest, referrer: &Digest) -> Result<(), Error> {
+        self.write_link(&layout::referrer_link(repo, subject, referrer), referrer).await
+    }
+
+    pub async fn referrer_remove(&self, repo: &RepositoryName, subject: &Digest, referrer: &Digest) -> Result<(), Error> {
+        let link = layout::referrer_link(repo, subject, referrer);
+        if let Some(dir) = link.parent() {
+            self.driver.remove_dir_all(dir).await?;
+        }
+        Ok(())
+    }
+
+    /// Manifests in `repo` recorded as referring to `subject` that are still present.
+    pub async fn referrers(&self, repo: &RepositoryName, subject: &Digest) -> Result<Vec<Digest>, Error> {
+        let dir = layout::referrers_dir(repo, subject);
+        let mut out = Vec::new();
+        for alg in self.driver.list_dirs(&dir).await? {
+            for hex in self.driver.list_dirs(&dir.join(&alg)).await? {
+                let Ok(d) = format!("{alg}:{hex}").parse::<Digest>() else {
+                    continue;
+                };
+                if self.manifest_exists(repo, &d).await? {
+                    out.push(d);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    // ---- links ----
+
+    async fn read_link(&self, path: &Path) -> Result<Option<Digest>, Error> {
+        let Some(bytes) = self.driver.read(path).await? else {
+            return Ok(None);
+        };
+        let text = std::str::from_utf8(&bytes).map_err(|_| Error::Corrupt {
+            path: path.to_owned(),
+            why: "not UTF-8".into(),
+        })?;
+        text.trim()
+            .parse()
+            .map(Some)
+            .map_err(|e: crate::oci::ParseError| Error::Corrupt {
+                path: path.to_owned(),
+                why: e.to_string(),
+            })
+    }
+
+    async fn write_link(&self, path: &Path, d: &Digest) -> Result<(), Error> {
+        if self.read_link(path).await.ok().flatten().as_ref() == Some(d) {
+            return Ok(());
+        }
+        self.driver.write_atomic(path, Bytes::from(d.to_string())).await
+    }
+
+    // ---- the running-hash cache ----
+
+    fn take_hash(&self, key: &UploadKey, offset: u64) -> Option<sha2::Sha256> {
+        let mut map = self.hashes.lock().unwrap_or_else(|p| p.into_inner());
+        match map.remove(key) {
+            Some((o, h)) if o == offset => Some(h),
+            _ => None,
+        }
+    }
+
+    fn forget_hash(&self, key: &UploadKey) {
+        self.hashes.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+    }
+}
+
+/// Appends a request body to an upload: chunks go to a blocking thread that hashes and
+/// writes them, so hashing overlaps with receiving.
+pub struct UploadWriter {
+    tx: Option<mpsc::Sender<Bytes>>,
+    worker: tokio::task::JoinHandle<Result<(fs::AppendFile, sha2::Sha256, Result<(), Error>), Error>>,
+    key: UploadKey,
+    offset: u64,
+    hashes: Arc<Mutex<HashMap<UploadKey, (u64, sha2::Sha256)>>>,
+}
+
+impl UploadWriter {
+    pub async fn write(&mut self, chunk: Bytes) -> Result<(), Error> {
+        let sent = match &self.tx {
+            Some(tx) => tx.send(chunk).await.is_ok(),
+            None => false,
+        };
+        if sent {
+            Ok(())
+        } else {
+            // The worker stopped early: its error is reported by finish/abort.
+            self.tx = None;
+            Err(Error::Internal("upload writer stopped".into()))
+        }
+    }
+
+    /// Finishes the request's part of the upload; returns the upload's new size.
+    pub async fn finish(mut self) -> Result<u64, Error> {
+        self.tx = None;
+        let (file, hasher, result) = self.join().await?;
+        if let Err(e) = result {
+            file.rollback()?;
+            return Err(e);
+        }
+        let size = self.offset + file.written();
+        self.hashes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(self.key.clone(), (size, hasher));
+        Ok(size)
+    }
+
+    /// Drops everything this request appended (a failed or short body).
+    pub async fn abort(mut self) -> Result<(), Error> {
+        self.tx = None;
+        let (file, _, _) = self.join().await?;
+        file.rollback()
+    }
+
+    async fn join(&mut self) -> Result<(fs::AppendFile, sha2::Sha256, Result<(), Error>), Error> {
+        (&mut self.worker)
+            .await
+            .map_err(|e| Error::Internal(format!("upload worker failed: {e}")))?
+    }
+}
+
+/// SHA-256 state after the first `len` bytes of an upload file (rebuilding a hash that is
+/// not cached: another process received those bytes, or this one restarted).
+fn hash_file_prefix(driver: &FsDriver, rel: &Path, len: u64) -> Result<sha2::Sha256, Error> {
+    let mut h = sha2::Sha256::new();
+    if len > 0 {
+        let f = driver.open_sync(rel)?;
+        let mut r = io::BufReader::with_capacity(1 << 20, f.take(len));
+        io::copy(&mut r, &mut h).map_err(|e| Error::io(rel, e))?;
+    }
+    Ok(h)
+}
+
+fn hash_file(driver: &FsDriver, rel: &Path, alg: Algorithm) -> Result<Digest, Error> {
+    let f = driver.open_sync(rel)?;
+    let mut r = io::BufReader::with_capacity(1 << 20, f);
+    let hash = match alg {
+        Algorithm::Sha256 => {
+            let mut h = sha2::Sha256::new();
+            io::copy(&mut r, &mut h).map_err(|e| Error::io(rel, e))?;
+            h.finalize().to_vec()
+        }
+        Algorithm::Sha512 => {
+            let mut h = sha2::Sha512::new();
+            io::copy(&mut r, &mut h).map_err(|e| Error::io(rel, e))?;
+            h.finalize().to_vec()
+        }
+    };
+    Ok(Digest::from_hash(alg, &hash))
+}
+
+/// RFC 3339 UTC timestamp, as distribution writes `startedat`.
+pub fn rfc3339(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days(days as i64);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to a calendar date (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo() -> RepositoryName {
+        "team/app".parse().expect("name")
+    }
+
+    async fn push(store: &Store, chunks: &[&[u8]]) -> (UploadId, u64) {
+        let id = store.upload_start(&repo()).await.expect("start");
+        let mut off = 0;
+        for c in chunks {
+            let mut w = store.upload_writer(&repo(), &id, off).await.expect("writer");
+            w.write(Bytes::copy_from_slice(c)).await.expect("write");
+            off = w.finish().await.expect("finish");
+        }
+        (id, off)
+    }
+
+    #[tokio::test]
+    async fn chunked_upload_commits_and_links() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let (id, size) = push(&store, &[b"hello ", b"world"]).await;
+        assert_eq!(size, 11);
+        let d = Digest::of(Algorithm::Sha256, b"hello world");
+        assert_eq!(store.upload_commit(&repo(), &id, &d).await.expect("commit"), 11);
+        assert_eq!(store.blob_size(&repo(), &d).await.expect("size"), Some(11));
+        let other: RepositoryName = "other".parse().expect("name");
+        assert_eq!(store.blob_size(&other, &d).await.expect("size"), None);
+        assert!(matches!(store.upload_size(&repo(), &id).await, Err(Error::UploadUnknown)));
+        let link = std::fs::read_to_string(dir.path().join(layout::layer_link(&repo(), &d))).expect("link");
+        assert_eq!(link, d.to_string(), "link files hold the digest with no newline");
+    }
+
+    #[tokio::test]
+    async fn rehashes_when_the_cache_is_cold() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let (id, _) = push(&store, &[b"abc"]).await;
+        // A second store on the same root (another process) continues the upload.
+        let other = Store::open(dir.path()).expect("open");
+        let mut w = other.upload_writer(&repo(), &id, 3).await.expect("writer");
+        w.write(Bytes::from_static(b"def")).await.expect("write");
+        w.finish().await.expect("finish");
+        let d = Digest::of(Algorithm::Sha256, b"abcdef");
+        other.upload_commit(&repo(), &id, &d).await.expect("commit");
+        assert_eq!(store.blob_size(&repo(), &d).await.expect("size"), Some(6));
+    }
+
+    #[tokio::test]
+    async fn mismatch_leaves_nothing_visible() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let (id, _) = push(&store, &[b"abc"]).await;
+        let wrong = Digest::of(Algorithm::Sha256, b"xyz");
+        assert!(matches!(
+            store.upload_commit(&repo(), &id, &wrong).await,
+            Err(Error::DigestMismatch { .. })
+        ));
+        assert_eq!(store.blob_size_global(&wrong).await.expect("stat"), None);
+        let right = Digest::of(Algorithm::Sha256, b"abc");
+        assert_eq!(store.blob_size_global(&right).await.expect("stat"), None);
+    }
+
+    #[tokio::test]
+    async fn sha512_uploads_are_verified() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let (id, _) = push(&store, &[b"abc"]).await;
+        let d = Digest::of(Algorithm::Sha512, b"abc");
+        store.upload_commit(&repo(), &id, &d).await.expect("commit");
+        assert_eq!(store.blob_size(&repo(), &d).await.expect("size"), Some(3));
+    }
+
+    #[tokio::test]
+    async fn tags_and_manifest_delete() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let body = Bytes::from_static(b"{}");
+        let d = Digest::of(Algorithm::Sha256, &body);
+        store.blob_put_small(&d, body).await.expect("put");
+        store.manifest_link(&repo(), &d).await.expect("link");
+        for t in ["b", "a"] {
+            store.tag_set(&repo(), &t.parse().expect("tag"), &d).await.expect("tag");
+        }
+        let tags: Vec<String> = store.tags(&repo()).await.expect("tags").unwrap_or_default().iter().map(|t| t.to_string()).collect();
+        assert_eq!(tags, ["a", "b"]);
+        assert_eq!(store.repositories().await.expect("repos"), vec![repo()]);
+        assert!(store.manifest_delete(&repo(), &d).await.expect("delete"));
+        assert_eq!(store.tags(&repo()).await.expect("tags").map(|t| t.len()), Some(0));
+        assert!(!store.manifest_delete(&repo(), &d).await.expect("delete"));
+    }
+
+    #[test]
+    fn rfc3339_formats_utc() {
+        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        assert_eq!(rfc3339(t), "2023-11-14T22:13:20Z");
+    }
+}
