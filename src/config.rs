@@ -133,13 +133,20 @@ pub enum LogFormat {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{path}: cannot read: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("environment variable {var}: {message}")]
     Env { var: String, message: String },
     #[error("{origin}: key `{key}`: {message}")]
-    Invalid { origin: String, key: String, message: String },
+    Invalid {
+        origin: String,
+        key: String,
+        message: String,
+    },
 }
 
 impl Config {
@@ -162,12 +169,12 @@ impl Config {
         };
         let mut table = table;
         let overridden = apply_env(&mut table, env)?;
-        let cfg: Config = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| {
-            ConfigError::Env {
+        let cfg: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Env {
                 var: overridden.join(", "),
                 message: e.message().to_owned(),
-            }
-        })?;
+            })?;
         cfg.validate(&origin)?;
         Ok(cfg)
     }
@@ -180,20 +187,34 @@ impl Config {
             message,
         };
         if self.http.listen.is_empty() {
-            return Err(invalid("http.listen", "at least one address is needed, e.g. [\"127.0.0.1:5000\"]".into()));
+            return Err(invalid(
+                "http.listen",
+                "at least one address is needed, e.g. [\"127.0.0.1:5000\"]".into(),
+            ));
         }
         if self.limits.page_max == 0 {
             return Err(invalid("limits.page_max", "must be at least 1".into()));
         }
         if self.limits.manifest_max.0 == 0 {
-            return Err(invalid("limits.manifest_max", "must be more than 0, e.g. \"4MiB\"".into()));
+            return Err(invalid(
+                "limits.manifest_max",
+                "must be more than 0, e.g. \"4MiB\"".into(),
+            ));
         }
         for (key, list) in [
-            ("manifests.foreign_urls_allow", &self.manifests.foreign_urls_allow),
-            ("manifests.foreign_urls_deny", &self.manifests.foreign_urls_deny),
+            (
+                "manifests.foreign_urls_allow",
+                &self.manifests.foreign_urls_allow,
+            ),
+            (
+                "manifests.foreign_urls_deny",
+                &self.manifests.foreign_urls_deny,
+            ),
         ] {
             for re in list {
-                regex::Regex::new(re).map_err(|e| invalid(key, format!("{re:?} is not a regular expression: {e}")))?;
+                regex::Regex::new(re).map_err(|e| {
+                    invalid(key, format!("{re:?} is not a regular expression: {e}"))
+                })?;
             }
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
@@ -216,13 +237,22 @@ fn to_table(cfg: &Config) -> toml::Table {
 
 /// Applies the distribution variables, then `BERTH__SECTION__KEY`; returns the names of
 /// the variables used.
-fn apply_env(table: &mut toml::Table, env: &[(String, String)]) -> Result<Vec<String>, ConfigError> {
+fn apply_env(
+    table: &mut toml::Table,
+    env: &[(String, String)],
+) -> Result<Vec<String>, ConfigError> {
     let mut used = Vec::new();
     for (var, raw) in env {
         let (section, key, value) = match var.as_str() {
             "REGISTRY_HTTP_ADDR" => ("http", "listen", distribution_addr(var, raw)?),
-            "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY" => ("storage", "root", toml::Value::String(raw.clone())),
-            "REGISTRY_STORAGE_DELETE_ENABLED" => ("storage", "delete_enabled", toml::Value::Boolean(parse_bool(var, raw)?)),
+            "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY" => {
+                ("storage", "root", toml::Value::String(raw.clone()))
+            }
+            "REGISTRY_STORAGE_DELETE_ENABLED" => (
+                "storage",
+                "delete_enabled",
+                toml::Value::Boolean(parse_bool(var, raw)?),
+            ),
             _ => continue,
         };
         set(table, section, key, value);
@@ -284,7 +314,9 @@ fn distribution_addr(var: &str, raw: &str) -> Result<toml::Value, ConfigError> {
         var: var.to_owned(),
         message: format!("{raw:?} is not an address like 0.0.0.0:5000 or :5000"),
     })?;
-    Ok(toml::Value::Array(vec![toml::Value::String(addr.to_string())]))
+    Ok(toml::Value::Array(vec![toml::Value::String(
+        addr.to_string(),
+    )]))
 }
 
 fn parse_bool(var: &str, raw: &str) -> Result<bool, ConfigError> {
@@ -309,7 +341,9 @@ impl FromStr for Size {
         let s = s.trim();
         let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
         let (num, unit) = s.split_at(split);
-        let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a size like \"4MiB\""))?;
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("{s:?} is not a size like \"4MiB\""))?;
         let mult: u64 = match unit.trim() {
             "" | "B" => 1,
             "KiB" => 1 << 10,
@@ -320,7 +354,11 @@ impl FromStr for Size {
             "MB" => 1_000_000,
             "GB" => 1_000_000_000,
             "TB" => 1_000_000_000_000,
-            u => return Err(format!("unknown size unit {u:?} (use B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)")),
+            u => {
+                return Err(format!(
+                    "unknown size unit {u:?} (use B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)"
+                ))
+            }
         };
         n.checked_mul(mult)
             .map(Size)
@@ -330,8 +368,13 @@ impl FromStr for Size {
 
 impl fmt::Display for Size {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (unit, m) in [("TiB", 1u64 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
-            if self.0 >= m && self.0 % m == 0 {
+        for (unit, m) in [
+            ("TiB", 1u64 << 40),
+            ("GiB", 1 << 30),
+            ("MiB", 1 << 20),
+            ("KiB", 1 << 10),
+        ] {
+            if self.0 >= m && self.0.is_multiple_of(m) {
                 return write!(f, "{}{unit}", self.0 / m);
             }
         }
@@ -377,14 +420,20 @@ impl FromStr for Duration {
         let s = s.trim();
         let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
         let (num, unit) = s.split_at(split);
-        let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a duration like \"30s\""))?;
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("{s:?} is not a duration like \"30s\""))?;
         let d = match unit {
             "ms" => StdDuration::from_millis(n),
             "s" => StdDuration::from_secs(n),
             "m" => StdDuration::from_secs(n.saturating_mul(60)),
             "h" => StdDuration::from_secs(n.saturating_mul(3600)),
             "d" => StdDuration::from_secs(n.saturating_mul(86_400)),
-            u => return Err(format!("unknown duration unit {u:?} in {s:?} (use ms, s, m, h, d)")),
+            u => {
+                return Err(format!(
+                    "unknown duration unit {u:?} in {s:?} (use ms, s, m, h, d)"
+                ))
+            }
         };
         Ok(Duration(d))
     }
@@ -393,12 +442,12 @@ impl FromStr for Duration {
 impl fmt::Display for Duration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.0.as_millis();
-        if ms % 1000 != 0 {
+        if !ms.is_multiple_of(1000) {
             return write!(f, "{ms}ms");
         }
         let s = self.0.as_secs();
         for (unit, m) in [("d", 86_400), ("h", 3600), ("m", 60)] {
-            if s >= m && s % m == 0 {
+            if s >= m && s.is_multiple_of(m) {
                 return write!(f, "{}{unit}", s / m);
             }
         }
@@ -414,7 +463,9 @@ impl Serialize for Duration {
 
 impl<'de> Deserialize<'de> for Duration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -423,7 +474,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -438,7 +492,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = dir.path().join("a.toml");
         std::fs::write(&p, "[storage]\nroot = \"/x\"\ndelete_enabeld = true\n").expect("write");
-        let e = Config::load(Some(&p), &[]).expect_err("typo refused").to_string();
+        let e = Config::load(Some(&p), &[])
+            .expect_err("typo refused")
+            .to_string();
         assert!(e.contains("line 3"), "{e}");
         assert!(e.contains("delete_enabeld"), "{e}");
         assert!(e.contains("a.toml"), "{e}");
@@ -452,7 +508,10 @@ mod tests {
         assert!("4 parsecs".parse::<Size>().is_err());
         assert_eq!(Size(4 << 20).to_string(), "4MiB");
         assert_eq!("30s".parse::<Duration>(), Ok(Duration::secs(30)));
-        assert_eq!("250ms".parse::<Duration>().map(|d| d.0.as_millis()), Ok(250));
+        assert_eq!(
+            "250ms".parse::<Duration>().map(|d| d.0.as_millis()),
+            Ok(250)
+        );
         assert_eq!(Duration::secs(3600).to_string(), "1h");
         assert!("30".parse::<Duration>().is_err());
     }
@@ -463,21 +522,30 @@ mod tests {
             None,
             &env(&[
                 ("REGISTRY_HTTP_ADDR", ":5001"),
-                ("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", "/var/lib/registry"),
+                (
+                    "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY",
+                    "/var/lib/registry",
+                ),
                 ("REGISTRY_STORAGE_DELETE_ENABLED", "false"),
                 ("BERTH__LIMITS__MANIFEST_MAX", "8MiB"),
                 ("UNRELATED", "x"),
             ]),
         )
         .expect("loads");
-        assert_eq!(cfg.http.listen, vec!["0.0.0.0:5001".parse::<SocketAddr>().expect("addr")]);
+        assert_eq!(
+            cfg.http.listen,
+            vec!["0.0.0.0:5001".parse::<SocketAddr>().expect("addr")]
+        );
         assert_eq!(cfg.storage.root, PathBuf::from("/var/lib/registry"));
         assert!(!cfg.storage.delete_enabled);
         assert_eq!(cfg.limits.manifest_max, Size(8 << 20));
         // BERTH__ wins over the distribution variable.
         let cfg = Config::load(
             None,
-            &env(&[("BERTH__STORAGE__ROOT", "/a"), ("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", "/b")]),
+            &env(&[
+                ("BERTH__STORAGE__ROOT", "/a"),
+                ("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", "/b"),
+            ]),
         )
         .expect("loads");
         assert_eq!(cfg.storage.root, PathBuf::from("/a"));
@@ -487,9 +555,11 @@ mod tests {
     fn bad_environment_names_the_variable() {
         let e = Config::load(None, &env(&[("BERTH__STORAGE__ROOOT", "/a")])).expect_err("refused");
         assert!(e.to_string().contains("BERTH__STORAGE__ROOOT"), "{e}");
-        let e = Config::load(None, &env(&[("REGISTRY_HTTP_ADDR", "nonsense")])).expect_err("refused");
+        let e =
+            Config::load(None, &env(&[("REGISTRY_HTTP_ADDR", "nonsense")])).expect_err("refused");
         assert!(e.to_string().contains("REGISTRY_HTTP_ADDR"), "{e}");
-        let e = Config::load(None, &env(&[("BERTH__LIMITS__MANIFEST_MAX", "4 parsecs")])).expect_err("refused");
+        let e = Config::load(None, &env(&[("BERTH__LIMITS__MANIFEST_MAX", "4 parsecs")]))
+            .expect_err("refused");
         assert!(e.to_string().contains("BERTH__LIMITS__MANIFEST_MAX"), "{e}");
     }
 

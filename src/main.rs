@@ -11,7 +11,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 #[derive(Parser)]
-#[command(name = "berth", version, about = "A container-image registry appliance: TLS front door and OCI registry in one binary")]
+#[command(
+    name = "berth",
+    version,
+    about = "A container-image registry appliance: TLS front door and OCI registry in one binary"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -54,7 +58,9 @@ fn main() -> ExitCode {
             command: ConfigCommand::Check { file },
         } => match load(file.as_deref()) {
             Ok(_) => {
-                let what = file.map(|f| f.display().to_string()).unwrap_or_else(|| "built-in defaults".into());
+                let what = file
+                    .map(|f| f.display().to_string())
+                    .unwrap_or_else(|| "built-in defaults".into());
                 println!("{what}: ok");
                 ExitCode::SUCCESS
             }
@@ -110,7 +116,8 @@ fn serve(path: Option<PathBuf>) -> ExitCode {
 
 fn init_logging(cfg: &Config) {
     let filter = std::env::var("BERTH_LOG").unwrap_or_else(|_| cfg.log.level.clone());
-    let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())

@@ -389,7 +389,9 @@ mod tests {
         let d: Digest = format!("sha256:{h}").parse().expect("valid digest");
         assert_eq!(d.hex(), h);
         assert_eq!(d.to_string(), format!("sha256:{h}"));
-        assert!(format!("sha512:{}", "0".repeat(128)).parse::<Digest>().is_ok());
+        assert!(format!("sha512:{}", "0".repeat(128))
+            .parse::<Digest>()
+            .is_ok());
         for bad in [
             format!("sha256:{}", "a".repeat(63)),
             format!("sha256:{}", "A".repeat(64)),

@@ -95,7 +95,9 @@ impl Endpoint {
             return Ok(Endpoint::Upload(name_of(name)?, id));
         }
         if let Some(name) = prefix.strip_suffix("/blobs") {
-            let d = last.parse().map_err(|e: crate::oci::ParseError| ApiError::digest_invalid(e.to_string()))?;
+            let d = last
+                .parse()
+                .map_err(|e: crate::oci::ParseError| ApiError::digest_invalid(e.to_string()))?;
             return Ok(Endpoint::Blob(name_of(name)?, d));
         }
         if let Some(name) = prefix.strip_suffix("/manifests") {
@@ -107,7 +109,9 @@ impl Endpoint {
             return Ok(Endpoint::Manifest(name, r));
         }
         if let Some(name) = prefix.strip_suffix("/referrers") {
-            let d = last.parse().map_err(|e: crate::oci::ParseError| ApiError::digest_invalid(e.to_string()))?;
+            let d = last
+                .parse()
+                .map_err(|e: crate::oci::ParseError| ApiError::digest_invalid(e.to_string()))?;
             return Ok(Endpoint::Referrers(name_of(name)?, d));
         }
         Err(not_found())
@@ -178,17 +182,43 @@ mod tests {
         assert_eq!(ok("/v2"), Endpoint::Base);
         assert_eq!(ok("/v2/_catalog"), Endpoint::Catalog);
         assert!(matches!(ok("/v2/a/b/tags/list"), Endpoint::Tags(n) if n.as_str() == "a/b"));
-        assert!(matches!(ok("/v2/a/manifests/latest"), Endpoint::Manifest(..)));
-        assert!(matches!(ok(&format!("/v2/a/manifests/{}", d())), Endpoint::Manifest(_, Reference::Digest(_))));
-        assert!(matches!(ok(&format!("/v2/a/blobs/{}", d())), Endpoint::Blob(..)));
-        assert!(matches!(ok(&format!("/v2/a/blobs/{}", d().replace(':', "%3A"))), Endpoint::Blob(..)));
-        assert!(matches!(ok("/v2/a/blobs/uploads/"), Endpoint::UploadStart(_)));
-        assert!(matches!(ok("/v2/a/blobs/uploads"), Endpoint::UploadStart(_)));
+        assert!(matches!(
+            ok("/v2/a/manifests/latest"),
+            Endpoint::Manifest(..)
+        ));
+        assert!(matches!(
+            ok(&format!("/v2/a/manifests/{}", d())),
+            Endpoint::Manifest(_, Reference::Digest(_))
+        ));
+        assert!(matches!(
+            ok(&format!("/v2/a/blobs/{}", d())),
+            Endpoint::Blob(..)
+        ));
+        assert!(matches!(
+            ok(&format!("/v2/a/blobs/{}", d().replace(':', "%3A"))),
+            Endpoint::Blob(..)
+        ));
+        assert!(matches!(
+            ok("/v2/a/blobs/uploads/"),
+            Endpoint::UploadStart(_)
+        ));
+        assert!(matches!(
+            ok("/v2/a/blobs/uploads"),
+            Endpoint::UploadStart(_)
+        ));
         let id = UploadId::new();
-        assert!(matches!(ok(&format!("/v2/a/blobs/uploads/{id}")), Endpoint::Upload(..)));
-        assert!(matches!(ok(&format!("/v2/a/referrers/{}", d())), Endpoint::Referrers(..)));
+        assert!(matches!(
+            ok(&format!("/v2/a/blobs/uploads/{id}")),
+            Endpoint::Upload(..)
+        ));
+        assert!(matches!(
+            ok(&format!("/v2/a/referrers/{}", d())),
+            Endpoint::Referrers(..)
+        ));
         // A repository may itself be named like a route segment.
-        assert!(matches!(ok("/v2/x/blobs/manifests/latest"), Endpoint::Manifest(n, _) if n.as_str() == "x/blobs"));
+        assert!(
+            matches!(ok("/v2/x/blobs/manifests/latest"), Endpoint::Manifest(n, _) if n.as_str() == "x/blobs")
+        );
     }
 
     #[test]
@@ -197,11 +227,20 @@ mod tests {
         assert_eq!(code("/v2/../etc/manifests/latest"), "NAME_INVALID");
         assert_eq!(code("/v2/%2e%2e/manifests/latest"), "NAME_INVALID");
         assert_eq!(code("/v2/A/manifests/latest"), "NAME_INVALID");
-        assert_eq!(code(&format!("/v2/{}/manifests/latest", "a".repeat(256))), "NAME_INVALID");
-        assert_eq!(code(&format!("/v2/a/manifests/{}", "t".repeat(129))), "TAG_INVALID");
+        assert_eq!(
+            code(&format!("/v2/{}/manifests/latest", "a".repeat(256))),
+            "NAME_INVALID"
+        );
+        assert_eq!(
+            code(&format!("/v2/a/manifests/{}", "t".repeat(129))),
+            "TAG_INVALID"
+        );
         assert_eq!(code("/v2/a/blobs/sha256:abc"), "DIGEST_INVALID");
         assert_eq!(code("/v2/a/blobs/uploads/../../x"), "NOT_FOUND");
-        assert_eq!(code("/v2/a/blobs/uploads/not-a-uuid"), "BLOB_UPLOAD_UNKNOWN");
+        assert_eq!(
+            code("/v2/a/blobs/uploads/not-a-uuid"),
+            "BLOB_UPLOAD_UNKNOWN"
+        );
         assert_eq!(code("/v3/"), "NOT_FOUND");
         assert_eq!(code("/v2/a/%zz"), "NOT_FOUND");
     }

@@ -38,12 +38,20 @@ impl ApiError {
     }
 
     pub fn blob_unknown(d: impl std::fmt::Display) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "BLOB_UNKNOWN", "blob unknown to registry")
-            .detail(serde_json::json!({ "digest": d.to_string() }))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "BLOB_UNKNOWN",
+            "blob unknown to registry",
+        )
+        .detail(serde_json::json!({ "digest": d.to_string() }))
     }
 
     pub fn upload_unknown() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry")
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "BLOB_UPLOAD_UNKNOWN",
+            "blob upload unknown to registry",
+        )
     }
 
     pub fn upload_invalid(message: impl Into<String>) -> Self {
@@ -59,13 +67,21 @@ impl ApiError {
     }
 
     pub fn manifest_unknown(reference: impl std::fmt::Display) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN", "manifest unknown to registry")
-            .detail(serde_json::json!({ "reference": reference.to_string() }))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "MANIFEST_UNKNOWN",
+            "manifest unknown to registry",
+        )
+        .detail(serde_json::json!({ "reference": reference.to_string() }))
     }
 
     pub fn manifest_blob_unknown(d: impl std::fmt::Display) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "MANIFEST_BLOB_UNKNOWN", "manifest references a blob unknown to the repository")
-            .detail(serde_json::json!({ "digest": d.to_string() }))
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "MANIFEST_BLOB_UNKNOWN",
+            "manifest references a blob unknown to the repository",
+        )
+        .detail(serde_json::json!({ "digest": d.to_string() }))
     }
 
     pub fn name_invalid(message: impl Into<String>) -> Self {
@@ -73,8 +89,12 @@ impl ApiError {
     }
 
     pub fn name_unknown(name: impl std::fmt::Display) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "NAME_UNKNOWN", "repository name not known to registry")
-            .detail(serde_json::json!({ "name": name.to_string() }))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "NAME_UNKNOWN",
+            "repository name not known to registry",
+        )
+        .detail(serde_json::json!({ "name": name.to_string() }))
     }
 
     pub fn size_invalid(status: StatusCode, message: impl Into<String>) -> Self {
@@ -86,12 +106,20 @@ impl ApiError {
     }
 
     pub fn range_invalid(current_size: u64) -> Self {
-        Self::new(StatusCode::RANGE_NOT_SATISFIABLE, "BLOB_UPLOAD_INVALID", "content range does not continue the upload")
-            .header("Range", super::upload_range(current_size))
+        Self::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "BLOB_UPLOAD_INVALID",
+            "content range does not continue the upload",
+        )
+        .header("Range", super::upload_range(current_size))
     }
 
     pub fn pagination_invalid(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "PAGINATION_NUMBER_INVALID", message)
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "PAGINATION_NUMBER_INVALID",
+            message,
+        )
     }
 
     /// A server-side failure: the cause is logged here, the client sees a generic message.
@@ -104,7 +132,11 @@ impl ApiError {
             src = s.source();
         }
         tracing::error!(cause = %chain, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", "internal server error")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "UNKNOWN",
+            "internal server error",
+        )
     }
 
     /// The response the client gets.
@@ -117,7 +149,10 @@ impl ApiError {
         let mut resp = Response::new(Body::Full(body.into()));
         *resp.status_mut() = self.status;
         let h = resp.headers_mut();
-        h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         for (name, value) in self.headers {
             if let Ok(v) = HeaderValue::from_str(&value) {
                 h.append(name, v);

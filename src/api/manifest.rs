@@ -108,10 +108,13 @@ pub struct Parsed {
 impl Parsed {
     /// Parses a pushed manifest, checking it against the request's `Content-Type`.
     pub fn from_push(bytes: &[u8], content_type: Option<&str>) -> Result<Parsed, Invalid> {
-        let body: Manifest = serde_json::from_slice(bytes).map_err(|e| Invalid::Json(e.to_string()))?;
+        let body: Manifest =
+            serde_json::from_slice(bytes).map_err(|e| Invalid::Json(e.to_string()))?;
         let header = content_type
             .map(|c| c.split(';').next().unwrap_or("").trim())
-            .filter(|c| !c.is_empty() && *c != "application/json" && *c != "application/octet-stream");
+            .filter(|c| {
+                !c.is_empty() && *c != "application/json" && *c != "application/octet-stream"
+            });
         if [Some(mt::DOCKER_SCHEMA1), Some(mt::DOCKER_SCHEMA1_SIGNED)].contains(&header)
             || body.schema_version == Some(1)
         {
@@ -152,13 +155,17 @@ impl Parsed {
         match self.kind {
             Kind::OciManifest | Kind::DockerManifest => {
                 if b.config.is_none() {
-                    return Err(Invalid::Structure("an image manifest needs a config descriptor"));
+                    return Err(Invalid::Structure(
+                        "an image manifest needs a config descriptor",
+                    ));
                 }
                 if b.layers.is_none() {
                     return Err(Invalid::Structure("an image manifest needs a layers array"));
                 }
                 if b.manifests.is_some() {
-                    return Err(Invalid::Structure("an image manifest cannot list manifests"));
+                    return Err(Invalid::Structure(
+                        "an image manifest cannot list manifests",
+                    ));
                 }
             }
             Kind::OciIndex | Kind::DockerList => {
@@ -172,7 +179,9 @@ impl Parsed {
             Kind::OciArtifact => {}
         }
         for d in self.descriptors().chain(b.subject.iter()) {
-            d.digest.parse::<Digest>().map_err(|_| Invalid::Digest(d.digest.clone()))?;
+            d.digest
+                .parse::<Digest>()
+                .map_err(|_| Invalid::Digest(d.digest.clone()))?;
             if d.size < 0 {
                 return Err(Invalid::Size(d.size));
             }
@@ -192,7 +201,10 @@ impl Parsed {
 
     /// The subject's digest, if the manifest has a valid one.
     pub fn subject(&self) -> Option<Digest> {
-        self.body.subject.as_ref().and_then(|s| s.digest.parse().ok())
+        self.body
+            .subject
+            .as_ref()
+            .and_then(|s| s.digest.parse().ok())
     }
 
     /// The artifact type a referrers response reports: `artifactType`, else the config's
@@ -249,7 +261,9 @@ mod tests {
     const D: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 
     fn image(media: Option<&str>) -> String {
-        let mt = media.map(|m| format!("\"mediaType\":\"{m}\",")).unwrap_or_default();
+        let mt = media
+            .map(|m| format!("\"mediaType\":\"{m}\","))
+            .unwrap_or_default();
         format!(
             "{{\"schemaVersion\":2,{mt}\"config\":{{\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":\"{D}\",\"size\":2}},\"layers\":[]}}"
         )
@@ -257,33 +271,52 @@ mod tests {
 
     #[test]
     fn kinds() {
-        let p = Parsed::from_push(image(Some(mt::DOCKER_MANIFEST)).as_bytes(), Some(mt::DOCKER_MANIFEST)).expect("ok");
+        let p = Parsed::from_push(
+            image(Some(mt::DOCKER_MANIFEST)).as_bytes(),
+            Some(mt::DOCKER_MANIFEST),
+        )
+        .expect("ok");
         assert_eq!(p.kind, Kind::DockerManifest);
         let p = Parsed::from_push(image(None).as_bytes(), Some(mt::OCI_MANIFEST)).expect("ok");
         assert_eq!(p.kind, Kind::OciManifest);
         let idx = format!("{{\"schemaVersion\":2,\"manifests\":[{{\"mediaType\":\"{}\",\"digest\":\"{D}\",\"size\":1}}]}}", mt::OCI_MANIFEST);
-        assert_eq!(Parsed::from_push(idx.as_bytes(), None).expect("ok").kind, Kind::OciIndex);
+        assert_eq!(
+            Parsed::from_push(idx.as_bytes(), None).expect("ok").kind,
+            Kind::OciIndex
+        );
     }
 
     #[test]
     fn refusals() {
         let bad = |b: &str, ct: Option<&str>| Parsed::from_push(b.as_bytes(), ct).is_err();
         assert!(bad("not json", None));
-        assert!(bad(&image(Some(mt::OCI_MANIFEST)), Some(mt::DOCKER_MANIFEST)));
+        assert!(bad(
+            &image(Some(mt::OCI_MANIFEST)),
+            Some(mt::DOCKER_MANIFEST)
+        ));
         assert!(bad(&image(None), Some(mt::OCI_INDEX)));
         assert!(bad(&image(Some("application/x-nope")), None));
         assert!(bad("{\"schemaVersion\":1,\"name\":\"x\"}", None));
         assert!(bad(&image(None).replace(D, "sha256:zz"), None));
-        assert!(bad(&image(None).replace("\"schemaVersion\":2", "\"schemaVersion\":3"), None));
+        assert!(bad(
+            &image(None).replace("\"schemaVersion\":2", "\"schemaVersion\":3"),
+            None
+        ));
         assert!(bad(&image(None).replace("\"size\":2", "\"size\":-1"), None));
     }
 
     #[test]
     fn accept_negotiation() {
         assert!(accepts(&[], mt::OCI_INDEX));
-        assert!(accepts(&["application/vnd.oci.image.index.v1+json, text/plain"], mt::OCI_INDEX));
+        assert!(accepts(
+            &["application/vnd.oci.image.index.v1+json, text/plain"],
+            mt::OCI_INDEX
+        ));
         assert!(accepts(&["*/*"], mt::OCI_INDEX));
         assert!(!accepts(&[mt::DOCKER_MANIFEST], mt::OCI_INDEX));
-        assert!(accepts(&[mt::DOCKER_MANIFEST, mt::OCI_INDEX], mt::OCI_INDEX));
+        assert!(accepts(
+            &[mt::DOCKER_MANIFEST, mt::OCI_INDEX],
+            mt::OCI_INDEX
+        ));
     }
 }

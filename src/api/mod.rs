@@ -78,7 +78,11 @@ const API_VERSION: &str = "registry/2.0";
 impl Registry {
     /// Builds the core from a validated configuration and an open store.
     pub fn new(config: &Config, store: Store) -> std::result::Result<Self, regex::Error> {
-        let compile = |v: &Vec<String>| v.iter().map(|r| Regex::new(r)).collect::<std::result::Result<Vec<_>, _>>();
+        let compile = |v: &Vec<String>| {
+            v.iter()
+                .map(|r| Regex::new(r))
+                .collect::<std::result::Result<Vec<_>, _>>()
+        };
         Ok(Self {
             store,
             delete_enabled: config.storage.delete_enabled,
@@ -92,21 +96,34 @@ impl Registry {
     }
 
     /// Handles one request. Every response under `/v2/` carries the API version header.
-    pub async fn handle(&self, req: &http::request::Parts, body: &mut dyn RequestBody) -> Response<Body> {
+    pub async fn handle(
+        &self,
+        req: &http::request::Parts,
+        body: &mut dyn RequestBody,
+    ) -> Response<Body> {
         let endpoint = Endpoint::parse(req.uri.path());
         let name = endpoint.as_ref().map(|e| e.name()).unwrap_or("unknown");
         let span = tracing::debug_span!("request", endpoint = name);
         let _enter = span.enter();
         let is_v2 = !matches!(endpoint, Ok(Endpoint::Root)) && req.uri.path().starts_with("/v2");
         let mut resp = match endpoint {
-            Ok(e) => self.dispatch(e, req, body).await.unwrap_or_else(ApiError::into_response),
+            Ok(e) => self
+                .dispatch(e, req, body)
+                .await
+                .unwrap_or_else(ApiError::into_response),
             Err(e) => e.into_response(),
         };
         let h = resp.headers_mut();
         if is_v2 {
-            h.insert("Docker-Distribution-API-Version", HeaderValue::from_static(API_VERSION));
+            h.insert(
+                "Docker-Distribution-API-Version",
+                HeaderValue::from_static(API_VERSION),
+            );
         }
-        h.insert("X-Content-Type-Options", HeaderValue::from_static("nosniff"));
+        h.insert(
+            "X-Content-Type-Options",
+            HeaderValue::from_static("nosniff"),
+        );
         resp
     }
 
@@ -120,24 +137,45 @@ impl Registry {
         }
     }
 
-    async fn dispatch(&self, e: Endpoint, req: &http::request::Parts, body: &mut dyn RequestBody) -> Result<Response<Body>> {
+    async fn dispatch(
+        &self,
+        e: Endpoint,
+        req: &http::request::Parts,
+        body: &mut dyn RequestBody,
+    ) -> Result<Response<Body>> {
         let q = query_pairs(req.uri.query());
         let m = &req.method;
         let head = m == Method::HEAD;
         match (e, m.clone()) {
-            (Endpoint::Root, Method::GET | Method::HEAD) => Ok(text(StatusCode::OK, "berth: OCI registry\n")),
-            (Endpoint::Base, Method::GET | Method::HEAD) => Ok(json(StatusCode::OK, Bytes::from_static(b"{}"))),
+            (Endpoint::Root, Method::GET | Method::HEAD) => {
+                Ok(text(StatusCode::OK, "berth: OCI registry\n"))
+            }
+            (Endpoint::Base, Method::GET | Method::HEAD) => {
+                Ok(json(StatusCode::OK, Bytes::from_static(b"{}")))
+            }
             (Endpoint::Catalog, Method::GET) => self.catalog(&q).await,
             (Endpoint::Tags(n), Method::GET) => self.tags(&n, &q).await,
-            (Endpoint::Manifest(n, r), Method::GET | Method::HEAD) => self.manifest_get(&n, &r, &req.headers, head).await,
-            (Endpoint::Manifest(n, r), Method::PUT) => self.manifest_put(&n, &r, &q, &req.headers, body).await,
+            (Endpoint::Manifest(n, r), Method::GET | Method::HEAD) => {
+                self.manifest_get(&n, &r, &req.headers, head).await
+            }
+            (Endpoint::Manifest(n, r), Method::PUT) => {
+                self.manifest_put(&n, &r, &q, &req.headers, body).await
+            }
             (Endpoint::Manifest(n, r), Method::DELETE) => self.manifest_delete(&n, &r).await,
-            (Endpoint::Blob(n, d), Method::GET | Method::HEAD) => self.blob_get(&n, &d, &req.headers, head).await,
+            (Endpoint::Blob(n, d), Method::GET | Method::HEAD) => {
+                self.blob_get(&n, &d, &req.headers, head).await
+            }
             (Endpoint::Blob(n, d), Method::DELETE) => self.blob_delete(&n, &d).await,
-            (Endpoint::UploadStart(n), Method::POST) => self.upload_start(&n, &q, &req.headers, body).await,
+            (Endpoint::UploadStart(n), Method::POST) => {
+                self.upload_start(&n, &q, &req.headers, body).await
+            }
             (Endpoint::Upload(n, id), Method::GET) => self.upload_status(&n, &id).await,
-            (Endpoint::Upload(n, id), Method::PATCH) => self.upload_patch(&n, &id, &req.headers, body).await,
-            (Endpoint::Upload(n, id), Method::PUT) => self.upload_put(&n, &id, &q, &req.headers, body).await,
+            (Endpoint::Upload(n, id), Method::PATCH) => {
+                self.upload_patch(&n, &id, &req.headers, body).await
+            }
+            (Endpoint::Upload(n, id), Method::PUT) => {
+                self.upload_put(&n, &id, &q, &req.headers, body).await
+            }
             (Endpoint::Upload(n, id), Method::DELETE) => self.upload_cancel(&n, &id).await,
             (Endpoint::Referrers(n, d), Method::GET) => self.referrers(&n, &d, &q).await,
             (e, m) => Err(ApiError::unsupported(
@@ -150,11 +188,21 @@ impl Registry {
     // ---- catalog and tags ----
 
     async fn catalog(&self, q: &[(String, String)]) -> Result<Response<Body>> {
-        let names: Vec<String> = self.store.repositories().await?.into_iter().map(|n| n.to_string()).collect();
-        let (page, next) = self.paginate(names, q)?;
-        let link = next.map(|last| format!("</v2/_catalog?last={last}&n={}>; rel=\"next\"", page.len()));
+        let names: Vec<String> = self
+            .store
+            .repositories()
+            .await?
+            .into_iter()
+            .map(|n| n.to_string())
+            .collect();
+        let (page, next) = self.paginate(names, q, crate::store::catalog_order)?;
+        let link =
+            next.map(|last| format!("</v2/_catalog?last={last}&n={}>; rel=\"next\"", page.len()));
         let body = serde_json::json!({ "repositories": page });
-        Ok(with_link(json(StatusCode::OK, body.to_string().into()), link))
+        Ok(with_link(
+            json(StatusCode::OK, body.to_string().into()),
+            link,
+        ))
     }
 
     async fn tags(&self, n: &RepositoryName, q: &[(String, String)]) -> Result<Response<Body>> {
@@ -162,24 +210,42 @@ impl Registry {
             return Err(ApiError::name_unknown(n));
         };
         let tags: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
-        let (page, next) = self.paginate(tags, q)?;
-        let link = next.map(|last| format!("</v2/{n}/tags/list?last={last}&n={}>; rel=\"next\"", page.len()));
+        let (page, next) = self.paginate(tags, q, |a, b| a.cmp(b))?;
+        let link = next.map(|last| {
+            format!(
+                "</v2/{n}/tags/list?last={last}&n={}>; rel=\"next\"",
+                page.len()
+            )
+        });
         let body = serde_json::json!({ "name": n.as_str(), "tags": page });
-        Ok(with_link(json(StatusCode::OK, body.to_string().into()), link))
+        Ok(with_link(
+            json(StatusCode::OK, body.to_string().into()),
+            link,
+        ))
     }
 
-    /// One page of a sorted list after `last`, at most `n` (capped at the configured page
-    /// size), and the `last` of the next page when there is one.
-    fn paginate(&self, all: Vec<String>, q: &[(String, String)]) -> Result<(Vec<String>, Option<String>)> {
+    /// One page of a list sorted by `order` after `last`, at most `n` (capped at the
+    /// configured page size), and the `last` of the next page when there is one.
+    fn paginate(
+        &self,
+        all: Vec<String>,
+        q: &[(String, String)],
+        order: fn(&str, &str) -> std::cmp::Ordering,
+    ) -> Result<(Vec<String>, Option<String>)> {
         let n = match param(q, "n") {
             None => self.page_max,
             Some(v) => v
                 .parse::<usize>()
-                .map_err(|_| ApiError::pagination_invalid(format!("n={v:?} is not a non-negative number")))?
+                .map_err(|_| {
+                    ApiError::pagination_invalid(format!("n={v:?} is not a non-negative number"))
+                })?
                 .min(self.page_max),
         };
         let last = param(q, "last");
-        let mut rest: Vec<String> = all.into_iter().filter(|x| last.is_none_or(|l| x.as_str() > l)).collect();
+        let mut rest: Vec<String> = all
+            .into_iter()
+            .filter(|x| last.is_none_or(|l| order(x, l) == std::cmp::Ordering::Greater))
+            .collect();
         let more = rest.len() > n;
         rest.truncate(n);
         let next = if more { rest.last().cloned() } else { None };
@@ -188,7 +254,13 @@ impl Registry {
 
     // ---- manifests ----
 
-    async fn manifest_get(&self, n: &RepositoryName, r: &Reference, headers: &HeaderMap, head: bool) -> Result<Response<Body>> {
+    async fn manifest_get(
+        &self,
+        n: &RepositoryName,
+        r: &Reference,
+        headers: &HeaderMap,
+        head: bool,
+    ) -> Result<Response<Body>> {
         let Some(d) = self.store.manifest_resolve(n, r).await? else {
             return Err(ApiError::manifest_unknown(r));
         };
@@ -198,16 +270,29 @@ impl Registry {
         let parsed = Parsed::from_stored(&bytes);
         let media_type = parsed
             .as_ref()
-            .map(|p| p.body.media_type.clone().unwrap_or_else(|| p.kind.media_type().to_owned()))
+            .map(|p| {
+                p.body
+                    .media_type
+                    .clone()
+                    .unwrap_or_else(|| p.kind.media_type().to_owned())
+            })
             .unwrap_or_else(|| "application/json".to_owned());
-        let accept: Vec<&str> = headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).collect();
+        let accept: Vec<&str> = headers
+            .get_all(header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
         if matches!(r, Reference::Tag(_)) && !manifest::accepts(&accept, &media_type) {
             return Err(ApiError::manifest_unknown(r).detail(serde_json::json!({
                 "reference": r.to_string(),
                 "reason": format!("the manifest is {media_type}, which the Accept header does not include"),
             })));
         }
-        let mut resp = Response::new(if head { Body::Empty } else { Body::Full(bytes.clone()) });
+        let mut resp = Response::new(if head {
+            Body::Empty
+        } else {
+            Body::Full(bytes.clone())
+        });
         let h = resp.headers_mut();
         set(h, header::CONTENT_TYPE, &media_type);
         set(h, header::CONTENT_LENGTH, &bytes.len().to_string());
@@ -227,11 +312,18 @@ impl Registry {
         let extra_tags = q
             .iter()
             .filter(|(k, _)| k == "tag")
-            .map(|(_, v)| v.parse::<Tag>().map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "TAG_INVALID", e.to_string())))
+            .map(|(_, v)| {
+                v.parse::<Tag>().map_err(|e| {
+                    ApiError::new(StatusCode::BAD_REQUEST, "TAG_INVALID", e.to_string())
+                })
+            })
             .collect::<Result<Vec<_>>>()?;
         let bytes = read_limited(body, self.manifest_max).await?;
-        let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-        let parsed = Parsed::from_push(&bytes, content_type).map_err(|e| ApiError::manifest_invalid(e.to_string()))?;
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        let parsed = Parsed::from_push(&bytes, content_type)
+            .map_err(|e| ApiError::manifest_invalid(e.to_string()))?;
         let d = Digest::of(
             match r {
                 Reference::Digest(want) => want.algorithm(),
@@ -241,8 +333,12 @@ impl Registry {
         );
         if let Reference::Digest(want) = r {
             if want != &d {
-                return Err(ApiError::digest_invalid("manifest digest does not match the reference")
-                    .detail(serde_json::json!({ "expected": want.to_string(), "actual": d.to_string() })));
+                return Err(ApiError::digest_invalid(
+                    "manifest digest does not match the reference",
+                )
+                .detail(
+                    serde_json::json!({ "expected": want.to_string(), "actual": d.to_string() }),
+                ));
             }
         }
         self.check_references(n, &parsed).await?;
@@ -282,10 +378,9 @@ impl Registry {
     /// foreign layers, whose URLs must pass the configured policy instead.
     async fn check_references(&self, n: &RepositoryName, p: &Parsed) -> Result<()> {
         for desc in p.descriptors() {
-            let d: Digest = desc
-                .digest
-                .parse()
-                .map_err(|_| ApiError::manifest_invalid(format!("invalid digest {:?}", desc.digest)))?;
+            let d: Digest = desc.digest.parse().map_err(|_| {
+                ApiError::manifest_invalid(format!("invalid digest {:?}", desc.digest))
+            })?;
             if desc.is_foreign() {
                 self.check_foreign_urls(&desc.urls)?;
                 continue;
@@ -309,10 +404,13 @@ impl Registry {
     fn check_foreign_urls(&self, urls: &[String]) -> Result<()> {
         for u in urls {
             let scheme_ok = u.starts_with("http://") || u.starts_with("https://");
-            let allowed = self.urls_allow.is_empty() || self.urls_allow.iter().any(|r| r.is_match(u));
+            let allowed =
+                self.urls_allow.is_empty() || self.urls_allow.iter().any(|r| r.is_match(u));
             let denied = self.urls_deny.iter().any(|r| r.is_match(u));
             if !scheme_ok || u.contains('#') || !allowed || denied {
-                return Err(ApiError::manifest_invalid(format!("foreign layer URL {u:?} is not allowed by this registry's policy")));
+                return Err(ApiError::manifest_invalid(format!(
+                    "foreign layer URL {u:?} is not allowed by this registry's policy"
+                )));
             }
         }
         Ok(())
@@ -342,7 +440,13 @@ impl Registry {
 
     // ---- blobs ----
 
-    async fn blob_get(&self, n: &RepositoryName, d: &Digest, headers: &HeaderMap, head: bool) -> Result<Response<Body>> {
+    async fn blob_get(
+        &self,
+        n: &RepositoryName,
+        d: &Digest,
+        headers: &HeaderMap,
+        head: bool,
+    ) -> Result<Response<Body>> {
         let Some(size) = self.store.blob_size(n, d).await? else {
             return Err(ApiError::blob_unknown(d));
         };
@@ -351,8 +455,12 @@ impl Registry {
                 RangeSpec::Whole => None,
                 RangeSpec::Part(a, b) => Some((a, b)),
                 RangeSpec::Unsatisfiable => {
-                    return Err(ApiError::new(StatusCode::RANGE_NOT_SATISFIABLE, "BLOB_UNKNOWN", "requested range not satisfiable")
-                        .header("Content-Range", format!("bytes */{size}")))
+                    return Err(ApiError::new(
+                        StatusCode::RANGE_NOT_SATISFIABLE,
+                        "BLOB_UNKNOWN",
+                        "requested range not satisfiable",
+                    )
+                    .header("Content-Range", format!("bytes */{size}")))
                 }
             },
             None => None,
@@ -402,7 +510,9 @@ impl Registry {
         body: &mut dyn RequestBody,
     ) -> Result<Response<Body>> {
         if let Some(m) = param(q, "mount") {
-            let d: Digest = m.parse().map_err(|e: crate::oci::ParseError| ApiError::digest_invalid(e.to_string()))?;
+            let d: Digest = m
+                .parse()
+                .map_err(|e: crate::oci::ParseError| ApiError::digest_invalid(e.to_string()))?;
             let from = param(q, "from").and_then(|f| f.parse::<RepositoryName>().ok());
             let present = match &from {
                 Some(f) => self.store.blob_size(f, &d).await?,
@@ -415,7 +525,9 @@ impl Registry {
         }
         let id = self.store.upload_start(n).await?;
         if let Some(digest) = param(q, "digest") {
-            let d: Digest = digest.parse().map_err(|e: crate::oci::ParseError| ApiError::digest_invalid(e.to_string()))?;
+            let d: Digest = digest
+                .parse()
+                .map_err(|e: crate::oci::ParseError| ApiError::digest_invalid(e.to_string()))?;
             self.check_content_length(headers)?;
             let result = self.append(n, &id, 0, body, None).await;
             if let Err(e) = result {
@@ -433,7 +545,13 @@ impl Registry {
         Ok(upload_accepted(n, id, size, StatusCode::NO_CONTENT))
     }
 
-    async fn upload_patch(&self, n: &RepositoryName, id: &UploadId, headers: &HeaderMap, body: &mut dyn RequestBody) -> Result<Response<Body>> {
+    async fn upload_patch(
+        &self,
+        n: &RepositoryName,
+        id: &UploadId,
+        headers: &HeaderMap,
+        body: &mut dyn RequestBody,
+    ) -> Result<Response<Body>> {
         let size = self.store.upload_size(n, id).await?;
         self.check_content_length(headers)?;
         let expected_len = self.check_content_range(headers, size)?;
@@ -481,7 +599,10 @@ impl Registry {
         body: &mut dyn RequestBody,
         expected: Option<u64>,
     ) -> Result<u64> {
-        let first = body.chunk().await.map_err(|e| ApiError::upload_invalid(e.to_string()))?;
+        let first = body
+            .chunk()
+            .await
+            .map_err(|e| ApiError::upload_invalid(e.to_string()))?;
         let Some(first) = first else {
             return match expected {
                 Some(want) if want != 0 => Err(short_chunk(want, 0)),
@@ -489,10 +610,13 @@ impl Registry {
             };
         };
         let mut w = self.store.upload_writer(n, id, offset).await?;
-        let pumped = self.pump(&mut w, first, offset, body).await.and_then(|got| match expected {
-            Some(want) if want != got => Err(short_chunk(want, got)),
-            _ => Ok(()),
-        });
+        let pumped = self
+            .pump(&mut w, first, offset, body)
+            .await
+            .and_then(|got| match expected {
+                Some(want) if want != got => Err(short_chunk(want, got)),
+                _ => Ok(()),
+            });
         match pumped {
             Ok(()) => Ok(w.finish().await?),
             Err(e) => {
@@ -503,16 +627,28 @@ impl Registry {
     }
 
     /// Returns the number of bytes this request carried.
-    async fn pump(&self, w: &mut UploadWriter, first: Bytes, offset: u64, body: &mut dyn RequestBody) -> Result<u64> {
+    async fn pump(
+        &self,
+        w: &mut UploadWriter,
+        first: Bytes,
+        offset: u64,
+        body: &mut dyn RequestBody,
+    ) -> Result<u64> {
         let mut total = offset;
         let mut next = Some(first);
         while let Some(chunk) = next {
             total += chunk.len() as u64;
             if self.blob_max.is_some_and(|max| total > max) {
-                return Err(ApiError::size_invalid(StatusCode::PAYLOAD_TOO_LARGE, "blob exceeds the configured limit"));
+                return Err(ApiError::size_invalid(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "blob exceeds the configured limit",
+                ));
             }
             w.write(chunk).await?;
-            next = body.chunk().await.map_err(|e| ApiError::upload_invalid(e.to_string()))?;
+            next = body
+                .chunk()
+                .await
+                .map_err(|e| ApiError::upload_invalid(e.to_string()))?;
         }
         Ok(total - offset)
     }
@@ -526,7 +662,9 @@ impl Registry {
         let v = v.to_str().map_err(|_| ApiError::range_invalid(size))?;
         let spec = v.trim_start_matches("bytes").trim_start_matches(['=', ' ']);
         let spec = spec.split('/').next().unwrap_or("");
-        let (a, b) = spec.split_once('-').ok_or_else(|| ApiError::range_invalid(size))?;
+        let (a, b) = spec
+            .split_once('-')
+            .ok_or_else(|| ApiError::range_invalid(size))?;
         let (a, b): (u64, u64) = match (a.trim().parse(), b.trim().parse()) {
             (Ok(a), Ok(b)) if b >= a => (a, b),
             _ => return Err(ApiError::range_invalid(size)),
@@ -544,7 +682,10 @@ impl Registry {
             .and_then(|v| v.parse::<u64>().ok());
         if let (Some(len), Some(max)) = (len, self.blob_max) {
             if len > max {
-                return Err(ApiError::size_invalid(StatusCode::PAYLOAD_TOO_LARGE, "blob exceeds the configured limit"));
+                return Err(ApiError::size_invalid(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "blob exceeds the configured limit",
+                ));
             }
         }
         Ok(())
@@ -563,7 +704,12 @@ impl Registry {
 
     // ---- referrers ----
 
-    async fn referrers(&self, n: &RepositoryName, subject: &Digest, q: &[(String, String)]) -> Result<Response<Body>> {
+    async fn referrers(
+        &self,
+        n: &RepositoryName,
+        subject: &Digest,
+        q: &[(String, String)],
+    ) -> Result<Response<Body>> {
         let filter = param(q, "artifactType");
         let mut manifests = Vec::new();
         for d in self.store.referrers(n, subject).await? {
@@ -601,7 +747,11 @@ impl Registry {
             "manifests": manifests,
         });
         let mut resp = Response::new(Body::Full(body.to_string().into()));
-        set(resp.headers_mut(), header::CONTENT_TYPE, crate::oci::media_type::OCI_INDEX);
+        set(
+            resp.headers_mut(),
+            header::CONTENT_TYPE,
+            crate::oci::media_type::OCI_INDEX,
+        );
         if filter.is_some() {
             set(resp.headers_mut(), "OCI-Filters-Applied", "artifactType");
         }
@@ -623,13 +773,19 @@ pub fn upload_range(size: u64) -> String {
 }
 
 fn short_chunk(want: u64, got: u64) -> ApiError {
-    ApiError::upload_invalid(format!("Content-Range announced {want} bytes but the body had {got}"))
+    ApiError::upload_invalid(format!(
+        "Content-Range announced {want} bytes but the body had {got}"
+    ))
 }
 
 /// Reads a whole body up to `max` bytes (413 above it).
 async fn read_limited(body: &mut dyn RequestBody, max: u64) -> Result<Bytes> {
     let mut buf = BytesMut::new();
-    while let Some(c) = body.chunk().await.map_err(|e| ApiError::manifest_invalid(e.to_string()))? {
+    while let Some(c) = body
+        .chunk()
+        .await
+        .map_err(|e| ApiError::manifest_invalid(e.to_string()))?
+    {
         if (buf.len() + c.len()) as u64 > max {
             return Err(ApiError::size_invalid(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -661,8 +817,16 @@ fn parse_range(v: &str, size: u64) -> RangeSpec {
     };
     let (a, b) = (a.trim(), b.trim());
     let parsed = match (a.is_empty(), b.is_empty()) {
-        (true, false) => b.parse::<u64>().ok().filter(|&n| n > 0 && size > 0).map(|n| (size.saturating_sub(n), size - 1)),
-        (false, true) => a.parse::<u64>().ok().filter(|&a| a < size).map(|a| (a, size - 1)),
+        (true, false) => b
+            .parse::<u64>()
+            .ok()
+            .filter(|&n| n > 0 && size > 0)
+            .map(|n| (size.saturating_sub(n), size - 1)),
+        (false, true) => a
+            .parse::<u64>()
+            .ok()
+            .filter(|&a| a < size)
+            .map(|a| (a, size - 1)),
         (false, false) => match (a.parse::<u64>(), b.parse::<u64>()) {
             (Ok(a), Ok(b)) if a <= b && a < size => Some((a, b.min(size - 1))),
             _ => None,
@@ -702,7 +866,11 @@ fn json(status: StatusCode, body: Bytes) -> Response<Body> {
 fn text(status: StatusCode, body: &'static str) -> Response<Body> {
     let mut r = Response::new(Body::Full(Bytes::from_static(body.as_bytes())));
     *r.status_mut() = status;
-    set(r.headers_mut(), header::CONTENT_TYPE, "text/plain; charset=utf-8");
+    set(
+        r.headers_mut(),
+        header::CONTENT_TYPE,
+        "text/plain; charset=utf-8",
+    );
     r
 }
 
@@ -715,12 +883,21 @@ fn with_link(mut r: Response<Body>, link: Option<String>) -> Response<Body> {
 
 fn blob_created(n: &RepositoryName, d: &Digest) -> Response<Body> {
     let mut r = empty(StatusCode::CREATED);
-    set(r.headers_mut(), header::LOCATION, &format!("/v2/{n}/blobs/{d}"));
+    set(
+        r.headers_mut(),
+        header::LOCATION,
+        &format!("/v2/{n}/blobs/{d}"),
+    );
     set(r.headers_mut(), "Docker-Content-Digest", &d.to_string());
     r
 }
 
-fn upload_accepted(n: &RepositoryName, id: &UploadId, size: u64, status: StatusCode) -> Response<Body> {
+fn upload_accepted(
+    n: &RepositoryName,
+    id: &UploadId,
+    size: u64,
+    status: StatusCode,
+) -> Response<Body> {
     let mut r = empty(status);
     let h = r.headers_mut();
     set(h, header::LOCATION, &format!("/v2/{n}/blobs/uploads/{id}"));

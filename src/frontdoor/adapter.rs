@@ -30,7 +30,11 @@ impl App {
 
 #[async_trait]
 impl HttpServerApp for App {
-    async fn process_new_http(self: &Arc<Self>, mut session: ServerSession, shutdown: &ShutdownWatch) -> Option<ReusedHttpStream> {
+    async fn process_new_http(
+        self: &Arc<Self>,
+        mut session: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
         match session.read_request().await {
             Ok(true) => {}
             Ok(false) => return None,
@@ -46,7 +50,10 @@ impl HttpServerApp for App {
             session.set_keepalive(Some(self.keepalive_secs));
         }
         let parts = session.req_header().as_owned_parts();
-        let client = session.client_addr().map(|a| a.to_string()).unwrap_or_default();
+        let client = session
+            .client_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
 
         let too_large = self
             .registry
@@ -61,8 +68,10 @@ impl HttpServerApp for App {
                     format!("request body exceeds the {limit}-byte limit for this endpoint"),
                 );
                 let mut r = err.into_response();
-                r.headers_mut()
-                    .insert("Docker-Distribution-API-Version", http::HeaderValue::from_static("registry/2.0"));
+                r.headers_mut().insert(
+                    "Docker-Distribution-API-Version",
+                    http::HeaderValue::from_static("registry/2.0"),
+                );
                 (r, false)
             }
             None => {
@@ -156,7 +165,10 @@ impl RequestBody for SessionBody<'_> {
     }
 }
 
-async fn write_response(session: &mut ServerSession, resp: http::Response<Body>) -> pingora_core::Result<()> {
+async fn write_response(
+    session: &mut ServerSession,
+    resp: http::Response<Body>,
+) -> pingora_core::Result<()> {
     let (parts, body) = resp.into_parts();
     let mut header = ResponseHeader::build(parts.status, Some(parts.headers.len()))?;
     for (name, value) in parts.headers.iter() {

@@ -16,7 +16,9 @@ use std::sync::Arc;
 /// Starts the listeners and serves until SIGTERM (graceful: in-flight requests finish
 /// within `http.shutdown_grace`) or SIGINT (immediate). Does not return.
 pub fn serve(config: &Config, registry: Arc<Registry>) -> ! {
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
     let grace = config.http.shutdown_grace.0.as_secs().max(1);
     let conf = ServerConf {
         threads,

@@ -90,12 +90,16 @@ impl FsDriver {
     }
 
     /// Every directory under `rel` (as a path relative to `rel`) that contains a directory
-    /// named `marker`, not descending into directories whose name starts with `_`.
-    pub async fn find_dirs_with(&self, rel: &Path, marker: &'static str) -> Result<Vec<String>, Error> {
+    /// named one of `markers`, not descending into directories whose name starts with `_`.
+    pub async fn find_dirs_with(
+        &self,
+        rel: &Path,
+        markers: &'static [&'static str],
+    ) -> Result<Vec<String>, Error> {
         let path = self.abs(rel);
         blocking(move || {
             let mut out = Vec::new();
-            walk_for_marker(&path, "", marker, &mut out)?;
+            walk_for_marker(&path, "", markers, &mut out)?;
             Ok(out)
         })
         .await
@@ -124,7 +128,12 @@ impl FsDriver {
     }
 
     /// Creates an empty upload file (and its directory) plus a small marker file beside it.
-    pub async fn create_upload(&self, data: &Path, marker: &Path, marker_body: Bytes) -> Result<(), Error> {
+    pub async fn create_upload(
+        &self,
+        data: &Path,
+        marker: &Path,
+        marker_body: Bytes,
+    ) -> Result<(), Error> {
         let data = self.abs(data);
         let marker = self.abs(marker);
         blocking(move || {
@@ -149,7 +158,8 @@ impl FsDriver {
             let path = path.clone();
             move || match File::open(&path) {
                 Ok(mut f) => {
-                    f.seek(SeekFrom::Start(offset)).map_err(|e| Error::io(&path, e))?;
+                    f.seek(SeekFrom::Start(offset))
+                        .map_err(|e| Error::io(&path, e))?;
                     Ok(Some(f))
                 }
                 Err(e) if not_found(&e) => Ok(None),
@@ -209,8 +219,14 @@ impl FsDriver {
                     actual: len,
                 });
             }
-            file.seek(SeekFrom::Start(offset)).map_err(|e| Error::io(&path, e))?;
-            Ok(AppendFile { file, path, start: offset, written: 0 })
+            file.seek(SeekFrom::Start(offset))
+                .map_err(|e| Error::io(&path, e))?;
+            Ok(AppendFile {
+                file,
+                path,
+                start: offset,
+                written: 0,
+            })
         })
         .await
     }
@@ -254,7 +270,9 @@ pub struct AppendFile {
 
 impl AppendFile {
     pub fn write_all(&mut self, b: &[u8]) -> Result<(), Error> {
-        self.file.write_all(b).map_err(|e| Error::io(&self.path, e))?;
+        self.file
+            .write_all(b)
+            .map_err(|e| Error::io(&self.path, e))?;
         self.written += b.len() as u64;
         Ok(())
     }
@@ -365,7 +383,12 @@ fn list_dirs_sync(path: &Path) -> Result<Vec<String>, Error> {
     Ok(out)
 }
 
-fn walk_for_marker(dir: &Path, prefix: &str, marker: &str, out: &mut Vec<String>) -> Result<(), Error> {
+fn walk_for_marker(
+    dir: &Path,
+    prefix: &str,
+    markers: &[&str],
+    out: &mut Vec<String>,
+) -> Result<(), Error> {
     for name in list_dirs_sync(dir)? {
         if name.starts_with('_') {
             continue;
@@ -376,10 +399,10 @@ fn walk_for_marker(dir: &Path, prefix: &str, marker: &str, out: &mut Vec<String>
         } else {
             format!("{prefix}/{name}")
         };
-        if sub.join(marker).is_dir() {
+        if markers.iter().any(|m| sub.join(m).is_dir()) {
             out.push(rel.clone());
         }
-        walk_for_marker(&sub, &rel, marker, out)?;
+        walk_for_marker(&sub, &rel, markers, out)?;
     }
     Ok(())
 }
@@ -419,8 +442,12 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = FsDriver::open(dir.path()).expect("open");
         let p = Path::new("a/b/link");
-        d.write_atomic(p, Bytes::from_static(b"one")).await.expect("write");
-        d.write_atomic(p, Bytes::from_static(b"two")).await.expect("write");
+        d.write_atomic(p, Bytes::from_static(b"one"))
+            .await
+            .expect("write");
+        d.write_atomic(p, Bytes::from_static(b"two"))
+            .await
+            .expect("write");
         assert_eq!(d.read(p).await.expect("read").as_deref(), Some(&b"two"[..]));
         let names: Vec<_> = fs::read_dir(dir.path().join("a/b"))
             .expect("readdir")
@@ -442,7 +469,10 @@ mod tests {
         drop(a);
         assert!(matches!(
             d.append_at(data, 0).await,
-            Err(Error::UploadOffset { expected: 0, actual: 5 })
+            Err(Error::UploadOffset {
+                expected: 0,
+                actual: 5
+            })
         ));
         let mut a = d.append_at(data, 5).await.expect("append");
         a.write_all(b" world").expect("write");
@@ -455,7 +485,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = FsDriver::open(dir.path()).expect("open");
         let body: Vec<u8> = (0..READ_CHUNK * 2 + 17).map(|i| (i % 251) as u8).collect();
-        d.write_atomic(Path::new("f"), Bytes::from(body.clone())).await.expect("write");
+        d.write_atomic(Path::new("f"), Bytes::from(body.clone()))
+            .await
+            .expect("write");
         let mut rx = d
             .read_stream(Path::new("f"), 10, body.len() as u64 - 20)
             .await
@@ -466,6 +498,10 @@ mod tests {
             got.extend_from_slice(&c.expect("chunk"));
         }
         assert_eq!(got, &body[10..body.len() - 10]);
-        assert!(d.read_stream(Path::new("nope"), 0, 1).await.expect("ok").is_none());
+        assert!(d
+            .read_stream(Path::new("nope"), 0, 1)
+            .await
+            .expect("ok")
+            .is_none());
     }
 }

@@ -124,7 +124,9 @@ mod tests {
     use super::*;
 
     fn d() -> Digest {
-        format!("sha256:ab{}", "c".repeat(62)).parse().expect("digest")
+        format!("sha256:ab{}", "c".repeat(62))
+            .parse()
+            .expect("digest")
     }
 
     #[test]

@@ -83,7 +83,11 @@ impl Store {
     /// bytes are present.
     pub async fn blob_size(&self, repo: &RepositoryName, d: &Digest) -> Result<Option<u64>, Error> {
         let linked = self.read_link(&layout::layer_link(repo, d)).await?.as_ref() == Some(d)
-            || self.read_link(&layout::revision_link(repo, d)).await?.as_ref() == Some(d);
+            || self
+                .read_link(&layout::revision_link(repo, d))
+                .await?
+                .as_ref()
+                == Some(d);
         if !linked {
             return Ok(None);
         }
@@ -101,8 +105,15 @@ impl Store {
     }
 
     /// Streams `len` bytes of a blob from `offset`.
-    pub async fn blob_read(&self, d: &Digest, offset: u64, len: u64) -> Result<Option<BlobStream>, Error> {
-        self.driver.read_stream(&layout::blob_data(d), offset, len).await
+    pub async fn blob_read(
+        &self,
+        d: &Digest,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<BlobStream>, Error> {
+        self.driver
+            .read_stream(&layout::blob_data(d), offset, len)
+            .await
     }
 
     /// Links an existing blob into `repo` (a mount, or the end of an upload).
@@ -115,7 +126,9 @@ impl Store {
     pub async fn blob_unlink(&self, repo: &RepositoryName, d: &Digest) -> Result<bool, Error> {
         let link = layout::layer_link(repo, d);
         match link.parent() {
-            Some(dir) if self.driver.stat(&link).await?.is_some() => self.driver.remove_dir_all(dir).await,
+            Some(dir) if self.driver.stat(&link).await?.is_some() => {
+                self.driver.remove_dir_all(dir).await
+            }
             _ => Ok(false),
         }
     }
@@ -127,7 +140,11 @@ impl Store {
         let id = UploadId::new();
         let started = Bytes::from(rfc3339(SystemTime::now()));
         self.driver
-            .create_upload(&layout::upload_data(repo, &id), &layout::upload_started_at(repo, &id), started)
+            .create_upload(
+                &layout::upload_data(repo, &id),
+                &layout::upload_started_at(repo, &id),
+                started,
+            )
             .await?;
         Ok(id)
     }
@@ -141,7 +158,12 @@ impl Store {
     }
 
     /// Opens the upload for appending at `offset` (which must be its current size).
-    pub async fn upload_writer(&self, repo: &RepositoryName, id: &UploadId, offset: u64) -> Result<UploadWriter, Error> {
+    pub async fn upload_writer(
+        &self,
+        repo: &RepositoryName,
+        id: &UploadId,
+        offset: u64,
+    ) -> Result<UploadWriter, Error> {
         let data = layout::upload_data(repo, id);
         let mut file = match self.driver.append_at(&data, offset).await {
             Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
@@ -180,7 +202,12 @@ impl Store {
     /// Verifies the upload against `expected` and makes it the blob: a rename, after which
     /// the blob is linked into `repo` and the session is gone. On a mismatch the session is
     /// removed and nothing becomes visible.
-    pub async fn upload_commit(&self, repo: &RepositoryName, id: &UploadId, expected: &Digest) -> Result<u64, Error> {
+    pub async fn upload_commit(
+        &self,
+        repo: &RepositoryName,
+        id: &UploadId,
+        expected: &Digest,
+    ) -> Result<u64, Error> {
         let data = layout::upload_data(repo, id);
         let size = self.upload_size(repo, id).await?;
         let key = (repo.clone(), id.clone());
@@ -206,23 +233,34 @@ impl Store {
                 actual,
             });
         }
-        self.driver.commit(&data, &layout::blob_data(expected)).await?;
+        self.driver
+            .commit(&data, &layout::blob_data(expected))
+            .await?;
         self.blob_link(repo, expected).await?;
-        self.driver.remove_dir_all(&layout::upload_dir(repo, id)).await?;
+        self.driver
+            .remove_dir_all(&layout::upload_dir(repo, id))
+            .await?;
         Ok(size)
     }
 
     /// Cancels an upload session; `false` when there was none.
     pub async fn upload_cancel(&self, repo: &RepositoryName, id: &UploadId) -> Result<bool, Error> {
         self.forget_hash(&(repo.clone(), id.clone()));
-        self.driver.remove_dir_all(&layout::upload_dir(repo, id)).await
+        self.driver
+            .remove_dir_all(&layout::upload_dir(repo, id))
+            .await
     }
 
     /// Stores a small blob given whole (a manifest), durably; then it is linked as a
     /// manifest revision of `repo` by [`Store::manifest_link`].
     pub async fn blob_put_small(&self, d: &Digest, bytes: Bytes) -> Result<(), Error> {
         let path = layout::blob_data(d);
-        if self.driver.stat(&path).await?.is_some_and(|m| m.size == bytes.len() as u64) {
+        if self
+            .driver
+            .stat(&path)
+            .await?
+            .is_some_and(|m| m.size == bytes.len() as u64)
+        {
             return Ok(());
         }
         self.driver.write_atomic(&path, bytes).await
@@ -230,7 +268,11 @@ impl Store {
 
     /// Reads a small blob whole (manifests only: they are bounded by the manifest limit).
     pub async fn blob_read_small(&self, d: &Digest) -> Result<Option<Bytes>, Error> {
-        Ok(self.driver.read(&layout::blob_data(d)).await?.map(Bytes::from))
+        Ok(self
+            .driver
+            .read(&layout::blob_data(d))
+            .await?
+            .map(Bytes::from))
     }
 
     // ---- manifests and tags ----
@@ -241,11 +283,19 @@ impl Store {
 
     /// Whether `d` is a manifest revision of `repo`.
     pub async fn manifest_exists(&self, repo: &RepositoryName, d: &Digest) -> Result<bool, Error> {
-        Ok(self.read_link(&layout::revision_link(repo, d)).await?.as_ref() == Some(d))
+        Ok(self
+            .read_link(&layout::revision_link(repo, d))
+            .await?
+            .as_ref()
+            == Some(d))
     }
 
     /// The digest a reference names in `repo`, if that manifest is present.
-    pub async fn manifest_resolve(&self, repo: &RepositoryName, r: &Reference) -> Result<Option<Digest>, Error> {
+    pub async fn manifest_resolve(
+        &self,
+        repo: &RepositoryName,
+        r: &Reference,
+    ) -> Result<Option<Digest>, Error> {
         let d = match r {
             Reference::Tag(t) => match self.read_link(&layout::tag_current_link(repo, t)).await? {
                 Some(d) => d,
@@ -258,16 +308,24 @@ impl Store {
 
     /// Points `tag` at `d`, keeping the tag's history in its index.
     pub async fn tag_set(&self, repo: &RepositoryName, tag: &Tag, d: &Digest) -> Result<(), Error> {
-        self.write_link(&layout::tag_index_link(repo, tag, d), d).await?;
-        self.write_link(&layout::tag_current_link(repo, tag), d).await
+        self.write_link(&layout::tag_index_link(repo, tag, d), d)
+            .await?;
+        self.write_link(&layout::tag_current_link(repo, tag), d)
+            .await
     }
 
     /// Removes a tag; `false` when it did not exist.
     pub async fn tag_delete(&self, repo: &RepositoryName, tag: &Tag) -> Result<bool, Error> {
-        if self.read_link(&layout::tag_current_link(repo, tag)).await?.is_none() {
+        if self
+            .read_link(&layout::tag_current_link(repo, tag))
+            .await?
+            .is_none()
+        {
             return Ok(false);
         }
-        self.driver.remove_dir_all(&layout::tag_dir(repo, tag)).await
+        self.driver
+            .remove_dir_all(&layout::tag_dir(repo, tag))
+            .await
     }
 
     /// Removes a manifest revision and every tag that points at it; `false` when it was
@@ -277,22 +335,37 @@ impl Store {
             return Ok(false);
         }
         for t in self.tags(repo).await?.unwrap_or_default() {
-            if self.read_link(&layout::tag_current_link(repo, &t)).await?.as_ref() == Some(d) {
-                self.driver.remove_dir_all(&layout::tag_dir(repo, &t)).await?;
+            if self
+                .read_link(&layout::tag_current_link(repo, &t))
+                .await?
+                .as_ref()
+                == Some(d)
+            {
+                self.driver
+                    .remove_dir_all(&layout::tag_dir(repo, &t))
+                    .await?;
             }
         }
-        self.driver.remove_dir_all(&layout::revision_dir(repo, d)).await
+        self.driver
+            .remove_dir_all(&layout::revision_dir(repo, d))
+            .await
     }
 
-    /// Tags of `repo`, sorted; `None` when the repository does not exist.
+    /// Tags of `repo`, sorted; `None` when the repository has never had a tag (as
+    /// distribution answers `NAME_UNKNOWN` then).
     pub async fn tags(&self, repo: &RepositoryName) -> Result<Option<Vec<Tag>>, Error> {
-        if self.driver.stat(&layout::repository(repo)).await?.is_none() {
+        if self.driver.stat(&layout::tags_dir(repo)).await?.is_none() {
             return Ok(None);
         }
         let mut tags = Vec::new();
         for name in self.driver.list_dirs(&layout::tags_dir(repo)).await? {
             if let Ok(t) = name.parse::<Tag>() {
-                if self.driver.stat(&layout::tag_current_link(repo, &t)).await?.is_some() {
+                if self
+                    .driver
+                    .stat(&layout::tag_current_link(repo, &t))
+                    .await?
+                    .is_some()
+                {
                     tags.push(t);
                 }
             }
@@ -300,27 +373,39 @@ impl Store {
         Ok(Some(tags))
     }
 
-    /// Every repository that has manifests, sorted, as distribution's catalog lists them.
+    /// Every repository that holds blobs or manifests, in distribution's catalog order
+    /// ([`catalog_order`]); a repository with only an upload in progress is not listed.
     pub async fn repositories(&self) -> Result<Vec<RepositoryName>, Error> {
         let mut names: Vec<RepositoryName> = self
             .driver
-            .find_dirs_with(&layout::repositories(), "_manifests")
+            .find_dirs_with(&layout::repositories(), &["_layers", "_manifests"])
             .await?
             .into_iter()
             .filter_map(|n| n.parse().ok())
             .collect();
-        names.sort();
+        names.sort_by(|a, b| catalog_order(a.as_str(), b.as_str()));
         Ok(names)
     }
 
     // ---- referrers ----
 
     /// Records that manifest `referrer` in `repo` names `subject`.
-    pub async fn referrer_add(&self, repo: &RepositoryName, subject: &Digest, referrer: &Digest) -> Result<(), Error> {
-        self.write_link(&layout::referrer_link(repo, subject, referrer), referrer).await
+    pub async fn referrer_add(
+        &self,
+        repo: &RepositoryName,
+        subject: &Digest,
+        referrer: &Digest,
+    ) -> Result<(), Error> {
+        self.write_link(&layout::referrer_link(repo, subject, referrer), referrer)
+            .await
     }
 
-    pub async fn referrer_remove(&self, repo: &RepositoryName, subject: &Digest, referrer: &Digest) -> Result<(), Error> {
+    pub async fn referrer_remove(
+        &self,
+        repo: &RepositoryName,
+        subject: &Digest,
+        referrer: &Digest,
+    ) -> Result<(), Error> {
         let link = layout::referrer_link(repo, subject, referrer);
         if let Some(dir) = link.parent() {
             self.driver.remove_dir_all(dir).await?;
@@ -329,7 +414,11 @@ impl Store {
     }
 
     /// Manifests in `repo` recorded as referring to `subject` that are still present.
-    pub async fn referrers(&self, repo: &RepositoryName, subject: &Digest) -> Result<Vec<Digest>, Error> {
+    pub async fn referrers(
+        &self,
+        repo: &RepositoryName,
+        subject: &Digest,
+    ) -> Result<Vec<Digest>, Error> {
         let dir = layout::referrers_dir(repo, subject);
         let mut out = Vec::new();
         for alg in self.driver.list_dirs(&dir).await? {
@@ -368,7 +457,9 @@ impl Store {
         if self.read_link(path).await.ok().flatten().as_ref() == Some(d) {
             return Ok(());
         }
-        self.driver.write_atomic(path, Bytes::from(d.to_string())).await
+        self.driver
+            .write_atomic(path, Bytes::from(d.to_string()))
+            .await
     }
 
     // ---- the running-hash cache ----
@@ -382,15 +473,22 @@ impl Store {
     }
 
     fn forget_hash(&self, key: &UploadKey) {
-        self.hashes.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+        self.hashes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
     }
 }
+
+/// What the hashing/writing thread hands back: the file, the running hash, and how the
+/// writes went.
+type WorkerEnd = (fs::AppendFile, sha2::Sha256, Result<(), Error>);
 
 /// Appends a request body to an upload: chunks go to a blocking thread that hashes and
 /// writes them, so hashing overlaps with receiving.
 pub struct UploadWriter {
     tx: Option<mpsc::Sender<Bytes>>,
-    worker: tokio::task::JoinHandle<Result<(fs::AppendFile, sha2::Sha256, Result<(), Error>), Error>>,
+    worker: tokio::task::JoinHandle<Result<WorkerEnd, Error>>,
     key: UploadKey,
     offset: u64,
     hashes: Arc<Mutex<HashMap<UploadKey, (u64, sha2::Sha256)>>>,
@@ -434,11 +532,22 @@ impl UploadWriter {
         file.rollback()
     }
 
-    async fn join(&mut self) -> Result<(fs::AppendFile, sha2::Sha256, Result<(), Error>), Error> {
+    async fn join(&mut self) -> Result<WorkerEnd, Error> {
         (&mut self.worker)
             .await
             .map_err(|e| Error::Internal(format!("upload worker failed: {e}")))?
     }
+}
+
+/// The order distribution's catalog walks repositories in: path components first, so
+/// `a/b` comes before `a-b` (`/` compares lowest).
+pub fn catalog_order(a: &str, b: &str) -> std::cmp::Ordering {
+    let key = |s: &str| {
+        s.bytes()
+            .map(|c| if c == b'/' { 0 } else { c })
+            .collect::<Vec<u8>>()
+    };
+    key(a).cmp(&key(b))
 }
 
 /// SHA-256 state after the first `len` bytes of an upload file (rebuilding a hash that is
@@ -514,7 +623,10 @@ mod tests {
         let id = store.upload_start(&repo()).await.expect("start");
         let mut off = 0;
         for c in chunks {
-            let mut w = store.upload_writer(&repo(), &id, off).await.expect("writer");
+            let mut w = store
+                .upload_writer(&repo(), &id, off)
+                .await
+                .expect("writer");
             w.write(Bytes::copy_from_slice(c)).await.expect("write");
             off = w.finish().await.expect("finish");
         }
@@ -528,13 +640,24 @@ mod tests {
         let (id, size) = push(&store, &[b"hello ", b"world"]).await;
         assert_eq!(size, 11);
         let d = Digest::of(Algorithm::Sha256, b"hello world");
-        assert_eq!(store.upload_commit(&repo(), &id, &d).await.expect("commit"), 11);
+        assert_eq!(
+            store.upload_commit(&repo(), &id, &d).await.expect("commit"),
+            11
+        );
         assert_eq!(store.blob_size(&repo(), &d).await.expect("size"), Some(11));
         let other: RepositoryName = "other".parse().expect("name");
         assert_eq!(store.blob_size(&other, &d).await.expect("size"), None);
-        assert!(matches!(store.upload_size(&repo(), &id).await, Err(Error::UploadUnknown)));
-        let link = std::fs::read_to_string(dir.path().join(layout::layer_link(&repo(), &d))).expect("link");
-        assert_eq!(link, d.to_string(), "link files hold the digest with no newline");
+        assert!(matches!(
+            store.upload_size(&repo(), &id).await,
+            Err(Error::UploadUnknown)
+        ));
+        let link = std::fs::read_to_string(dir.path().join(layout::layer_link(&repo(), &d)))
+            .expect("link");
+        assert_eq!(
+            link,
+            d.to_string(),
+            "link files hold the digest with no newline"
+        );
     }
 
     #[tokio::test]
@@ -586,14 +709,36 @@ mod tests {
         store.blob_put_small(&d, body).await.expect("put");
         store.manifest_link(&repo(), &d).await.expect("link");
         for t in ["b", "a"] {
-            store.tag_set(&repo(), &t.parse().expect("tag"), &d).await.expect("tag");
+            store
+                .tag_set(&repo(), &t.parse().expect("tag"), &d)
+                .await
+                .expect("tag");
         }
-        let tags: Vec<String> = store.tags(&repo()).await.expect("tags").unwrap_or_default().iter().map(|t| t.to_string()).collect();
+        let tags: Vec<String> = store
+            .tags(&repo())
+            .await
+            .expect("tags")
+            .unwrap_or_default()
+            .iter()
+            .map(|t| t.to_string())
+            .collect();
         assert_eq!(tags, ["a", "b"]);
         assert_eq!(store.repositories().await.expect("repos"), vec![repo()]);
         assert!(store.manifest_delete(&repo(), &d).await.expect("delete"));
-        assert_eq!(store.tags(&repo()).await.expect("tags").map(|t| t.len()), Some(0));
+        assert_eq!(
+            store.tags(&repo()).await.expect("tags").map(|t| t.len()),
+            Some(0)
+        );
+        let never: RepositoryName = "never/tagged".parse().expect("name");
+        assert_eq!(store.tags(&never).await.expect("tags"), None);
         assert!(!store.manifest_delete(&repo(), &d).await.expect("delete"));
+    }
+
+    #[test]
+    fn catalog_order_puts_path_components_first() {
+        let mut v = vec!["e2e/deep-sea", "e2e/deep/nested", "a", "a/b", "a-b"];
+        v.sort_by(|a, b| catalog_order(a, b));
+        assert_eq!(v, ["a", "a/b", "a-b", "e2e/deep/nested", "e2e/deep-sea"]);
     }
 
     #[test]

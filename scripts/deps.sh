@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what building and testing berth needs on a fresh Debian 12 machine, and only
+# what is missing: cmake (pingora's zlib-ng build), and the real clients the end-to-end
+# suites drive (skopeo, podman, umoci, curl) plus the reference registry (docker-registry).
+set -euo pipefail
+
+need=()
+for pair in cmake:cmake skopeo:skopeo podman:podman umoci:umoci docker-registry:docker-registry \
+            curl:curl python3:python3 openssl:openssl; do
+  cmd=${pair%%:*} pkg=${pair##*:}
+  command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
+done
+if [ "${1:-}" = "--build-only" ]; then
+  need=()
+  command -v cmake >/dev/null 2>&1 || need+=(cmake)
+fi
+if [ ${#need[@]} -gt 0 ]; then
+  echo "deps: installing ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need[@]}" >/dev/null
+fi

@@ -1,0 +1,94 @@
+//! The command line: version, `config check` and `config show`.
+
+use std::process::Command;
+
+fn berth(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
+    cmd.args(args).env_remove("BERTH_CONFIG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run berth");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn version() {
+    let (code, out, _) = berth(&["--version"], &[]);
+    assert_eq!(code, 0);
+    assert_eq!(out.trim(), format!("berth {}", env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn config_check_accepts_the_shipped_file() {
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/appliance.toml");
+    let (code, out, err) = berth(&["config", "check", shipped], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("ok"));
+}
+
+#[test]
+fn config_check_names_file_line_and_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let f = dir.path().join("bad.toml");
+    std::fs::write(
+        &f,
+        "[http]\nlisten = [\"127.0.0.1:5000\"]\n\n[storage]\nrooot = \"/srv\"\n",
+    )
+    .expect("write");
+    let (code, _, err) = berth(&["config", "check", f.to_str().expect("utf8")], &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("bad.toml"), "{err}");
+    assert!(err.contains("line 5"), "{err}");
+    assert!(err.contains("rooot"), "{err}");
+
+    std::fs::write(&f, "[limits]\nmanifest_max = \"4 parsecs\"\n").expect("write");
+    let (code, _, err) = berth(&["config", "check", f.to_str().expect("utf8")], &[]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("manifest_max") && err.contains("line 2"),
+        "{err}"
+    );
+
+    let (code, _, err) = berth(
+        &["config", "check"],
+        &[("BERTH__HTTP__LISTEN", "[\"nonsense\"]")],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("BERTH__HTTP__LISTEN"), "{err}");
+}
+
+#[test]
+fn config_show_prints_the_effective_config() {
+    let (code, out, err) = berth(
+        &["config", "show"],
+        &[
+            ("REGISTRY_HTTP_ADDR", ":5999"),
+            (
+                "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY",
+                "/var/lib/registry",
+            ),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("listen = [\"0.0.0.0:5999\"]"), "{out}");
+    assert!(out.contains("root = \"/var/lib/registry\""), "{out}");
+    assert!(out.contains("manifest_max = \"4MiB\""), "{out}");
+    // What show prints is itself a valid configuration.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let f = dir.path().join("shown.toml");
+    std::fs::write(&f, &out).expect("write");
+    let (code, _, err) = berth(&["config", "check", f.to_str().expect("utf8")], &[]);
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn serve_refuses_bad_config_before_listening() {
+    let (code, _, err) = berth(&["serve"], &[("BERTH__STORAGE__NOPE", "1")]);
+    assert_eq!(code, 2);
+    assert!(err.contains("BERTH__STORAGE__NOPE"), "{err}");
+}

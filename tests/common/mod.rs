@@ -1,0 +1,287 @@
+//! Starts the real `berth` binary on a free loopback port with a temporary store, and a
+//! small HTTP client over `ureq` that returns every status instead of erroring on 4xx.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub struct Berth {
+    child: Child,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    pub log: PathBuf,
+}
+
+impl Berth {
+    /// Starts berth with defaults plus `env` overrides (BERTH__...).
+    pub fn start(env: &[(&str, &str)]) -> Berth {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_in(dir, env)
+    }
+
+    /// Starts berth on an existing directory (its store is `<dir>/store`).
+    pub fn start_in(dir: tempfile::TempDir, env: &[(&str, &str)]) -> Berth {
+        for _attempt in 0..5 {
+            let port = free_port();
+            let log = dir.path().join(format!("berth-{port}.log"));
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
+            cmd.arg("serve")
+                .env("BERTH__HTTP__LISTEN", format!("[\"127.0.0.1:{port}\"]"))
+                .env("BERTH__STORAGE__ROOT", dir.path().join("store"))
+                .env("BERTH__HTTP__SHUTDOWN_GRACE", "2s")
+                .env_remove("BERTH_CONFIG")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).expect("log file"));
+            for (k, v) in env {
+                cmd.env(k, v);
+            }
+            let mut child = cmd.spawn().expect("spawn berth");
+            if wait_ready(&mut child, port) {
+                return Berth {
+                    child,
+                    port,
+                    dir,
+                    log,
+                };
+            }
+            // Another process took the port between the probe and berth's bind: retry.
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("berth did not start in {}", dir.path().display());
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Peak resident set size of the server process, in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Sends a signal and waits (bounded) for the process to exit; returns whether it did.
+    pub fn signal_and_wait(&mut self, sig: &str, within: Duration) -> bool {
+        let _ = Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    /// Stops the process and hands back its directory (for a restart on the same store).
+    pub fn stop(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"))
+    }
+}
+
+impl Drop for Berth {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_ready(child: &mut Child, port: u16) -> bool {
+    for _ in 0..100 {
+        if let Ok(Some(_)) = child.try_wait() {
+            return false;
+        }
+        let url = format!("http://127.0.0.1:{port}/v2/");
+        if let Ok(r) = ureq::get(&url).timeout(Duration::from_secs(1)).call() {
+            if r.status() == 200 {
+                return true;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A response with everything a test looks at.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: HashMap<String, Vec<String>>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .and_then(|v| v.first())
+            .map(|s| s.as_str())
+    }
+
+    pub fn header_all(&self, name: &str) -> Vec<String> {
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// The first error code of a spec error body.
+    pub fn error_code(&self) -> String {
+        self.json()["errors"][0]["code"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    }
+}
+
+pub fn call(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Resp {
+    let mut req = ureq::request(method, url).timeout(Duration::from_secs(120));
+    for (k, v) in headers {
+        req = req.set(k, v);
+    }
+    let result = match body {
+        Some(b) => req.send_bytes(b),
+        None => req.call(),
+    };
+    let resp = match result {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{method} {url}: {e}"),
+    };
+    let status = resp.status();
+    let mut map: HashMap<String, Vec<String>> = HashMap::new();
+    for name in resp.headers_names() {
+        let values = resp.all(&name).iter().map(|s| s.to_string()).collect();
+        map.insert(name.to_ascii_lowercase(), values);
+    }
+    let mut body = Vec::new();
+    if method != "HEAD" {
+        resp.into_reader()
+            .take(u64::MAX)
+            .read_to_end(&mut body)
+            .expect("read body");
+    }
+    Resp {
+        status,
+        headers: map,
+        body,
+    }
+}
+
+pub fn sha256(b: &[u8]) -> String {
+    use sha2::Digest;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(b)))
+}
+
+/// Pushes a blob monolithically (POST ?digest=) and returns its digest.
+pub fn push_blob(b: &Berth, repo: &str, bytes: &[u8]) -> String {
+    let d = sha256(bytes);
+    let r = call(
+        "POST",
+        &b.url(&format!("/v2/{repo}/blobs/uploads/?digest={d}")),
+        &[],
+        Some(bytes),
+    );
+    assert_eq!(
+        r.status,
+        201,
+        "push blob: {}",
+        String::from_utf8_lossy(&r.body)
+    );
+    d
+}
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+/// Pushes a config and one layer and returns (manifest bytes, manifest digest) of an OCI
+/// image manifest tagged `tag`.
+pub fn push_image(b: &Berth, repo: &str, tag: &str, layer: &[u8]) -> (Vec<u8>, String) {
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let cd = push_blob(b, repo, config);
+    let ld = push_blob(b, repo, layer);
+    let m = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": ld, "size": layer.len()}],
+    });
+    let bytes = serde_json::to_vec_pretty(&m).expect("json");
+    let r = call(
+        "PUT",
+        &b.url(&format!("/v2/{repo}/manifests/{tag}")),
+        &[("Content-Type", OCI_MANIFEST)],
+        Some(&bytes),
+    );
+    assert_eq!(
+        r.status,
+        201,
+        "push manifest: {}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let d = sha256(&bytes);
+    assert_eq!(r.header("Docker-Content-Digest"), Some(d.as_str()));
+    (bytes, d)
+}
+
+/// Every regular file under `dir`.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
