@@ -17,7 +17,9 @@ use std::time::Duration as StdDuration;
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub http: Http,
+    pub tls: Tls,
     pub storage: Storage,
+    pub state: State,
     pub limits: Limits,
     pub manifests: Manifests,
     pub log: Log,
@@ -40,6 +42,77 @@ impl Default for Http {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 5000))],
             shutdown_grace: Duration::secs(10),
             keepalive_timeout: Duration::secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tls {
+    /// `auto`: certificate files when `certificate` is set, else self-signed when any
+    /// `http.listen` address is not loopback (those listeners then serve TLS), else off.
+    pub mode: TlsMode,
+    /// TLS listeners, used whenever TLS is on.
+    pub listen: Vec<SocketAddr>,
+    /// Names (and addresses) the certificate must cover; self-signed certificates are
+    /// issued for them.
+    pub hostnames: Vec<String>,
+    /// PEM certificate, optionally followed by its intermediates.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<PathBuf>,
+    /// PEM private key of the certificate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
+    /// PEM intermediates, when they are not in the certificate file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chain: Option<PathBuf>,
+    /// PEM private CA the chain may lead to (else the system's roots).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca: Option<PathBuf>,
+}
+
+impl Default for Tls {
+    fn default() -> Self {
+        Self {
+            mode: TlsMode::Auto,
+            listen: vec![SocketAddr::from(([0, 0, 0, 0], 443))],
+            hostnames: Vec::new(),
+            certificate: None,
+            key: None,
+            chain: None,
+            ca: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TlsMode {
+    Auto,
+    Off,
+    Files,
+    SelfSigned,
+}
+
+/// What TLS the configuration amounts to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsPlan {
+    Off,
+    Files,
+    SelfSigned,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct State {
+    /// Where berth keeps its own state: the local CA, certificates, keys (mode 0600).
+    pub dir: PathBuf,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("berth-state"),
         }
     }
 }
@@ -179,6 +252,42 @@ impl Config {
         Ok(cfg)
     }
 
+    /// What TLS this configuration turns on.
+    pub fn tls_plan(&self) -> TlsPlan {
+        match self.tls.mode {
+            TlsMode::Off => TlsPlan::Off,
+            TlsMode::Files => TlsPlan::Files,
+            TlsMode::SelfSigned => TlsPlan::SelfSigned,
+            TlsMode::Auto if self.tls.certificate.is_some() => TlsPlan::Files,
+            TlsMode::Auto if self.http.listen.iter().any(|a| !a.ip().is_loopback()) => {
+                TlsPlan::SelfSigned
+            }
+            TlsMode::Auto => TlsPlan::Off,
+        }
+    }
+
+    /// Every listener and whether it serves TLS. In `auto` mode without certificate files,
+    /// plain listeners on non-loopback addresses serve TLS (self-signed) instead, so nothing
+    /// reachable from other machines is plain text unless `tls.mode = "off"` says so.
+    pub fn listeners(&self) -> Vec<(SocketAddr, bool)> {
+        let plan = self.tls_plan();
+        let promote = self.tls.mode == TlsMode::Auto && plan == TlsPlan::SelfSigned;
+        let mut out: Vec<(SocketAddr, bool)> = self
+            .http
+            .listen
+            .iter()
+            .map(|a| (*a, promote && !a.ip().is_loopback()))
+            .collect();
+        if plan != TlsPlan::Off && !promote {
+            for a in &self.tls.listen {
+                if !out.iter().any(|(b, _)| b == a) {
+                    out.push((*a, true));
+                }
+            }
+        }
+        out
+    }
+
     /// Checks what types alone cannot.
     pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
         let invalid = |key: &str, message: String| ConfigError::Invalid {
@@ -186,10 +295,18 @@ impl Config {
             key: key.to_owned(),
             message,
         };
-        if self.http.listen.is_empty() {
+        if self.listeners().is_empty() {
             return Err(invalid(
                 "http.listen",
                 "at least one address is needed, e.g. [\"127.0.0.1:5000\"]".into(),
+            ));
+        }
+        if self.tls_plan() == TlsPlan::Files
+            && (self.tls.certificate.is_none() || self.tls.key.is_none())
+        {
+            return Err(invalid(
+                "tls.certificate",
+                "certificate files need both tls.certificate and tls.key (or use tls.mode = \"self-signed\")".into(),
             ));
         }
         if self.limits.page_max == 0 {
@@ -242,9 +359,21 @@ fn apply_env(
     env: &[(String, String)],
 ) -> Result<Vec<String>, ConfigError> {
     let mut used = Vec::new();
+    // As in registry:2, REGISTRY_HTTP_ADDR serves TLS when a certificate is given with it.
+    let dist_tls = env
+        .iter()
+        .any(|(k, _)| k == "REGISTRY_HTTP_TLS_CERTIFICATE");
     for (var, raw) in env {
         let (section, key, value) = match var.as_str() {
+            "REGISTRY_HTTP_ADDR" if dist_tls => {
+                set(table, "http", "listen", toml::Value::Array(Vec::new()));
+                ("tls", "listen", distribution_addr(var, raw)?)
+            }
             "REGISTRY_HTTP_ADDR" => ("http", "listen", distribution_addr(var, raw)?),
+            "REGISTRY_HTTP_TLS_CERTIFICATE" => {
+                ("tls", "certificate", toml::Value::String(raw.clone()))
+            }
+            "REGISTRY_HTTP_TLS_KEY" => ("tls", "key", toml::Value::String(raw.clone())),
             "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY" => {
                 ("storage", "root", toml::Value::String(raw.clone()))
             }
@@ -269,11 +398,11 @@ fn apply_env(
                 message: "expected BERTH__SECTION__KEY, e.g. BERTH__STORAGE__ROOT".into(),
             });
         };
-        let probe = Config::default();
-        let known = to_table(&probe)
+        let known = to_table(&Config::default())
             .get(section.as_str())
             .and_then(|s| s.as_table())
-            .is_some_and(|s| s.contains_key(key.as_str()));
+            .is_some_and(|s| s.contains_key(key.as_str()))
+            || OPTIONAL_KEYS.contains(&(section.as_str(), key.as_str()));
         if !known {
             return Err(ConfigError::Env {
                 var: var.clone(),
@@ -285,6 +414,14 @@ fn apply_env(
     }
     Ok(used)
 }
+
+/// Settings with no default value, which the default table therefore lacks.
+const OPTIONAL_KEYS: &[(&str, &str)] = &[
+    ("tls", "certificate"),
+    ("tls", "key"),
+    ("tls", "chain"),
+    ("tls", "ca"),
+];
 
 fn set(table: &mut toml::Table, section: &str, key: &str, value: toml::Value) {
     let entry = table
@@ -561,6 +698,42 @@ mod tests {
         let e = Config::load(None, &env(&[("BERTH__LIMITS__MANIFEST_MAX", "4 parsecs")]))
             .expect_err("refused");
         assert!(e.to_string().contains("BERTH__LIMITS__MANIFEST_MAX"), "{e}");
+    }
+
+    #[test]
+    fn tls_plans_and_listeners() {
+        let addr = |s: &str| s.parse::<SocketAddr>().expect("addr");
+        let cfg = Config::default();
+        assert_eq!(cfg.tls_plan(), TlsPlan::Off);
+        assert_eq!(cfg.listeners(), vec![(addr("127.0.0.1:5000"), false)]);
+        // A non-loopback plain listener becomes a self-signed TLS listener.
+        let cfg = Config::load(None, &env(&[("REGISTRY_HTTP_ADDR", ":5000")])).expect("loads");
+        assert_eq!(cfg.tls_plan(), TlsPlan::SelfSigned);
+        assert_eq!(cfg.listeners(), vec![(addr("0.0.0.0:5000"), true)]);
+        // ...unless TLS is switched off.
+        let cfg = Config::load(
+            None,
+            &env(&[("REGISTRY_HTTP_ADDR", ":5000"), ("BERTH__TLS__MODE", "off")]),
+        )
+        .expect("loads");
+        assert_eq!(cfg.listeners(), vec![(addr("0.0.0.0:5000"), false)]);
+        // registry:2's TLS variables: the address serves TLS from the files.
+        let cfg = Config::load(
+            None,
+            &env(&[
+                ("REGISTRY_HTTP_ADDR", "0.0.0.0:5443"),
+                ("REGISTRY_HTTP_TLS_CERTIFICATE", "/certs/domain.crt"),
+                ("REGISTRY_HTTP_TLS_KEY", "/certs/domain.key"),
+            ]),
+        )
+        .expect("loads");
+        assert_eq!(cfg.tls_plan(), TlsPlan::Files);
+        assert_eq!(cfg.listeners(), vec![(addr("0.0.0.0:5443"), true)]);
+        assert_eq!(cfg.tls.key, Some(PathBuf::from("/certs/domain.key")));
+        // Files mode needs both halves.
+        let e = Config::load(None, &env(&[("BERTH__TLS__CERTIFICATE", "/c.pem")]))
+            .expect_err("refused");
+        assert!(e.to_string().contains("tls.key"), "{e}");
     }
 
     #[test]

@@ -10,3 +10,4 @@ pub mod config;
 pub mod frontdoor;
 pub mod oci;
 pub mod store;
+pub mod tls;

@@ -34,6 +34,25 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Inspect TLS certificates.
+    Cert {
+        #[command(subcommand)]
+        command: CertCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertCommand {
+    /// The active certificate: subject, names, issuer chain, expiry, source.
+    Show {
+        #[arg(short, long, env = "BERTH_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Print the self-signed mode's CA certificate (PEM), for clients to trust.
+    Ca {
+        #[arg(short, long, env = "BERTH_CONFIG")]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -75,6 +94,78 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
+        Command::Cert {
+            command: CertCommand::Show { config },
+        } => match load(config.as_deref()) {
+            Ok(cfg) => cert_show(&cfg),
+            Err(code) => code,
+        },
+        Command::Cert {
+            command: CertCommand::Ca { config },
+        } => match load(config.as_deref()) {
+            Ok(cfg) => cert_ca(&cfg),
+            Err(code) => code,
+        },
+    }
+}
+
+fn cert_show(cfg: &Config) -> ExitCode {
+    let Some(source) = berth::tls::source_for(cfg) else {
+        println!("TLS is off (tls.mode = \"off\", or no certificate and only loopback listeners)");
+        return ExitCode::SUCCESS;
+    };
+    if let berth::tls::Source::SelfSigned { state_dir, .. } = &source {
+        if !berth::tls::selfsigned::Paths::new(state_dir)
+            .server_cert()
+            .exists()
+        {
+            eprintln!("berth: no self-signed certificate yet under {}; `berth serve` makes one on first start", state_dir.display());
+            return ExitCode::from(1);
+        }
+    }
+    match source.load() {
+        Ok(m) => {
+            let s = &m.summary;
+            println!("source:   {}", source.name());
+            println!("subject:  {}", s.subject);
+            println!("names:    {}", s.sans.join(", "));
+            println!("issuers:  {}", s.issuers.join(" <- "));
+            println!("serial:   {}", s.serial);
+            println!(
+                "expires:  {} ({} days left)",
+                berth::store::rfc3339(
+                    std::time::UNIX_EPOCH
+                        + std::time::Duration::from_secs(s.not_after.max(0) as u64)
+                ),
+                berth::tls::days_left(s)
+            );
+            println!("chain:    {} certificate(s) served", m.key.cert.len());
+            for w in &m.warnings {
+                println!("warning:  {w}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("berth: certificate error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn cert_ca(cfg: &Config) -> ExitCode {
+    let path = berth::tls::selfsigned::Paths::new(&cfg.state.dir).ca_cert();
+    match std::fs::read_to_string(&path) {
+        Ok(pem) => {
+            print!("{pem}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!(
+                "berth: {}: {e} (the self-signed mode makes its CA on first start)",
+                path.display()
+            );
+            ExitCode::from(1)
+        }
     }
 }
 
@@ -111,7 +202,18 @@ fn serve(path: Option<PathBuf>) -> ExitCode {
         root = %cfg.storage.root.display(),
         "berth starting"
     );
-    berth::frontdoor::serve(&cfg, registry)
+    let tls = match berth::tls::source_for(&cfg).map(berth::tls::Tls::start) {
+        None => None,
+        Some(Ok(t)) => Some(Arc::new(t)),
+        Some(Err(e)) => {
+            eprintln!("berth: TLS: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(help) = berth::tls::trust_instructions(&cfg) {
+        tracing::info!("{help}");
+    }
+    berth::frontdoor::serve(&cfg, registry, tls)
 }
 
 fn init_logging(cfg: &Config) {

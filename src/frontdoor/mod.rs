@@ -1,21 +1,26 @@
-//! The front door: pingora's server, its listeners, and the adapter that connects sessions
-//! to the registry core. Knows nothing of registry semantics.
-//!
-//! TLS listeners slot in here beside the plain ones (`Service::add_tls_with_settings`),
-//! sharing the same [`adapter::App`].
+//! The front door: pingora's server, its listeners (plain and TLS), and the adapter that
+//! connects sessions to the registry core. Knows nothing of registry semantics.
 
 pub mod adapter;
 
 use crate::api::Registry;
 use crate::config::Config;
+use crate::tls::Tls;
+use pingora_core::listeners::tls::TlsSettings;
 use pingora_core::server::configuration::{Opt, ServerConf};
 use pingora_core::server::Server;
 use pingora_core::services::listening::Service;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// How often certificate files are checked for changes.
+const WATCH_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Starts the listeners and serves until SIGTERM (graceful: in-flight requests finish
-/// within `http.shutdown_grace`) or SIGINT (immediate). Does not return.
-pub fn serve(config: &Config, registry: Arc<Registry>) -> ! {
+/// within `http.shutdown_grace`) or SIGINT (immediate). SIGHUP reloads certificates. Does
+/// not return.
+pub fn serve(config: &Config, registry: Arc<Registry>, tls: Option<Arc<Tls>>) -> ! {
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
@@ -28,14 +33,101 @@ pub fn serve(config: &Config, registry: Arc<Registry>) -> ! {
         graceful_shutdown_timeout_seconds: Some(1),
         ..ServerConf::default()
     };
+    if let Some(t) = &tls {
+        spawn_reloader(t.clone());
+    }
     let mut server = Server::new_with_opt_and_conf(Opt::default(), conf);
     server.bootstrap();
     let app = adapter::App::new(registry, config.http.keepalive_timeout.0.as_secs().max(1));
-    let mut service = Service::new("berth http".to_owned(), app);
-    for addr in &config.http.listen {
-        service.add_tcp(&addr.to_string());
-        tracing::info!(%addr, "listening (plain HTTP)");
+    let mut service = Service::new("berth".to_owned(), app);
+    for (addr, is_tls) in config.listeners() {
+        match (&tls, is_tls) {
+            (Some(t), true) => {
+                let mut settings = match TlsSettings::intermediate("", "") {
+                    Ok(s) => s,
+                    Err(e) => {
+                        eprintln!("berth: cannot set up TLS on {addr}: {e}");
+                        std::process::exit(1);
+                    }
+                };
+                settings.set_cert_resolver(t.resolver.clone());
+                settings.enable_h2();
+                service.add_tls_with_settings(&addr.to_string(), None, settings);
+                tracing::info!(%addr, "listening (HTTPS, HTTP/2 and HTTP/1.1)");
+            }
+            _ => {
+                service.add_tcp(&addr.to_string());
+                tracing::info!(%addr, "listening (plain HTTP)");
+            }
+        }
     }
     server.add_service(service);
     server.run_forever()
+}
+
+/// Reloads certificates on SIGHUP and when their files change; a bad new certificate is
+/// logged and the current one keeps serving.
+fn spawn_reloader(tls: Arc<Tls>) {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new().name("berth-tls-reload".into()).spawn(move || {
+        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => {
+                tracing::error!(error = %e, "certificate reloading is unavailable");
+                let _ = ready_tx.send(());
+                return;
+            }
+        };
+        rt.block_on(async move {
+            let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::error!(error = %e, "SIGHUP handler unavailable");
+                    None
+                }
+            };
+            let _ = ready_tx.send(());
+            let files = tls.source.watched_files();
+            let mut seen = stamps(&files);
+            loop {
+                let hup_fired = async {
+                    match hup.as_mut() {
+                        Some(h) => h.recv().await.is_some(),
+                        None => std::future::pending().await,
+                    }
+                };
+                let reason = tokio::select! {
+                    _ = hup_fired => "SIGHUP",
+                    _ = tokio::time::sleep(WATCH_INTERVAL) => {
+                        let now = stamps(&files);
+                        if now == seen { continue; }
+                        seen = now;
+                        "file change"
+                    }
+                };
+                match tls.reload() {
+                    Ok(s) => tracing::info!(reason, serial = %s.serial, "certificate swapped in"),
+                    Err(e) => tracing::warn!(reason, error = %e, "certificate reload failed; the current certificate keeps serving"),
+                }
+            }
+        });
+    });
+    match spawned {
+        // Wait until SIGHUP is caught, so an early SIGHUP cannot kill the process.
+        Ok(_) => {
+            let _ = ready_rx.recv_timeout(Duration::from_secs(5));
+        }
+        Err(e) => tracing::error!(error = %e, "certificate reloading is unavailable"),
+    }
+}
+
+fn stamps(files: &[PathBuf]) -> Vec<Option<(SystemTime, u64)>> {
+    files
+        .iter()
+        .map(|f| {
+            std::fs::metadata(f)
+                .ok()
+                .and_then(|m| Some((m.modified().ok()?, m.len())))
+        })
+        .collect()
 }

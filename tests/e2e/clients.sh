@@ -328,7 +328,9 @@ check_eq "the manifest is still served after the refused DELETE" "200 $src_app" 
 
 # ---------------------------------------------------------------- catalog over everything
 code=$(http GET "$B/v2/_catalog")
-check_eq "catalog lists every repository with manifests" "e2e/app e2e/docker e2e/multi e2e/podman-copy" \
+# As distribution does: every repository holding blobs or manifests (chunked and expect
+# hold only blobs).
+check_eq "catalog lists every repository with blobs or manifests" "e2e/app e2e/chunked e2e/docker e2e/expect e2e/multi e2e/podman-copy" \
     "$(json_get "$T/http.body" '" ".join(d["repositories"])' 2>/dev/null)"
 bad=$(verify_store_blobs "$T/store")
 check_eq "every blob in berth's store hashes to its name" "" "$bad"

@@ -1,0 +1,521 @@
+//! TLS with real clients: certificates from files (chain order, bundling, warnings), the
+//! self-signed homelab mode, HTTP/2, and reload on SIGHUP without dropping connections.
+//! `openssl s_client`, `curl` and `skopeo` do the talking.
+
+mod common;
+
+use common::*;
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+struct Pki {
+    root: String,
+    inter: String,
+    inter_issuer: Issuer<'static, KeyPair>,
+}
+
+fn ca_params(cn: &str) -> CertificateParams {
+    let mut p = CertificateParams::new(Vec::<String>::new()).expect("params");
+    p.distinguished_name.push(DnType::CommonName, cn);
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p
+}
+
+fn pki() -> Pki {
+    let root_key = KeyPair::generate().expect("key");
+    let root_params = ca_params("berth test root");
+    let root = root_params.self_signed(&root_key).expect("root");
+    let root_issuer = Issuer::new(root_params, root_key);
+    let inter_key = KeyPair::generate().expect("key");
+    let inter_params = ca_params("berth test intermediate");
+    let inter = inter_params
+        .signed_by(&inter_key, &root_issuer)
+        .expect("inter");
+    Pki {
+        root: root.pem(),
+        inter: inter.pem(),
+        inter_issuer: Issuer::new(inter_params, inter_key),
+    }
+}
+
+/// A leaf for 127.0.0.1 and localhost: (certificate PEM, key PEM).
+fn leaf(pki: &Pki, cn: &str) -> (String, String) {
+    let key = KeyPair::generate().expect("key");
+    let mut p = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+        .expect("params");
+    p.distinguished_name.push(DnType::CommonName, cn);
+    let cert = p.signed_by(&key, &pki.inter_issuer).expect("leaf");
+    (cert.pem(), key.serialize_pem())
+}
+
+fn write(dir: &Path, name: &str, body: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, body).expect("write");
+    p.to_string_lossy().into_owned()
+}
+
+fn start_tls(
+    files: &tempfile::TempDir,
+    cert: &str,
+    key: &str,
+    extra: &[(&str, &str)],
+) -> (Berth, u16) {
+    let port = free_port();
+    let listen = format!("[\"127.0.0.1:{port}\"]");
+    let mut env = vec![
+        ("BERTH__TLS__MODE", "files"),
+        ("BERTH__TLS__LISTEN", listen.as_str()),
+        ("BERTH__TLS__CERTIFICATE", cert),
+        ("BERTH__TLS__KEY", key),
+        ("BERTH__TLS__HOSTNAMES", "[\"127.0.0.1\"]"),
+    ];
+    env.extend_from_slice(extra);
+    let _ = files;
+    (Berth::start(&env), port)
+}
+
+/// The subjects of the certificates the server sends, in order, and openssl's verdict.
+fn served_chain(port: u16, ca: &str) -> (Vec<String>, String) {
+    let out = Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+            "-showcerts",
+            "-CAfile",
+            ca,
+            "-verify_return_error",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("openssl s_client");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let subjects = text
+        .lines()
+        .filter_map(|l| {
+            l.trim_start()
+                .strip_prefix(|c: char| c.is_ascii_digit())
+                .and_then(|r| r.strip_prefix(" s:"))
+        })
+        .map(|s| s.trim().replace(" = ", "="))
+        .collect();
+    let verdict = text
+        .lines()
+        .find(|l| l.contains("Verify return code"))
+        .unwrap_or("")
+        .trim()
+        .to_owned();
+    (subjects, verdict)
+}
+
+fn served_serial(port: u16) -> String {
+    let s = Command::new("sh")
+        .arg("-c")
+        .arg(format!("openssl s_client -connect 127.0.0.1:{port} </dev/null 2>/dev/null | openssl x509 -noout -serial"))
+        .output()
+        .expect("openssl");
+    String::from_utf8_lossy(&s.stdout).trim().to_owned()
+}
+
+fn file_serial(pem_path: &str) -> String {
+    let s = Command::new("openssl")
+        .args(["x509", "-noout", "-serial", "-in", pem_path])
+        .output()
+        .expect("openssl");
+    String::from_utf8_lossy(&s.stdout).trim().to_owned()
+}
+
+#[test]
+fn bundled_chain_is_served_in_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = pki();
+    let (cert, key) = leaf(&pki, "registry leaf");
+    let bundle = write(dir.path(), "bundle.crt", &format!("{cert}{}", pki.inter));
+    let key = write(dir.path(), "domain.key", &key);
+    let root = write(dir.path(), "root.pem", &pki.root);
+    let (b, port) = start_tls(&dir, &bundle, &key, &[("BERTH__TLS__CA", root.as_str())]);
+    let (subjects, verdict) = served_chain(port, &root);
+    assert_eq!(
+        subjects,
+        vec!["CN=registry leaf", "CN=berth test intermediate"],
+        "{verdict}"
+    );
+    assert!(verdict.contains("0 (ok)"), "{verdict}");
+    assert!(!b.logs().contains("incomplete"), "{}", b.logs());
+}
+
+#[test]
+fn shuffled_chain_with_root_is_reordered_and_root_dropped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = pki();
+    let (cert, key) = leaf(&pki, "registry leaf");
+    let bundle = write(
+        dir.path(),
+        "bundle.crt",
+        &format!("{}{}{cert}{}", pki.root, pki.inter, pki.inter),
+    );
+    let key = write(dir.path(), "domain.key", &key);
+    let root = write(dir.path(), "root.pem", &pki.root);
+    let (_b, port) = start_tls(&dir, &bundle, &key, &[]);
+    let (subjects, verdict) = served_chain(port, &root);
+    assert_eq!(
+        subjects,
+        vec!["CN=registry leaf", "CN=berth test intermediate"],
+        "{verdict}"
+    );
+    assert!(verdict.contains("0 (ok)"), "{verdict}");
+}
+
+#[test]
+fn separate_chain_file_and_leaf_only_warning() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = pki();
+    let (cert, key) = leaf(&pki, "registry leaf");
+    let cert = write(dir.path(), "domain.crt", &cert);
+    let key = write(dir.path(), "domain.key", &key);
+    let chain = write(dir.path(), "intermediate.pem", &pki.inter);
+    let root = write(dir.path(), "root.pem", &pki.root);
+    let (_b, port) = start_tls(&dir, &cert, &key, &[("BERTH__TLS__CHAIN", chain.as_str())]);
+    let (subjects, _) = served_chain(port, &root);
+    assert_eq!(
+        subjects,
+        vec!["CN=registry leaf", "CN=berth test intermediate"]
+    );
+
+    // Leaf only: served, with a loud warning, and clients cannot verify it.
+    let (b, port) = start_tls(&dir, &cert, &key, &[]);
+    let (subjects, verdict) = served_chain(port, &root);
+    assert_eq!(subjects, vec!["CN=registry leaf"]);
+    assert!(!verdict.contains("0 (ok)"), "{verdict}");
+    let logs = b.logs();
+    assert!(
+        logs.contains("WARN") && logs.contains("chain is incomplete"),
+        "{logs}"
+    );
+}
+
+#[test]
+fn bad_files_at_start_name_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = pki();
+    let (cert, _) = leaf(&pki, "leaf");
+    let (_, other_key) = leaf(&pki, "other");
+    let cert = write(dir.path(), "domain.crt", &cert);
+    let wrong_key = write(dir.path(), "wrong.key", &other_key);
+    let garbage = write(dir.path(), "garbage.crt", "not a certificate\n");
+    for (c, k, expect) in [
+        (cert.as_str(), wrong_key.as_str(), "does not match"),
+        (garbage.as_str(), wrong_key.as_str(), "garbage.crt"),
+        (
+            cert.as_str(),
+            "/nonexistent/key.pem",
+            "/nonexistent/key.pem",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_berth"))
+            .arg("serve")
+            .env("BERTH__TLS__MODE", "files")
+            .env(
+                "BERTH__TLS__LISTEN",
+                format!("[\"127.0.0.1:{}\"]", free_port()),
+            )
+            .env(
+                "BERTH__HTTP__LISTEN",
+                format!("[\"127.0.0.1:{}\"]", free_port()),
+            )
+            .env("BERTH__TLS__CERTIFICATE", c)
+            .env("BERTH__TLS__KEY", k)
+            .env("BERTH__STORAGE__ROOT", dir.path().join("store"))
+            .output()
+            .expect("run");
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(expect), "{expect}: {err}");
+    }
+}
+
+#[test]
+fn sighup_swaps_the_certificate_and_keeps_open_connections() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = pki();
+    let (cert1, key1) = leaf(&pki, "first");
+    let cert = write(dir.path(), "bundle.crt", &format!("{cert1}{}", pki.inter));
+    let key = write(dir.path(), "domain.key", &key1);
+    let root = write(dir.path(), "root.pem", &pki.root);
+    let (b, port) = start_tls(&dir, &cert, &key, &[]);
+    let first = served_serial(port);
+    assert_eq!(first, file_serial(&cert));
+
+    // A connection opened before the swap.
+    let mut open = Command::new("openssl")
+        .args([
+            "s_client",
+            "-quiet",
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+            "-CAfile",
+            &root,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openssl");
+    std::thread::sleep(Duration::from_millis(500));
+
+    let (cert2, key2) = leaf(&pki, "second");
+    std::fs::write(&cert, format!("{cert2}{}", pki.inter)).expect("write");
+    std::fs::write(&key, key2).expect("write");
+    let _ = Command::new("kill")
+        .args(["-HUP", &b.pid().to_string()])
+        .status();
+    let mut second = String::new();
+    for _ in 0..50 {
+        second = served_serial(port);
+        if second != first {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(second, file_serial(&cert), "the new certificate is served");
+
+    // The old connection still works.
+    let mut stdin = open.stdin.take().expect("stdin");
+    stdin
+        .write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .expect("write");
+    let mut out = String::new();
+    open.stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut out)
+        .expect("read");
+    let _ = open.wait();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+
+    // A broken pair: the current certificate stays, the reason is logged.
+    std::fs::write(&key, leaf(&pki, "unrelated").1).expect("write");
+    let _ = Command::new("kill")
+        .args(["-HUP", &b.pid().to_string()])
+        .status();
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(served_serial(port), second);
+    assert!(
+        b.logs().contains("certificate reload failed"),
+        "{}",
+        b.logs()
+    );
+    assert_eq!(
+        call("GET", &b.url("/v2/"), &[], None).status,
+        200,
+        "still serving"
+    );
+}
+
+#[test]
+fn self_signed_mode_with_skopeo_curl_h2_and_cert_commands() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    let port = free_port();
+    let listen = format!("[\"127.0.0.1:{port}\"]");
+    let state_s = state.to_string_lossy().into_owned();
+    let b = Berth::start(&[
+        ("BERTH__TLS__MODE", "self-signed"),
+        ("BERTH__TLS__LISTEN", listen.as_str()),
+        ("BERTH__TLS__HOSTNAMES", "[\"registry.lan\"]"),
+        ("BERTH__STATE__DIR", state_s.as_str()),
+    ]);
+    let ca = state.join("tls/ca.crt");
+    assert!(
+        b.logs().contains("/etc/containers/certs.d/"),
+        "{}",
+        b.logs()
+    );
+
+    // berth cert ca prints the CA; berth cert show describes the served certificate.
+    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["cert", "ca"])
+        .env("BERTH__TLS__MODE", "self-signed")
+        .env("BERTH__STATE__DIR", &state)
+        .output()
+        .expect("cert ca");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        std::fs::read_to_string(&ca).expect("ca")
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["cert", "show"])
+        .env("BERTH__TLS__MODE", "self-signed")
+        .env("BERTH__TLS__HOSTNAMES", "[\"registry.lan\"]")
+        .env("BERTH__TLS__LISTEN", &listen)
+        .env("BERTH__STATE__DIR", &state)
+        .output()
+        .expect("cert show");
+    let show = String::from_utf8_lossy(&out.stdout);
+    assert!(show.contains("source:   self-signed"), "{show}");
+    assert!(
+        show.contains("registry.lan") && show.contains("127.0.0.1"),
+        "{show}"
+    );
+    assert!(show.contains("days left"), "{show}");
+    let serial = served_serial(port)
+        .replace("serial=", "")
+        .to_ascii_lowercase();
+    let serial: Vec<String> = serial
+        .as_bytes()
+        .chunks(2)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect();
+    assert!(show.contains(&serial.join(":")), "{show}");
+
+    // curl negotiates h2 and trusts the CA.
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--http2",
+            "--cacert",
+            &ca.to_string_lossy(),
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_version} %{http_code}",
+        ])
+        .arg(format!("https://127.0.0.1:{port}/v2/"))
+        .output()
+        .expect("curl");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "2 200",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A 64 MiB blob pushed and pulled over h2 matches its digest.
+    let blob = dir.path().join("blob");
+    let data: Vec<u8> = (0..64u32 << 20)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    std::fs::write(&blob, &data).expect("write");
+    let d = sha256(&data);
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--http2",
+            "--cacert",
+            &ca.to_string_lossy(),
+            "-X",
+            "POST",
+            "--data-binary",
+        ])
+        .arg(format!("@{}", blob.display()))
+        .args(["-o", "/dev/null", "-w", "%{http_version} %{http_code}"])
+        .arg(format!(
+            "https://127.0.0.1:{port}/v2/h2/blobs/uploads/?digest={d}"
+        ))
+        .output()
+        .expect("curl");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "2 201",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "curl -sS --http2 --cacert {} https://127.0.0.1:{port}/v2/h2/blobs/{d} | sha256sum",
+            ca.display()
+        ))
+        .output()
+        .expect("curl");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next(),
+        d.strip_prefix("sha256:")
+    );
+
+    // skopeo trusts the CA through --dest-cert-dir / --src-cert-dir, no --tls-verify=false.
+    let certs = dir.path().join("certs.d");
+    std::fs::create_dir_all(&certs).expect("mkdir");
+    std::fs::copy(&ca, certs.join("ca.crt")).expect("copy");
+    let layout = dir.path().join("layout");
+    let image = make_oci_layout(&layout);
+    let dest = format!("docker://127.0.0.1:{port}/tls/app:v1");
+    let st = Command::new("skopeo")
+        .args([
+            "copy",
+            "--dest-cert-dir",
+            &certs.to_string_lossy(),
+            &image,
+            &dest,
+        ])
+        .output()
+        .expect("skopeo");
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let back = format!("oci:{}:app", dir.path().join("back").display());
+    let st = Command::new("skopeo")
+        .args([
+            "copy",
+            "--src-cert-dir",
+            &certs.to_string_lossy(),
+            &dest,
+            &back,
+        ])
+        .output()
+        .expect("skopeo");
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    // Without the CA, skopeo refuses the certificate.
+    let st = Command::new("skopeo")
+        .args([
+            "inspect",
+            "--cert-dir",
+            &dir.path().to_string_lossy(),
+            &dest,
+        ])
+        .output()
+        .expect("skopeo");
+    assert!(!st.status.success());
+}
+
+/// An OCI layout with one small image, made with umoci; returns the skopeo reference.
+fn make_oci_layout(layout: &Path) -> String {
+    let l = layout.to_string_lossy();
+    let run = |args: &[&str]| {
+        let st = Command::new("umoci").args(args).output().expect("umoci");
+        assert!(
+            st.status.success(),
+            "umoci {args:?}: {}",
+            String::from_utf8_lossy(&st.stderr)
+        );
+    };
+    run(&["init", "--layout", &l]);
+    run(&["new", "--image", &format!("{l}:app")]);
+    let bundle = layout.with_extension("bundle");
+    run(&[
+        "unpack",
+        "--rootless",
+        "--image",
+        &format!("{l}:app"),
+        &bundle.to_string_lossy(),
+    ]);
+    std::fs::write(bundle.join("rootfs/hello.txt"), "hello over TLS\n").expect("write");
+    run(&[
+        "repack",
+        "--image",
+        &format!("{l}:app"),
+        &bundle.to_string_lossy(),
+    ]);
+    format!("oci:{l}:app")
+}
