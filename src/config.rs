@@ -34,6 +34,17 @@ pub struct Http {
     pub shutdown_grace: Duration,
     /// How long an idle keep-alive connection stays open.
     pub keepalive_timeout: Duration,
+    /// A request's header must arrive completely within this (slowloris clients are cut).
+    pub header_timeout: Duration,
+    /// Each read of a request body and each write of a response must make progress
+    /// within this; slow but steady transfers go on.
+    pub io_timeout: Duration,
+    /// When TLS is on, plain listeners that redirect to https (308) and will answer ACME
+    /// http-01 challenges; `[]` switches them off. A port that cannot be bound is logged
+    /// and skipped.
+    pub redirect_listen: Vec<SocketAddr>,
+    /// Send `Strict-Transport-Security` on TLS responses.
+    pub hsts: bool,
 }
 
 impl Default for Http {
@@ -42,6 +53,10 @@ impl Default for Http {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 5000))],
             shutdown_grace: Duration::secs(10),
             keepalive_timeout: Duration::secs(60),
+            header_timeout: Duration::secs(10),
+            io_timeout: Duration::secs(60),
+            redirect_listen: vec![SocketAddr::from(([0, 0, 0, 0], 80))],
+            hsts: false,
         }
     }
 }

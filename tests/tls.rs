@@ -519,3 +519,69 @@ fn make_oci_layout(layout: &Path) -> String {
     ]);
     format!("oci:{l}:app")
 }
+
+#[test]
+fn plain_listener_redirects_to_https_and_hsts_is_sent() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state").to_string_lossy().into_owned();
+    let (port, rport) = (free_port(), free_port());
+    let listen = format!("[\"127.0.0.1:{port}\"]");
+    let redirect = format!("[\"127.0.0.1:{rport}\"]");
+    let b = Berth::start(&[
+        ("BERTH__TLS__MODE", "self-signed"),
+        ("BERTH__TLS__LISTEN", listen.as_str()),
+        ("BERTH__HTTP__REDIRECT_LISTEN", redirect.as_str()),
+        ("BERTH__HTTP__HSTS", "true"),
+        ("BERTH__STATE__DIR", state.as_str()),
+    ]);
+    let r = call(
+        "GET",
+        &format!("http://127.0.0.1:{rport}/v2/app/tags/list?n=5"),
+        &[("Host", "registry.lan")],
+        None,
+    );
+    assert_eq!(r.status, 308);
+    assert_eq!(
+        r.header("Location"),
+        Some(format!("https://registry.lan:{port}/v2/app/tags/list?n=5").as_str())
+    );
+    // HSTS on TLS responses only.
+    let ca = dir.path().join("state/tls/ca.crt");
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
+            "--cacert",
+            &ca.to_string_lossy(),
+        ])
+        .arg(format!("https://127.0.0.1:{port}/v2/"))
+        .output()
+        .expect("curl");
+    let headers = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    assert!(
+        headers.contains("strict-transport-security: max-age=31536000"),
+        "{headers}"
+    );
+    assert_eq!(
+        call("GET", &b.url("/v2/"), &[], None).header("Strict-Transport-Security"),
+        None
+    );
+    // A redirect port that cannot be bound is skipped with a warning, not fatal.
+    let blocker = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let taken = format!("[\"{}\"]", blocker.local_addr().expect("addr"));
+    let listen2 = format!("[\"127.0.0.1:{}\"]", free_port());
+    let b2 = Berth::start(&[
+        ("BERTH__TLS__MODE", "self-signed"),
+        ("BERTH__TLS__LISTEN", listen2.as_str()),
+        ("BERTH__HTTP__REDIRECT_LISTEN", taken.as_str()),
+        ("BERTH__STATE__DIR", state.as_str()),
+    ]);
+    assert!(
+        b2.logs().contains("cannot listen for https redirects"),
+        "{}",
+        b2.logs()
+    );
+}

@@ -139,3 +139,38 @@ fn sigterm_lets_an_in_flight_upload_finish() {
         data
     );
 }
+
+#[test]
+fn slowloris_is_dropped_while_a_normal_push_completes() {
+    let b = Berth::start(&[("BERTH__HTTP__HEADER_TIMEOUT", "2s")]);
+    let mut slow = connect(&b);
+    let started = std::time::Instant::now();
+    let header = b"GET /v2/ HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    // A normal push on another connection, while the slow client trickles.
+    let data = vec![7u8; 2_000_000];
+    let url = b.url(&format!("/v2/r/blobs/uploads/?digest={}", sha256(&data)));
+    let pusher = std::thread::spawn(move || call("POST", &url, &[], Some(&data)).status);
+    let mut dropped = false;
+    for byte in header.iter().copied() {
+        if slow.write_all(&[byte]).is_err() {
+            dropped = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+        if started.elapsed() > Duration::from_secs(8) {
+            break;
+        }
+    }
+    if !dropped {
+        // The server closed its side: a read sees end of stream.
+        let mut buf = [0u8; 64];
+        dropped = matches!(slow.read(&mut buf), Ok(0) | Err(_));
+    }
+    assert!(dropped, "the slow client was not dropped");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "dropped only after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(pusher.join().expect("pusher"), 201);
+}

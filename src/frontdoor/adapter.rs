@@ -11,19 +11,43 @@ use pingora_core::protocols::http::ServerSession;
 use pingora_core::server::ShutdownWatch;
 use pingora_http::ResponseHeader;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// What a listener set does with its requests.
+#[derive(Clone, Copy, Debug)]
+pub enum Role {
+    /// Serve the registry.
+    Registry,
+    /// Redirect to https on `https_port` (the plain :80 listener when TLS is on).
+    Redirect { https_port: u16 },
+}
+
+/// Per-connection limits.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub keepalive: Duration,
+    pub header: Duration,
+    pub io: Duration,
+    pub hsts: bool,
+}
 
 /// The pingora application: one per listener set, sharing the registry core.
 pub struct App {
     registry: Arc<Registry>,
-    keepalive_secs: u64,
+    role: Role,
+    limits: Limits,
 }
 
+/// Marks a connection that has already served a request (its next header read may first
+/// wait out the keep-alive idle time).
+struct Reused;
+
 impl App {
-    pub fn new(registry: Arc<Registry>, keepalive_secs: u64) -> Self {
+    pub fn new(registry: Arc<Registry>, role: Role, limits: Limits) -> Self {
         Self {
             registry,
-            keepalive_secs,
+            role,
+            limits,
         }
     }
 }
@@ -35,11 +59,26 @@ impl HttpServerApp for App {
         mut session: ServerSession,
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
-        match session.read_request().await {
-            Ok(true) => {}
-            Ok(false) => return None,
-            Err(e) => {
+        let reused = session
+            .take_connection_user_context()
+            .is_some_and(|c| c.is::<Reused>());
+        let header_budget = if reused {
+            self.limits.keepalive + self.limits.header
+        } else {
+            self.limits.header
+        };
+        match tokio::time::timeout(header_budget, session.read_request()).await {
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) => return None,
+            Ok(Err(e)) => {
                 tracing::debug!(error = %e, "reading request header failed");
+                return None;
+            }
+            Err(_) => {
+                tracing::info!(
+                    client = %session.client_addr().map(|a| a.to_string()).unwrap_or_default(),
+                    "request header not received in time; connection dropped"
+                );
                 return None;
             }
         }
@@ -47,43 +86,29 @@ impl HttpServerApp for App {
         if *shutdown.borrow() {
             session.set_keepalive(None);
         } else {
-            session.set_keepalive(Some(self.keepalive_secs));
+            session.set_keepalive(Some(self.limits.keepalive.as_secs().max(1)));
         }
+        session.set_read_timeout(Some(self.limits.io));
+        session.set_write_timeout(Some(self.limits.io));
         let parts = session.req_header().as_owned_parts();
         let client = session
             .client_addr()
             .map(|a| a.to_string())
             .unwrap_or_default();
+        let is_tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
 
-        let too_large = self
-            .registry
-            .body_limit(parts.uri.path())
-            .zip(content_length(&parts.headers))
-            .filter(|(limit, len)| len > limit)
-            .map(|(limit, _)| limit);
-        let (resp, body_done) = match too_large {
-            Some(limit) => {
-                let err = ApiError::size_invalid(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("request body exceeds the {limit}-byte limit for this endpoint"),
-                );
-                let mut r = err.into_response();
-                r.headers_mut().insert(
-                    "Docker-Distribution-API-Version",
-                    http::HeaderValue::from_static("registry/2.0"),
-                );
-                (r, false)
-            }
-            None => {
-                let mut body = SessionBody::new(&mut session, &parts.headers);
-                let resp = self.registry.handle(&parts, &mut body).await;
-                let done = body.done;
-                (resp, done)
-            }
+        let (mut resp, body_done) = match self.role {
+            Role::Redirect { https_port } => (redirect(&parts, https_port), false),
+            Role::Registry => self.registry_response(&mut session, &parts).await,
         };
+        if is_tls && self.limits.hsts {
+            resp.headers_mut().insert(
+                header::STRICT_TRANSPORT_SECURITY,
+                http::HeaderValue::from_static("max-age=31536000"),
+            );
+        }
         let status = resp.status();
         let sent = write_response(&mut session, resp).await;
-        let ok = sent.is_ok();
         tracing::info!(
             target: "berth::access",
             method = %parts.method,
@@ -93,6 +118,7 @@ impl HttpServerApp for App {
             bytes_out = session.body_bytes_sent(),
             ms = started.elapsed().as_millis() as u64,
             client = %client,
+            tls = is_tls,
             "request"
         );
         if let Err(e) = sent {
@@ -104,10 +130,8 @@ impl HttpServerApp for App {
         if !body_done && !session.is_body_done() {
             session.set_keepalive(None);
         }
-        if !ok {
-            return None;
-        }
-        let settings = HttpPersistentSettings::for_session(&session);
+        let mut settings = HttpPersistentSettings::for_session(&session);
+        settings.set_user_context(Box::new(Reused));
         match session.finish().await {
             Ok(Some(stream)) => Some(ReusedHttpStream::from_reusable_stream(stream, settings)),
             Ok(None) => None,
@@ -117,6 +141,77 @@ impl HttpServerApp for App {
             }
         }
     }
+}
+
+impl App {
+    /// Runs the registry core on the request; returns the response and whether the
+    /// request body was read to its end.
+    async fn registry_response(
+        &self,
+        session: &mut ServerSession,
+        parts: &http::request::Parts,
+    ) -> (http::Response<Body>, bool) {
+        let too_large = self
+            .registry
+            .body_limit(parts.uri.path())
+            .zip(content_length(&parts.headers))
+            .filter(|(limit, len)| len > limit)
+            .map(|(limit, _)| limit);
+        if let Some(limit) = too_large {
+            let err = ApiError::size_invalid(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body exceeds the {limit}-byte limit for this endpoint"),
+            );
+            let mut r = err.into_response();
+            r.headers_mut().insert(
+                "Docker-Distribution-API-Version",
+                http::HeaderValue::from_static("registry/2.0"),
+            );
+            return (r, false);
+        }
+        let mut body = SessionBody::new(session, &parts.headers);
+        let resp = self.registry.handle(parts, &mut body).await;
+        let done = body.done;
+        (resp, done)
+    }
+}
+
+/// 308 to the same host, path and query over https.
+fn redirect(parts: &http::request::Parts, https_port: u16) -> http::Response<Body> {
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| parts.uri.host())
+        .unwrap_or("localhost");
+    // Drop a port from the Host header (an IPv6 literal keeps its brackets).
+    let host = match host.rsplit_once(':') {
+        Some((h, p))
+            if p.chars().all(|c| c.is_ascii_digit()) && (!h.contains(':') || h.ends_with(']')) =>
+        {
+            h
+        }
+        _ => host,
+    };
+    let port = if https_port == 443 {
+        String::new()
+    } else {
+        format!(":{https_port}")
+    };
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let location = format!("https://{host}{port}{path}");
+    let mut r = http::Response::new(Body::Empty);
+    *r.status_mut() = StatusCode::PERMANENT_REDIRECT;
+    if let Ok(v) = http::HeaderValue::from_str(&location) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r.headers_mut()
+        .insert(header::CONTENT_LENGTH, http::HeaderValue::from_static("0"));
+    r
 }
 
 /// Streams the request body from the session. `Expect: 100-continue` is answered the first

@@ -38,7 +38,13 @@ pub fn serve(config: &Config, registry: Arc<Registry>, tls: Option<Arc<Tls>>) ->
     }
     let mut server = Server::new_with_opt_and_conf(Opt::default(), conf);
     server.bootstrap();
-    let app = adapter::App::new(registry, config.http.keepalive_timeout.0.as_secs().max(1));
+    let limits = adapter::Limits {
+        keepalive: config.http.keepalive_timeout.0,
+        header: config.http.header_timeout.0,
+        io: config.http.io_timeout.0,
+        hsts: config.http.hsts,
+    };
+    let app = adapter::App::new(registry.clone(), adapter::Role::Registry, limits);
     let mut service = Service::new("berth".to_owned(), app);
     for (addr, is_tls) in config.listeners() {
         match (&tls, is_tls) {
@@ -62,6 +68,33 @@ pub fn serve(config: &Config, registry: Arc<Registry>, tls: Option<Arc<Tls>>) ->
         }
     }
     server.add_service(service);
+    if let Some(https_port) = config
+        .listeners()
+        .iter()
+        .find(|(_, t)| *t)
+        .map(|(a, _)| a.port())
+    {
+        let app = adapter::App::new(registry, adapter::Role::Redirect { https_port }, limits);
+        let mut redirect = Service::new("berth redirect".to_owned(), app);
+        let mut any = false;
+        for addr in &config.http.redirect_listen {
+            // pingora exits when a listener cannot bind; probe first and skip instead.
+            match std::net::TcpListener::bind(addr) {
+                Ok(probe) => {
+                    drop(probe);
+                    redirect.add_tcp(&addr.to_string());
+                    any = true;
+                    tracing::info!(%addr, "listening (plain HTTP, redirects to https)");
+                }
+                Err(e) => {
+                    tracing::warn!(%addr, error = %e, "cannot listen for https redirects; serving without them")
+                }
+            }
+        }
+        if any {
+            server.add_service(redirect);
+        }
+    }
     server.run_forever()
 }
 

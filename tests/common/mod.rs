@@ -34,6 +34,8 @@ impl Berth {
                 .env("BERTH__HTTP__LISTEN", format!("[\"127.0.0.1:{port}\"]"))
                 .env("BERTH__STORAGE__ROOT", dir.path().join("store"))
                 .env("BERTH__HTTP__SHUTDOWN_GRACE", "2s")
+                .env("BERTH__HTTP__REDIRECT_LISTEN", "[]")
+                .env("BERTH__STATE__DIR", dir.path().join("state"))
                 .env_remove("BERTH_CONFIG")
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
@@ -176,7 +178,9 @@ impl Resp {
 }
 
 pub fn call(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Resp {
-    let mut req = ureq::request(method, url).timeout(Duration::from_secs(120));
+    // Redirects are part of what tests check: never follow them.
+    let agent = ureq::AgentBuilder::new().redirects(0).build();
+    let mut req = agent.request(method, url).timeout(Duration::from_secs(120));
     for (k, v) in headers {
         req = req.set(k, v);
     }
