@@ -28,6 +28,10 @@ enum Command {
         /// Configuration file (default: built-in defaults).
         #[arg(short, long, env = "BERTH_CONFIG")]
         config: Option<PathBuf>,
+        /// Take over the listening sockets of a running berth (zero-downtime upgrade):
+        /// start this, then send SIGQUIT to the old process.
+        #[arg(long)]
+        upgrade: bool,
     },
     /// Inspect configuration.
     Config {
@@ -72,7 +76,7 @@ enum ConfigCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { config } => serve(config),
+        Command::Serve { config, upgrade } => serve(config, upgrade),
         Command::Config {
             command: ConfigCommand::Check { file },
         } => match load(file.as_deref()) {
@@ -177,7 +181,7 @@ fn load(path: Option<&std::path::Path>) -> Result<Config, ExitCode> {
     })
 }
 
-fn serve(path: Option<PathBuf>) -> ExitCode {
+fn serve(path: Option<PathBuf>, upgrade: bool) -> ExitCode {
     let cfg = match load(path.as_deref()) {
         Ok(c) => c,
         Err(code) => return code,
@@ -213,7 +217,7 @@ fn serve(path: Option<PathBuf>) -> ExitCode {
     if let Some(help) = berth::tls::trust_instructions(&cfg) {
         tracing::info!("{help}");
     }
-    berth::frontdoor::serve(&cfg, registry, tls)
+    berth::frontdoor::serve(&cfg, registry, tls, upgrade)
 }
 
 fn init_logging(cfg: &Config) {

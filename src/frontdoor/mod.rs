@@ -18,15 +18,22 @@ use std::time::{Duration, SystemTime};
 const WATCH_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Starts the listeners and serves until SIGTERM (graceful: in-flight requests finish
-/// within `http.shutdown_grace`) or SIGINT (immediate). SIGHUP reloads certificates. Does
-/// not return.
-pub fn serve(config: &Config, registry: Arc<Registry>, tls: Option<Arc<Tls>>) -> ! {
+/// within `http.shutdown_grace`), SIGQUIT (hand the listening sockets to a process started
+/// with `upgrade`, then finish as on SIGTERM) or SIGINT (immediate). SIGHUP reloads
+/// certificates. Does not return.
+pub fn serve(config: &Config, registry: Arc<Registry>, tls: Option<Arc<Tls>>, upgrade: bool) -> ! {
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
     let grace = config.http.shutdown_grace.0.as_secs().max(1);
+    // Both the old and the new process find the hand-over socket here.
+    let _ = std::fs::create_dir_all(&config.state.dir);
+    let state =
+        std::fs::canonicalize(&config.state.dir).unwrap_or_else(|_| config.state.dir.clone());
     let conf = ServerConf {
         threads,
+        upgrade_sock: state.join("upgrade.sock").to_string_lossy().into_owned(),
+        pid_file: state.join("berth.pid").to_string_lossy().into_owned(),
         // pingora waits this long after SIGTERM before stopping its runtimes...
         grace_period_seconds: Some(grace),
         // ...and then this long for tasks still running.
@@ -36,7 +43,14 @@ pub fn serve(config: &Config, registry: Arc<Registry>, tls: Option<Arc<Tls>>) ->
     if let Some(t) = &tls {
         spawn_reloader(t.clone());
     }
-    let mut server = Server::new_with_opt_and_conf(Opt::default(), conf);
+    let opt = Opt {
+        upgrade,
+        ..Opt::default()
+    };
+    if upgrade {
+        tracing::info!(socket = %conf.upgrade_sock, "waiting for the running berth's sockets (send it SIGQUIT)");
+    }
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
     let limits = adapter::Limits {
         keepalive: config.http.keepalive_timeout.0,
@@ -78,8 +92,14 @@ pub fn serve(config: &Config, registry: Arc<Registry>, tls: Option<Arc<Tls>>) ->
         let mut redirect = Service::new("berth redirect".to_owned(), app);
         let mut any = false;
         for addr in &config.http.redirect_listen {
-            // pingora exits when a listener cannot bind; probe first and skip instead.
-            match std::net::TcpListener::bind(addr) {
+            // pingora exits when a listener cannot bind; probe first and skip instead (not
+            // when upgrading: the old process still holds the port and hands it over).
+            let probe = if upgrade {
+                Ok(None)
+            } else {
+                std::net::TcpListener::bind(addr).map(Some)
+            };
+            match probe {
                 Ok(probe) => {
                     drop(probe);
                     redirect.add_tcp(&addr.to_string());
