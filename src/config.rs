@@ -45,6 +45,13 @@ pub struct Http {
     pub redirect_listen: Vec<SocketAddr>,
     /// Send `Strict-Transport-Security` on TLS responses.
     pub hsts: bool,
+    /// Peers (addresses or CIDR blocks) whose `X-Forwarded-*` and `Forwarded` headers are
+    /// believed; from anyone else those headers are ignored and stripped.
+    pub trusted_proxies: Vec<String>,
+    /// The URL clients reach berth at, e.g. `https://registry.example.com`; `Location`
+    /// headers are built from it. Unset: from trusted forwarded headers, else relative.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_url: Option<String>,
 }
 
 impl Default for Http {
@@ -57,6 +64,8 @@ impl Default for Http {
             io_timeout: Duration::secs(60),
             redirect_listen: vec![SocketAddr::from(([0, 0, 0, 0], 80))],
             hsts: false,
+            trusted_proxies: Vec::new(),
+            external_url: None,
         }
     }
 }
@@ -324,6 +333,23 @@ impl Config {
                 "certificate files need both tls.certificate and tls.key (or use tls.mode = \"self-signed\")".into(),
             ));
         }
+        for p in &self.http.trusted_proxies {
+            p.parse::<Cidr>()
+                .map_err(|e| invalid("http.trusted_proxies", format!("{p:?}: {e}")))?;
+        }
+        if let Some(u) = &self.http.external_url {
+            let ok = (u.starts_with("https://") || u.starts_with("http://"))
+                && !u.trim_end_matches('/').contains(['?', '#'])
+                && u.split("://")
+                    .nth(1)
+                    .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'));
+            if !ok {
+                return Err(invalid(
+                    "http.external_url",
+                    format!("{u:?} is not a URL like \"https://registry.example.com\""),
+                ));
+            }
+        }
         if self.limits.page_max == 0 {
             return Err(invalid("limits.page_max", "must be at least 1".into()));
         }
@@ -432,6 +458,7 @@ fn apply_env(
 
 /// Settings with no default value, which the default table therefore lacks.
 const OPTIONAL_KEYS: &[(&str, &str)] = &[
+    ("http", "external_url"),
     ("tls", "certificate"),
     ("tls", "key"),
     ("tls", "chain"),
@@ -479,6 +506,60 @@ fn parse_bool(var: &str, raw: &str) -> Result<bool, ConfigError> {
             var: var.to_owned(),
             message: format!("{raw:?} is not true or false"),
         }),
+    }
+}
+
+/// An address block such as `10.0.0.0/8`, `192.168.1.10` or `fd00::/8`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    addr: std::net::IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(a), IpAddr::V4(b)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(a) & mask == u32::from(b) & mask
+            }
+            (IpAddr::V6(a), IpAddr::V6(b)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(a) & mask == u128::from(b) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (a, p) = s.split_once('/').unwrap_or((s, ""));
+        let addr: std::net::IpAddr = a
+            .trim()
+            .parse()
+            .map_err(|_| "not an IP address or CIDR block like 10.0.0.0/8".to_owned())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = if p.is_empty() {
+            max
+        } else {
+            p.parse::<u8>()
+                .ok()
+                .filter(|&n| n <= max)
+                .ok_or_else(|| format!("prefix must be 0 to {max}"))?
+        };
+        Ok(Cidr { addr, prefix })
     }
 }
 
@@ -749,6 +830,37 @@ mod tests {
         let e = Config::load(None, &env(&[("BERTH__TLS__CERTIFICATE", "/c.pem")]))
             .expect_err("refused");
         assert!(e.to_string().contains("tls.key"), "{e}");
+    }
+
+    #[test]
+    fn cidr_blocks() {
+        let c: Cidr = "10.0.0.0/8".parse().expect("cidr");
+        assert!(c.contains("10.1.2.3".parse().expect("ip")));
+        assert!(!c.contains("11.0.0.1".parse().expect("ip")));
+        assert!(c.contains("::ffff:10.0.0.1".parse().expect("ip")));
+        let one: Cidr = "127.0.0.1".parse().expect("cidr");
+        assert!(one.contains("127.0.0.1".parse().expect("ip")));
+        assert!(!one.contains("127.0.0.2".parse().expect("ip")));
+        let v6: Cidr = "fd00::/8".parse().expect("cidr");
+        assert!(v6.contains("fd12::1".parse().expect("ip")));
+        let all: Cidr = "0.0.0.0/0".parse().expect("cidr");
+        assert!(all.contains("8.8.8.8".parse().expect("ip")));
+        assert!("10.0.0.0/33".parse::<Cidr>().is_err());
+        assert!("nope".parse::<Cidr>().is_err());
+        let mut cfg = Config::default();
+        cfg.http.trusted_proxies = vec!["10.0.0.0/99".into()];
+        assert!(cfg
+            .validate("x")
+            .expect_err("refused")
+            .to_string()
+            .contains("http.trusted_proxies"));
+        cfg.http.trusted_proxies = Vec::new();
+        cfg.http.external_url = Some("registry.example.com".into());
+        assert!(cfg
+            .validate("x")
+            .expect_err("refused")
+            .to_string()
+            .contains("http.external_url"));
     }
 
     #[test]

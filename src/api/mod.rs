@@ -59,6 +59,12 @@ impl RequestBody for FullBody {
     }
 }
 
+/// The scheme and authority clients reach berth at (`https://registry.example.com`), put
+/// in the request's extensions by the front door when it knows them; `Location` headers
+/// are then absolute.
+#[derive(Debug, Clone)]
+pub struct ExternalBase(pub String);
+
 /// The registry core.
 pub struct Registry {
     store: Store,
@@ -113,6 +119,9 @@ impl Registry {
                 .unwrap_or_else(ApiError::into_response),
             Err(e) => e.into_response(),
         };
+        if let Some(ExternalBase(base)) = req.extensions.get::<ExternalBase>() {
+            absolutize_location(&mut resp, base);
+        }
         let h = resp.headers_mut();
         if is_v2 {
             h.insert(
@@ -770,6 +779,23 @@ impl ApiError {
 /// distribution reports it).
 pub fn upload_range(size: u64) -> String {
     format!("0-{}", size.saturating_sub(1))
+}
+
+/// Turns a relative `Location` into one under `base`.
+fn absolutize_location(resp: &mut Response<Body>, base: &str) {
+    let rel = resp
+        .headers()
+        .get(header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .filter(|l| l.starts_with('/'))
+        .map(str::to_owned);
+    if let Some(rel) = rel {
+        set(
+            resp.headers_mut(),
+            header::LOCATION,
+            &format!("{}{rel}", base.trim_end_matches('/')),
+        );
+    }
 }
 
 fn short_chunk(want: u64, got: u64) -> ApiError {

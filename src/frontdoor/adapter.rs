@@ -2,7 +2,8 @@
 //! request parts plus a streaming [`RequestBody`], hands them to the registry core, and
 //! streams the core's response back. No body is ever buffered whole here.
 
-use crate::api::{error::ApiError, Body, BodyError, Registry, RequestBody};
+use crate::api::{error::ApiError, Body, BodyError, ExternalBase, Registry, RequestBody};
+use crate::config::Cidr;
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::{header, StatusCode};
@@ -13,6 +14,9 @@ use pingora_http::ResponseHeader;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Unread request bodies up to this size are drained after the response.
+const DRAIN_MAX: u64 = 1 << 20;
+
 /// What a listener set does with its requests.
 #[derive(Clone, Copy, Debug)]
 pub enum Role {
@@ -20,6 +24,111 @@ pub enum Role {
     Registry,
     /// Redirect to https on `https_port` (the plain :80 listener when TLS is on).
     Redirect { https_port: u16 },
+}
+
+/// Whose forwarded headers to believe, and the configured external URL.
+#[derive(Clone, Debug, Default)]
+pub struct Forwarding {
+    pub trusted: Vec<Cidr>,
+    pub external_url: Option<String>,
+}
+
+/// What the front door concluded about where a request really came from.
+struct Origin {
+    client: String,
+    base: Option<String>,
+}
+
+impl Forwarding {
+    /// Reads (from trusted peers) or strips (from anyone else) the forwarded headers.
+    fn resolve(
+        &self,
+        peer: Option<std::net::IpAddr>,
+        headers: &mut http::HeaderMap,
+        is_tls: bool,
+    ) -> Origin {
+        let trusted = peer.is_some_and(|ip| self.trusted.iter().any(|c| c.contains(ip)));
+        let peer_s = peer.map(|p| p.to_string()).unwrap_or_default();
+        let (mut client, mut proto, mut host) = (peer_s, None, None);
+        if trusted {
+            if let Some(f) = header_str(headers, "forwarded") {
+                // The first element is what the client-facing proxy saw.
+                let first = f.split(',').next().unwrap_or("");
+                for pair in first.split(';') {
+                    let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                    let v = v.trim().trim_matches('"').to_owned();
+                    match k.trim().to_ascii_lowercase().as_str() {
+                        "for" => {
+                            client = v
+                                .trim_start_matches('[')
+                                .split(']')
+                                .next()
+                                .unwrap_or("")
+                                .to_owned()
+                        }
+                        "proto" => proto = Some(v),
+                        "host" => host = Some(v),
+                        _ => {}
+                    }
+                }
+            }
+            if let Some(xff) = header_str(headers, "x-forwarded-for") {
+                // The right-most address no trusted proxy added is the client.
+                let hops: Vec<&str> = xff
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|h| !h.is_empty())
+                    .collect();
+                let untrusted = hops.iter().rev().find(|h| {
+                    h.parse::<std::net::IpAddr>()
+                        .map(|ip| !self.trusted.iter().any(|c| c.contains(ip)))
+                        .unwrap_or(true)
+                });
+                if let Some(c) = untrusted.or(hops.first()) {
+                    client = (*c).to_owned();
+                }
+            }
+            if let Some(p) = header_str(headers, "x-forwarded-proto") {
+                proto = p.split(',').next().map(|p| p.trim().to_owned());
+            }
+            if let Some(h) = header_str(headers, "x-forwarded-host") {
+                host = h.split(',').next().map(|h| h.trim().to_owned());
+            }
+        } else {
+            for name in [
+                "forwarded",
+                "x-forwarded-for",
+                "x-forwarded-proto",
+                "x-forwarded-host",
+            ] {
+                headers.remove(name);
+            }
+        }
+        let proto = proto.filter(|p| p == "http" || p == "https");
+        let host = host.filter(|h| {
+            !h.is_empty()
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
+        });
+        let base = match (&self.external_url, proto, host) {
+            (Some(u), _, _) => Some(u.trim_end_matches('/').to_owned()),
+            (None, p, Some(h)) => Some(format!(
+                "{}://{h}",
+                p.unwrap_or_else(|| if is_tls {
+                    "https".into()
+                } else {
+                    "http".into()
+                })
+            )),
+            (None, Some(p), None) => header_str(headers, "host").map(|h| format!("{p}://{h}")),
+            (None, None, None) => None,
+        };
+        Origin { client, base }
+    }
+}
+
+fn header_str(h: &http::HeaderMap, name: &str) -> Option<String> {
+    h.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
 }
 
 /// Per-connection limits.
@@ -36,6 +145,7 @@ pub struct App {
     registry: Arc<Registry>,
     role: Role,
     limits: Limits,
+    forwarding: Forwarding,
 }
 
 /// Marks a connection that has already served a request (its next header read may first
@@ -43,11 +153,17 @@ pub struct App {
 struct Reused;
 
 impl App {
-    pub fn new(registry: Arc<Registry>, role: Role, limits: Limits) -> Self {
+    pub fn new(
+        registry: Arc<Registry>,
+        role: Role,
+        limits: Limits,
+        forwarding: Forwarding,
+    ) -> Self {
         Self {
             registry,
             role,
             limits,
+            forwarding,
         }
     }
 }
@@ -90,12 +206,17 @@ impl HttpServerApp for App {
         }
         session.set_read_timeout(Some(self.limits.io));
         session.set_write_timeout(Some(self.limits.io));
-        let parts = session.req_header().as_owned_parts();
-        let client = session
-            .client_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
+        let mut parts = session.req_header().as_owned_parts();
         let is_tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        let origin = self.forwarding.resolve(peer, &mut parts.headers, is_tls);
+        let client = origin.client;
+        if let Some(base) = origin.base {
+            parts.extensions.insert(ExternalBase(base));
+        }
 
         let (mut resp, body_done) = match self.role {
             Role::Redirect { https_port } => (redirect(&parts, https_port), false),
@@ -125,10 +246,19 @@ impl HttpServerApp for App {
             tracing::debug!(error = %e, "writing response failed");
             return None;
         }
-        // A body the handler did not read leaves the connection unusable: close it rather
-        // than read an unbounded amount of data nobody wants.
+        // A body the handler did not read: a small one is drained, so the client reads our
+        // answer (an early 413, say) instead of a reset, and the connection stays usable; a
+        // large or unknown one closes the connection rather than read data nobody wants.
         if !body_done && !session.is_body_done() {
-            session.set_keepalive(None);
+            let small = content_length(&parts.headers).is_some_and(|n| n <= DRAIN_MAX);
+            let drained = small
+                && matches!(
+                    tokio::time::timeout(self.limits.io, session.drain_request_body()).await,
+                    Ok(Ok(()))
+                );
+            if !drained {
+                session.set_keepalive(None);
+            }
         }
         let mut settings = HttpPersistentSettings::for_session(&session);
         settings.set_user_context(Box::new(Reused));

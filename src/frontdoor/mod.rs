@@ -58,7 +58,22 @@ pub fn serve(config: &Config, registry: Arc<Registry>, tls: Option<Arc<Tls>>, up
         io: config.http.io_timeout.0,
         hsts: config.http.hsts,
     };
-    let app = adapter::App::new(registry.clone(), adapter::Role::Registry, limits);
+    let forwarding = adapter::Forwarding {
+        // Validated by Config::validate.
+        trusted: config
+            .http
+            .trusted_proxies
+            .iter()
+            .filter_map(|p| p.parse().ok())
+            .collect(),
+        external_url: config.http.external_url.clone(),
+    };
+    let app = adapter::App::new(
+        registry.clone(),
+        adapter::Role::Registry,
+        limits,
+        forwarding.clone(),
+    );
     let mut service = Service::new("berth".to_owned(), app);
     for (addr, is_tls) in config.listeners() {
         match (&tls, is_tls) {
@@ -88,7 +103,12 @@ pub fn serve(config: &Config, registry: Arc<Registry>, tls: Option<Arc<Tls>>, up
         .find(|(_, t)| *t)
         .map(|(a, _)| a.port())
     {
-        let app = adapter::App::new(registry, adapter::Role::Redirect { https_port }, limits);
+        let app = adapter::App::new(
+            registry,
+            adapter::Role::Redirect { https_port },
+            limits,
+            forwarding,
+        );
         let mut redirect = Service::new("berth redirect".to_owned(), app);
         let mut any = false;
         for addr in &config.http.redirect_listen {

@@ -75,6 +75,18 @@ impl Berth {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Waits (bounded) until the log contains `needle`: the access-log line of a request
+    /// is written just after its response.
+    pub fn wait_log(&self, needle: &str) -> bool {
+        for _ in 0..50 {
+            if self.logs().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
     /// Peak resident set size of the server process, in KiB.
     pub fn peak_rss_kib(&self) -> u64 {
         let status =
