@@ -585,3 +585,33 @@ fn plain_listener_redirects_to_https_and_hsts_is_sent() {
         b2.logs()
     );
 }
+
+#[test]
+fn replaced_files_are_picked_up_without_a_signal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = pki();
+    let (cert1, key1) = leaf(&pki, "before");
+    let cert = write(dir.path(), "bundle.crt", &format!("{cert1}{}", pki.inter));
+    let key = write(dir.path(), "domain.key", &key1);
+    let (_b, port) = start_tls(&dir, &cert, &key, &[]);
+    let first = served_serial(port);
+    // Replace both files atomically, as certbot-style tools do.
+    let (cert2, key2) = leaf(&pki, "after");
+    write(dir.path(), "bundle.new", &format!("{cert2}{}", pki.inter));
+    write(dir.path(), "key.new", &key2);
+    std::fs::rename(dir.path().join("key.new"), &key).expect("rename");
+    std::fs::rename(dir.path().join("bundle.new"), &cert).expect("rename");
+    let mut now = first.clone();
+    for _ in 0..60 {
+        now = served_serial(port);
+        if now != first {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(
+        now,
+        file_serial(&cert),
+        "the replaced certificate is served"
+    );
+}

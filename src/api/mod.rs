@@ -629,6 +629,7 @@ impl Registry {
         match pumped {
             Ok(()) => Ok(w.finish().await?),
             Err(e) => {
+                // A write failure on the worker is the real cause; else the body's error.
                 w.abort().await?;
                 Err(e)
             }

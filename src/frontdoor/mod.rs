@@ -173,9 +173,14 @@ fn spawn_reloader(tls: Arc<Tls>) {
                     _ = hup_fired => "SIGHUP",
                     _ = tokio::time::sleep(WATCH_INTERVAL) => {
                         let now = stamps(&files);
-                        if now == seen { continue; }
-                        seen = now;
-                        "file change"
+                        if now != seen {
+                            seen = now;
+                            "file change"
+                        } else if tls.needs_renewal() {
+                            "renewal"
+                        } else {
+                            continue;
+                        }
                     }
                 };
                 match tls.reload() {

@@ -525,11 +525,14 @@ impl UploadWriter {
         Ok(size)
     }
 
-    /// Drops everything this request appended (a failed or short body).
+    /// Drops everything this request appended (a failed or short body). Returns the
+    /// writing thread's own error if it had one (a full disk, say), which is then the real
+    /// cause of the failure.
     pub async fn abort(mut self) -> Result<(), Error> {
         self.tx = None;
-        let (file, _, _) = self.join().await?;
-        file.rollback()
+        let (file, _, result) = self.join().await?;
+        file.rollback()?;
+        result
     }
 
     async fn join(&mut self) -> Result<WorkerEnd, Error> {

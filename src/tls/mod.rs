@@ -133,6 +133,13 @@ impl Tls {
         Ok(m.summary)
     }
 
+    /// Whether a self-issued certificate is close enough to expiry to be reissued now
+    /// (certificates from files are the operator's to replace).
+    pub fn needs_renewal(&self) -> bool {
+        matches!(self.source, Source::SelfSigned { .. })
+            && days_left(&self.summary()) < selfsigned::RENEW_BEFORE_DAYS
+    }
+
     pub fn summary(&self) -> Summary {
         self.summary
             .read()

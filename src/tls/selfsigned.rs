@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 /// Server certificates live this long (the browsers' ceiling)...
 const SERVER_LIFETIME_DAYS: i64 = 397;
 /// ...and are replaced when less than this is left.
-const RENEW_BEFORE_DAYS: i64 = 30;
+pub const RENEW_BEFORE_DAYS: i64 = 30;
 const CA_LIFETIME_DAYS: i64 = 3650;
 
 /// Where the CA and server certificate are kept.
