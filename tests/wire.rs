@@ -129,7 +129,7 @@ fn sigterm_lets_an_in_flight_upload_finish() {
     assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
     // New connections are no longer accepted, and the process exits by itself.
     assert!(
-        b.signal_and_wait("0", Duration::from_secs(20)),
+        b.wait_exit(Duration::from_secs(20)),
         "berth did not exit after SIGTERM"
     );
     let dir = b.stop();

@@ -18,6 +18,7 @@ use error::ApiError;
 use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 use manifest::Parsed;
 use regex::Regex;
+use tracing::Instrument;
 
 /// A response body.
 pub enum Body {
@@ -110,11 +111,13 @@ impl Registry {
         let endpoint = Endpoint::parse(req.uri.path());
         let name = endpoint.as_ref().map(|e| e.name()).unwrap_or("unknown");
         let span = tracing::debug_span!("request", endpoint = name);
-        let _enter = span.enter();
         let is_v2 = !matches!(endpoint, Ok(Endpoint::Root)) && req.uri.path().starts_with("/v2");
         let mut resp = match endpoint {
+            // `instrument`, not `span.enter()`: a guard held across `.await` would tag
+            // other tasks' events on this worker with this request's span.
             Ok(e) => self
                 .dispatch(e, req, body)
+                .instrument(span)
                 .await
                 .unwrap_or_else(ApiError::into_response),
             Err(e) => e.into_response(),
@@ -122,17 +125,19 @@ impl Registry {
         if let Some(ExternalBase(base)) = req.extensions.get::<ExternalBase>() {
             absolutize_location(&mut resp, base);
         }
-        let h = resp.headers_mut();
-        if is_v2 {
-            h.insert(
-                "Docker-Distribution-API-Version",
-                HeaderValue::from_static(API_VERSION),
-            );
-        }
-        h.insert(
-            "X-Content-Type-Options",
-            HeaderValue::from_static("nosniff"),
-        );
+        stamp(&mut resp, is_v2);
+        resp
+    }
+
+    /// The 413 the front door sends from `Content-Length` alone, before the body is read,
+    /// with the same headers as every other response.
+    pub fn body_too_large(&self, limit: u64) -> Response<Body> {
+        let mut resp = ApiError::size_invalid(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body exceeds the {limit}-byte limit for this endpoint"),
+        )
+        .into_response();
+        stamp(&mut resp, true);
         resp
     }
 
@@ -780,6 +785,21 @@ impl ApiError {
 /// distribution reports it).
 pub fn upload_range(size: u64) -> String {
     format!("0-{}", size.saturating_sub(1))
+}
+
+/// Headers every response carries: the API version under `/v2/`, and `nosniff`.
+fn stamp(resp: &mut Response<Body>, is_v2: bool) {
+    let h = resp.headers_mut();
+    if is_v2 {
+        h.insert(
+            "Docker-Distribution-API-Version",
+            HeaderValue::from_static(API_VERSION),
+        );
+    }
+    h.insert(
+        "X-Content-Type-Options",
+        HeaderValue::from_static("nosniff"),
+    );
 }
 
 /// Turns a relative `Location` into one under `base`.

@@ -2,7 +2,7 @@
 //! request parts plus a streaming [`RequestBody`], hands them to the registry core, and
 //! streams the core's response back. No body is ever buffered whole here.
 
-use crate::api::{error::ApiError, Body, BodyError, ExternalBase, Registry, RequestBody};
+use crate::api::{Body, BodyError, ExternalBase, Registry, RequestBody};
 use crate::config::Cidr;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -302,16 +302,7 @@ impl App {
             .filter(|(limit, len)| len > limit)
             .map(|(limit, _)| limit);
         if let Some(limit) = too_large {
-            let err = ApiError::size_invalid(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("request body exceeds the {limit}-byte limit for this endpoint"),
-            );
-            let mut r = err.into_response();
-            r.headers_mut().insert(
-                "Docker-Distribution-API-Version",
-                http::HeaderValue::from_static("registry/2.0"),
-            );
-            return (r, false);
+            return (self.registry.body_too_large(limit), false);
         }
         let mut body = SessionBody::new(session, &parts.headers);
         let resp = self.registry.handle(parts, &mut body).await;

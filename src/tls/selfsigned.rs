@@ -7,7 +7,6 @@ use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
 };
-use rustls::pki_types::PrivateKeyDer;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -139,15 +138,6 @@ fn issue_server(paths: &Paths, names: &[String]) -> Result<(), TlsError> {
     Ok(())
 }
 
-/// The key of `paths.server_key()` as DER (for tests).
-pub fn server_key_der(paths: &Paths) -> Result<PrivateKeyDer<'static>, TlsError> {
-    use rustls::pki_types::pem::PemObject;
-    PrivateKeyDer::from_pem_file(paths.server_key()).map_err(|e| TlsError::File {
-        path: paths.server_key(),
-        message: e.to_string(),
-    })
-}
-
 fn set_validity(params: &mut CertificateParams, days: i64) {
     let now = time::OffsetDateTime::now_utc();
     params.not_before = now - time::Duration::hours(1);
@@ -231,6 +221,7 @@ mod tests {
         assert!(issued);
         assert_ne!(third.summary.serial, m.summary.serial);
         assert_eq!(std::fs::read(paths.ca_cert()).expect("ca"), ca_before);
-        assert!(server_key_der(&paths).is_ok());
+        use rustls::pki_types::pem::PemObject;
+        assert!(rustls::pki_types::PrivateKeyDer::from_pem_file(paths.server_key()).is_ok());
     }
 }

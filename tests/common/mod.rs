@@ -99,11 +99,8 @@ impl Berth {
             .unwrap_or(0)
     }
 
-    /// Sends a signal and waits (bounded) for the process to exit; returns whether it did.
-    pub fn signal_and_wait(&mut self, sig: &str, within: Duration) -> bool {
-        let _ = Command::new("kill")
-            .args([&format!("-{sig}"), &self.pid().to_string()])
-            .status();
+    /// Waits (bounded) for the process to exit by itself; returns whether it did.
+    pub fn wait_exit(&mut self, within: Duration) -> bool {
         let deadline = std::time::Instant::now() + within;
         while std::time::Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
