@@ -52,6 +52,10 @@ pub struct Http {
     /// headers are built from it. Unset: from trusted forwarded headers, else relative.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub external_url: Option<String>,
+    /// Every connection starts with a PROXY protocol header (v1 or v2, as HAProxy and
+    /// cloud load balancers send it) from one of `trusted_proxies`; the client address in
+    /// it becomes the peer address. Connections without one are closed.
+    pub proxy_protocol: bool,
 }
 
 impl Default for Http {
@@ -66,6 +70,7 @@ impl Default for Http {
             hsts: false,
             trusted_proxies: Vec::new(),
             external_url: None,
+            proxy_protocol: false,
         }
     }
 }
@@ -93,6 +98,16 @@ pub struct Tls {
     /// PEM private CA the chain may lead to (else the system's roots).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ca: Option<PathBuf>,
+    /// Oldest TLS version accepted: "1.2" or "1.3".
+    pub min_version: TlsVersion,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TlsVersion {
+    #[serde(rename = "1.2")]
+    V1_2,
+    #[serde(rename = "1.3")]
+    V1_3,
 }
 
 impl Default for Tls {
@@ -105,6 +120,7 @@ impl Default for Tls {
             key: None,
             chain: None,
             ca: None,
+            min_version: TlsVersion::V1_2,
         }
     }
 }
@@ -168,6 +184,12 @@ pub struct Limits {
     pub blob_max: Size,
     /// Most entries in one `_catalog`, tag-list or referrers page.
     pub page_max: u32,
+    /// Connections served at once; further ones are closed when accepted.
+    pub connections_max: u32,
+    /// Largest request header (request line and all fields); 431 above it.
+    pub header_max: Size,
+    /// Most header fields in one request; 431 above it.
+    pub header_count_max: u32,
 }
 
 impl Default for Limits {
@@ -176,6 +198,9 @@ impl Default for Limits {
             manifest_max: Size(4 << 20),
             blob_max: Size(0),
             page_max: 1000,
+            connections_max: 4096,
+            header_max: Size(64 << 10),
+            header_count_max: 100,
         }
     }
 }
@@ -349,6 +374,31 @@ impl Config {
                     format!("{u:?} is not a URL like \"https://registry.example.com\""),
                 ));
             }
+        }
+        if self.http.proxy_protocol && self.http.trusted_proxies.is_empty() {
+            return Err(invalid(
+                "http.proxy_protocol",
+                "PROXY headers are only taken from http.trusted_proxies; list the load balancer there, e.g. [\"10.0.0.5\"]".into(),
+            ));
+        }
+        if self.limits.connections_max == 0 {
+            return Err(invalid(
+                "limits.connections_max",
+                "must be at least 1".into(),
+            ));
+        }
+        // pingora reads at most 1 MiB of header and 256 fields; berth's caps sit below.
+        if !(1024..1 << 20).contains(&self.limits.header_max.0) {
+            return Err(invalid(
+                "limits.header_max",
+                "must be between \"1KiB\" and \"1023KiB\"".into(),
+            ));
+        }
+        if !(16..=256).contains(&self.limits.header_count_max) {
+            return Err(invalid(
+                "limits.header_count_max",
+                "must be between 16 and 256".into(),
+            ));
         }
         if self.limits.page_max == 0 {
             return Err(invalid("limits.page_max", "must be at least 1".into()));

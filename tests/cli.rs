@@ -92,3 +92,42 @@ fn serve_refuses_bad_config_before_listening() {
     assert_eq!(code, 2);
     assert!(err.contains("BERTH__STORAGE__NOPE"), "{err}");
 }
+
+#[test]
+fn connection_settings_are_checked() {
+    for (env, key) in [
+        (
+            ("BERTH__HTTP__PROXY_PROTOCOL", "true"),
+            "http.proxy_protocol",
+        ),
+        (
+            ("BERTH__TLS__MIN_VERSION", "\"1.1\""),
+            "BERTH__TLS__MIN_VERSION",
+        ),
+        (
+            ("BERTH__LIMITS__HEADER_MAX", "\"2MiB\""),
+            "limits.header_max",
+        ),
+        (
+            ("BERTH__LIMITS__HEADER_COUNT_MAX", "1000"),
+            "limits.header_count_max",
+        ),
+        (
+            ("BERTH__LIMITS__CONNECTIONS_MAX", "0"),
+            "limits.connections_max",
+        ),
+    ] {
+        let (code, _, err) = berth(&["config", "check"], &[env]);
+        assert_eq!(code, 2, "{env:?} was accepted");
+        assert!(err.contains(key), "{env:?}: {err}");
+    }
+    let (code, _, err) = berth(
+        &["config", "check"],
+        &[
+            ("BERTH__HTTP__PROXY_PROTOCOL", "true"),
+            ("BERTH__HTTP__TRUSTED_PROXIES", "[\"10.0.0.0/8\"]"),
+            ("BERTH__TLS__MIN_VERSION", "\"1.3\""),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+}

@@ -141,6 +141,14 @@ impl Registry {
         resp
     }
 
+    /// 431 for a request whose header is over the configured caps.
+    pub fn header_too_large(&self, why: String) -> Response<Body> {
+        let mut resp = ApiError::size_invalid(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, why)
+            .into_response();
+        stamp(&mut resp, true);
+        resp
+    }
+
     /// The largest body `endpoint` may carry: the front door answers 413 early from
     /// `Content-Length` above it.
     pub fn body_limit(&self, path: &str) -> Option<u64> {

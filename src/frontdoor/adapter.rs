@@ -145,6 +145,9 @@ pub struct Limits {
     pub header: Duration,
     pub io: Duration,
     pub hsts: bool,
+    /// Request header caps (bytes of request line and fields, number of fields).
+    pub header_max: usize,
+    pub header_count_max: usize,
 }
 
 /// The pingora application: one per listener set, sharing the registry core.
@@ -226,15 +229,35 @@ impl HttpServerApp for App {
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
+        let header_size = parts.uri.to_string().len()
+            + parts
+                .headers
+                .iter()
+                .map(|(k, v)| k.as_str().len() + v.len() + 4)
+                .sum::<usize>();
+        let oversized = (header_size > self.limits.header_max
+            || parts.headers.len() > self.limits.header_count_max)
+            .then(|| {
+                format!(
+                    "request header too large: {header_size} bytes in {} fields (limits.header_max is {}, limits.header_count_max is {})",
+                    parts.headers.len(),
+                    self.limits.header_max,
+                    self.limits.header_count_max
+                )
+            });
         let origin = self.forwarding.resolve(peer, &mut parts.headers, is_tls);
         let client = origin.client;
         if let Some(base) = origin.base {
             parts.extensions.insert(ExternalBase(base));
         }
 
-        let (mut resp, body_done) = match self.role {
-            Role::Redirect { https_port } => (redirect(&parts, https_port), false),
-            Role::Registry => self.registry_response(&mut session, &parts).await,
+        let (mut resp, body_done) = match (self.role, oversized) {
+            (_, Some(why)) => {
+                session.set_keepalive(None);
+                (self.registry.header_too_large(why), false)
+            }
+            (Role::Redirect { https_port }, None) => (redirect(&parts, https_port), false),
+            (Role::Registry, None) => self.registry_response(&mut session, &parts).await,
         };
         if is_tls && self.limits.hsts {
             resp.headers_mut().insert(

@@ -2,9 +2,10 @@
 //! connects sessions to the registry core. Knows nothing of registry semantics.
 
 pub mod adapter;
+pub mod conn;
 
 use crate::api::Registry;
-use crate::config::Config;
+use crate::config::{Config, TlsVersion};
 use crate::tls::Tls;
 use pingora_core::listeners::tls::TlsSettings;
 use pingora_core::server::configuration::{Opt, ServerConf};
@@ -57,6 +58,8 @@ pub fn serve(config: &Config, registry: Arc<Registry>, tls: Option<Arc<Tls>>, up
         header: config.http.header_timeout.0,
         io: config.http.io_timeout.0,
         hsts: config.http.hsts,
+        header_max: config.limits.header_max.0 as usize,
+        header_count_max: config.limits.header_count_max as usize,
     };
     let forwarding = adapter::Forwarding {
         // Validated by Config::validate.
@@ -68,13 +71,27 @@ pub fn serve(config: &Config, registry: Arc<Registry>, tls: Option<Arc<Tls>>, up
             .collect(),
         external_url: config.http.external_url.clone(),
     };
+    let policy = Arc::new(conn::Policy {
+        proxy_protocol: config.http.proxy_protocol,
+        trusted: forwarding.trusted.clone(),
+        tls13_only: config.tls.min_version == TlsVersion::V1_3,
+        header_timeout: config.http.header_timeout.0,
+        max_connections: config.limits.connections_max as usize,
+    });
     let app = adapter::App::new(
         registry.clone(),
         adapter::Role::Registry,
         limits,
         forwarding.clone(),
     );
-    let mut service = Service::new("berth".to_owned(), app);
+    let mut service = Service::new("berth".to_owned(), conn::Gate::new(app, policy.clone()));
+    if policy.proxy_protocol || policy.tls13_only {
+        service
+            .endpoints()
+            .set_pre_tls_callback(Arc::new(conn::Prelude {
+                policy: policy.clone(),
+            }));
+    }
     for (addr, is_tls) in config.listeners() {
         match (&tls, is_tls) {
             (Some(t), true) => {
@@ -109,7 +126,7 @@ pub fn serve(config: &Config, registry: Arc<Registry>, tls: Option<Arc<Tls>>, up
             limits,
             forwarding,
         );
-        let mut redirect = Service::new("berth redirect".to_owned(), app);
+        let mut redirect = Service::new("berth redirect".to_owned(), conn::Gate::new(app, policy));
         let mut any = false;
         for addr in &config.http.redirect_listen {
             // pingora exits when a listener cannot bind; probe first and skip instead (not

@@ -44,7 +44,10 @@ impl Berth {
                 cmd.env(k, v);
             }
             let mut child = cmd.spawn().expect("spawn berth");
-            if wait_ready(&mut child, port) {
+            let proxied = env
+                .iter()
+                .any(|(k, v)| *k == "BERTH__HTTP__PROXY_PROTOCOL" && *v == "true");
+            if wait_ready(&mut child, port, proxied) {
                 return Berth {
                     child,
                     port,
@@ -126,20 +129,42 @@ impl Drop for Berth {
     }
 }
 
-fn wait_ready(child: &mut Child, port: u16) -> bool {
+/// Waits until `GET /v2/` answers 200 (sent after a PROXY header when `proxied`).
+fn wait_ready(child: &mut Child, port: u16, proxied: bool) -> bool {
     for _ in 0..100 {
         if let Ok(Some(_)) = child.try_wait() {
             return false;
         }
-        let url = format!("http://127.0.0.1:{port}/v2/");
-        if let Ok(r) = ureq::get(&url).timeout(Duration::from_secs(1)).call() {
-            if r.status() == 200 {
-                return true;
-            }
+        let prefix: &[u8] = if proxied {
+            b"PROXY TCP4 127.0.0.1 127.0.0.1 1 2\r\n"
+        } else {
+            b""
+        };
+        if raw_http(
+            port,
+            prefix,
+            "GET /v2/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .is_some_and(|r| r.starts_with("HTTP/1.1 200"))
+        {
+            return true;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
     false
+}
+
+/// Sends `prefix` then `request` on a fresh connection and returns everything the server
+/// sends until it closes (bounded by a 5 s read timeout).
+pub fn raw_http(port: u16, prefix: &[u8], request: &str) -> Option<String> {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(prefix).ok()?;
+    s.write_all(request.as_bytes()).ok()?;
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    Some(String::from_utf8_lossy(&out).into_owned())
 }
 
 pub fn free_port() -> u16 {
