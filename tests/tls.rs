@@ -316,7 +316,7 @@ fn sighup_swaps_the_certificate_and_keeps_open_connections() {
 }
 
 #[test]
-fn self_signed_mode_with_skopeo_curl_h2_and_cert_commands() {
+fn self_signed_mode_with_skopeo_podman_curl_h2_and_cert_commands() {
     let dir = tempfile::tempdir().expect("tempdir");
     let state = dir.path().join("state");
     let port = free_port();
@@ -393,28 +393,44 @@ fn self_signed_mode_with_skopeo_curl_h2_and_cert_commands() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    // A 64 MiB blob pushed and pulled over h2 matches its digest.
+    // A 1 GiB blob pushed (one streamed PUT) and pulled over h2 matches its digest.
     let blob = dir.path().join("blob");
-    let data: Vec<u8> = (0..64u32 << 20)
-        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
-        .collect();
-    std::fs::write(&blob, &data).expect("write");
-    let d = sha256(&data);
+    let st = Command::new("sh")
+        .arg("-c")
+        .arg(format!("head -c 1G /dev/urandom > {}", blob.display()))
+        .status()
+        .expect("head");
+    assert!(st.success());
+    let d = format!("sha256:{}", sha256sum_file(&blob));
+    let cacert = ca.to_string_lossy().into_owned();
     let out = Command::new("curl")
         .args([
             "-sS",
             "--http2",
             "--cacert",
-            &ca.to_string_lossy(),
+            &cacert,
             "-X",
             "POST",
-            "--data-binary",
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
         ])
-        .arg(format!("@{}", blob.display()))
+        .arg(format!("https://127.0.0.1:{port}/v2/h2/blobs/uploads/"))
+        .output()
+        .expect("curl");
+    let head = String::from_utf8_lossy(&out.stdout).into_owned();
+    let location = head
+        .lines()
+        .find_map(|l| l.strip_prefix("location: "))
+        .expect("location")
+        .trim()
+        .to_owned();
+    let out = Command::new("curl")
+        .args(["-sS", "--http2", "--cacert", &cacert, "-X", "PUT", "-T"])
+        .arg(&blob)
         .args(["-o", "/dev/null", "-w", "%{http_version} %{http_code}"])
-        .arg(format!(
-            "https://127.0.0.1:{port}/v2/h2/blobs/uploads/?digest={d}"
-        ))
+        .arg(format!("https://127.0.0.1:{port}{location}?digest={d}"))
         .output()
         .expect("curl");
     assert_eq!(
@@ -423,11 +439,11 @@ fn self_signed_mode_with_skopeo_curl_h2_and_cert_commands() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    std::fs::remove_file(&blob).expect("rm");
     let out = Command::new("sh")
         .arg("-c")
         .arg(format!(
-            "curl -sS --http2 --cacert {} https://127.0.0.1:{port}/v2/h2/blobs/{d} | sha256sum",
-            ca.display()
+            "curl -sS --http2 --cacert {cacert} https://127.0.0.1:{port}/v2/h2/blobs/{d} | sha256sum"
         ))
         .output()
         .expect("curl");
@@ -475,6 +491,47 @@ fn self_signed_mode_with_skopeo_curl_h2_and_cert_commands() {
         st.status.success(),
         "{}",
         String::from_utf8_lossy(&st.stderr)
+    );
+    // podman pulls and pushes with the CA from --cert-dir, no --tls-verify=false.
+    let p = dir.path().join("podman");
+    let podman = |args: &[&str]| {
+        let out = Command::new("podman")
+            .arg("--root")
+            .arg(p.join("root"))
+            .arg("--runroot")
+            .arg(p.join("run"))
+            .arg("--tmpdir")
+            .arg(p.join("tmp"))
+            .args([
+                "--storage-driver",
+                "vfs",
+                "--cgroup-manager=cgroupfs",
+                "--events-backend=file",
+            ])
+            .args(args)
+            .output()
+            .expect("podman");
+        assert!(
+            out.status.success(),
+            "podman {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let certs_s = certs.to_string_lossy().into_owned();
+    let src = format!("127.0.0.1:{port}/tls/app:v1");
+    let dst = format!("127.0.0.1:{port}/tls/podman:v2");
+    podman(&["pull", "-q", "--cert-dir", &certs_s, &src]);
+    podman(&["tag", &src, &dst]);
+    podman(&["push", "-q", "--cert-dir", &certs_s, &dst]);
+    let r = Command::new("curl")
+        .args(["-sS", "--cacert", &cacert])
+        .arg(format!("https://127.0.0.1:{port}/v2/tls/podman/tags/list"))
+        .output()
+        .expect("curl");
+    assert!(
+        String::from_utf8_lossy(&r.stdout).contains("\"v2\""),
+        "{}",
+        String::from_utf8_lossy(&r.stdout)
     );
     // Without the CA, skopeo refuses the certificate.
     let st = Command::new("skopeo")
@@ -614,4 +671,16 @@ fn replaced_files_are_picked_up_without_a_signal() {
         file_serial(&cert),
         "the replaced certificate is served"
     );
+}
+
+fn sha256sum_file(p: &Path) -> String {
+    let out = Command::new("sha256sum")
+        .arg(p)
+        .output()
+        .expect("sha256sum");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .expect("digest")
+        .to_owned()
 }
