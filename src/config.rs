@@ -100,6 +100,70 @@ pub struct Tls {
     pub ca: Option<PathBuf>,
     /// Oldest TLS version accepted: "1.2" or "1.3".
     pub min_version: TlsVersion,
+    /// Certificates from an ACME CA (Let's Encrypt) when `mode = "acme"`.
+    pub acme: Acme,
+}
+
+/// `[tls.acme]`: certificates issued and renewed by an ACME CA.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Acme {
+    /// The CA's directory: a URL, or "production" / "staging" for Let's Encrypt.
+    pub directory_url: String,
+    /// Contact address for the account (expiry notices from the CA).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Names to certify; empty means `tls.hostnames`.
+    pub hostnames: Vec<String>,
+    /// Challenge types, tried in this order: "http-01" (on the :80 listener) and
+    /// "tls-alpn-01" (on the TLS listener).
+    pub challenges: Vec<String>,
+    /// External account binding, for CAs that require it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eab_kid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eab_hmac_key_file: Option<PathBuf>,
+    /// PEM roots for a private ACME CA's own HTTPS (else the system's roots).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_roots: Option<PathBuf>,
+    /// Renew when this little validity is left; unset: at two thirds of the lifetime (or
+    /// in the CA's ARI window).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub renew_before: Option<Duration>,
+    /// Failed attempts are retried after this, doubling (with jitter) up to `retry_max`.
+    pub retry_min: Duration,
+    pub retry_max: Duration,
+}
+
+pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
+pub const LETS_ENCRYPT_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
+
+impl Default for Acme {
+    fn default() -> Self {
+        Self {
+            directory_url: "production".into(),
+            email: None,
+            hostnames: Vec::new(),
+            challenges: vec!["http-01".into(), "tls-alpn-01".into()],
+            eab_kid: None,
+            eab_hmac_key_file: None,
+            ca_roots: None,
+            renew_before: None,
+            retry_min: Duration::secs(60),
+            retry_max: Duration::secs(6 * 3600),
+        }
+    }
+}
+
+impl Acme {
+    /// The directory URL with the Let's Encrypt shorthands resolved.
+    pub fn directory(&self) -> &str {
+        match self.directory_url.as_str() {
+            "production" | "letsencrypt" => LETS_ENCRYPT,
+            "staging" => LETS_ENCRYPT_STAGING,
+            other => other,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,6 +185,7 @@ impl Default for Tls {
             chain: None,
             ca: None,
             min_version: TlsVersion::V1_2,
+            acme: Acme::default(),
         }
     }
 }
@@ -132,6 +197,7 @@ pub enum TlsMode {
     Off,
     Files,
     SelfSigned,
+    Acme,
 }
 
 /// What TLS the configuration amounts to.
@@ -140,6 +206,7 @@ pub enum TlsPlan {
     Off,
     Files,
     SelfSigned,
+    Acme,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -302,11 +369,21 @@ impl Config {
     }
 
     /// What TLS this configuration turns on.
+    /// The names ACME certifies.
+    pub fn acme_hostnames(&self) -> Vec<String> {
+        if self.tls.acme.hostnames.is_empty() {
+            self.tls.hostnames.clone()
+        } else {
+            self.tls.acme.hostnames.clone()
+        }
+    }
+
     pub fn tls_plan(&self) -> TlsPlan {
         match self.tls.mode {
             TlsMode::Off => TlsPlan::Off,
             TlsMode::Files => TlsPlan::Files,
             TlsMode::SelfSigned => TlsPlan::SelfSigned,
+            TlsMode::Acme => TlsPlan::Acme,
             TlsMode::Auto if self.tls.certificate.is_some() => TlsPlan::Files,
             TlsMode::Auto if self.http.listen.iter().any(|a| !a.ip().is_loopback()) => {
                 TlsPlan::SelfSigned
@@ -372,6 +449,56 @@ impl Config {
                 return Err(invalid(
                     "http.external_url",
                     format!("{u:?} is not a URL like \"https://registry.example.com\""),
+                ));
+            }
+        }
+        if self.tls_plan() == TlsPlan::Acme {
+            if self.acme_hostnames().is_empty() {
+                return Err(invalid(
+                    "tls.acme.hostnames",
+                    "ACME needs the names to certify: set tls.hostnames (or tls.acme.hostnames), e.g. [\"registry.example.com\"]".into(),
+                ));
+            }
+            for h in self.acme_hostnames() {
+                if h.parse::<std::net::IpAddr>().is_ok() || h.contains('*') {
+                    return Err(invalid(
+                        "tls.acme.hostnames",
+                        format!(
+                            "{h:?}: ACME certifies public DNS names (no addresses or wildcards)"
+                        ),
+                    ));
+                }
+            }
+            let a = &self.tls.acme;
+            if a.challenges.is_empty()
+                || a.challenges
+                    .iter()
+                    .any(|c| c != "http-01" && c != "tls-alpn-01")
+            {
+                return Err(invalid(
+                    "tls.acme.challenges",
+                    "a list of \"http-01\" and/or \"tls-alpn-01\"".into(),
+                ));
+            }
+            if a.eab_kid.is_some() != a.eab_hmac_key_file.is_some() {
+                return Err(invalid(
+                    "tls.acme.eab_kid",
+                    "external account binding needs both eab_kid and eab_hmac_key_file".into(),
+                ));
+            }
+            if !a.directory().starts_with("https://") {
+                return Err(invalid(
+                    "tls.acme.directory_url",
+                    format!(
+                        "{:?}: an https:// URL, or \"production\" / \"staging\"",
+                        a.directory_url
+                    ),
+                ));
+            }
+            if a.retry_min.0.is_zero() || a.retry_max.0 < a.retry_min.0 {
+                return Err(invalid(
+                    "tls.acme.retry_min",
+                    "retry_min must be more than 0 and at most retry_max".into(),
                 ));
             }
         }
@@ -465,6 +592,30 @@ fn apply_env(
                 ("tls", "certificate", toml::Value::String(raw.clone()))
             }
             "REGISTRY_HTTP_TLS_KEY" => ("tls", "key", toml::Value::String(raw.clone())),
+            "REGISTRY_HTTP_TLS_LETSENCRYPT_EMAIL" => {
+                set(table, "tls", "mode", toml::Value::String("acme".into()));
+                set_path(
+                    table,
+                    &["tls".into(), "acme".into(), "email".into()],
+                    toml::Value::String(raw.clone()),
+                );
+                used.push(var.clone());
+                continue;
+            }
+            v if v.starts_with("REGISTRY_HTTP_TLS_LETSENCRYPT_HOSTS_") => {
+                let path = ["tls".to_owned(), "acme".to_owned(), "hostnames".to_owned()];
+                let mut hosts = table
+                    .get("tls")
+                    .and_then(|t| t.get("acme"))
+                    .and_then(|a| a.get("hostnames"))
+                    .and_then(|h| h.as_array())
+                    .cloned()
+                    .unwrap_or_default();
+                hosts.push(toml::Value::String(raw.clone()));
+                set_path(table, &path, toml::Value::Array(hosts));
+                used.push(var.clone());
+                continue;
+            }
             "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY" => {
                 ("storage", "root", toml::Value::String(raw.clone()))
             }
@@ -483,37 +634,66 @@ fn apply_env(
             continue;
         };
         let parts: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
-        let [section, key] = parts.as_slice() else {
+        if parts.len() < 2 || parts.iter().any(|p| p.is_empty()) {
             return Err(ConfigError::Env {
                 var: var.clone(),
                 message: "expected BERTH__SECTION__KEY, e.g. BERTH__STORAGE__ROOT".into(),
             });
-        };
-        let known = to_table(&Config::default())
-            .get(section.as_str())
-            .and_then(|s| s.as_table())
-            .is_some_and(|s| s.contains_key(key.as_str()))
-            || OPTIONAL_KEYS.contains(&(section.as_str(), key.as_str()));
+        }
+        let dotted = parts.join(".");
+        let defaults = toml::Value::Table(to_table(&Config::default()));
+        let known = parts
+            .iter()
+            .try_fold(&defaults, |v, p| {
+                v.as_table().and_then(|t| t.get(p.as_str()))
+            })
+            .is_some_and(|v| !v.is_table())
+            || OPTIONAL_KEYS.contains(&dotted.as_str());
         if !known {
             return Err(ConfigError::Env {
                 var: var.clone(),
-                message: format!("there is no setting {section}.{key}"),
+                message: format!("there is no setting {dotted}"),
             });
         }
-        set(table, section, key, env_value(raw));
+        set_path(table, &parts, env_value(raw));
         used.push(var.clone());
     }
     Ok(used)
 }
 
 /// Settings with no default value, which the default table therefore lacks.
-const OPTIONAL_KEYS: &[(&str, &str)] = &[
-    ("http", "external_url"),
-    ("tls", "certificate"),
-    ("tls", "key"),
-    ("tls", "chain"),
-    ("tls", "ca"),
+const OPTIONAL_KEYS: &[&str] = &[
+    "http.external_url",
+    "tls.certificate",
+    "tls.key",
+    "tls.chain",
+    "tls.ca",
+    "tls.acme.email",
+    "tls.acme.eab_kid",
+    "tls.acme.eab_hmac_key_file",
+    "tls.acme.ca_roots",
+    "tls.acme.renew_before",
 ];
+
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) {
+    let Some((key, sections)) = path.split_last() else {
+        return;
+    };
+    let mut t = table;
+    for s in sections {
+        let entry = t
+            .entry(s.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if !entry.is_table() {
+            *entry = toml::Value::Table(toml::Table::new());
+        }
+        let toml::Value::Table(next) = entry else {
+            return;
+        };
+        t = next;
+    }
+    t.insert(key.clone(), value);
+}
 
 fn set(table: &mut toml::Table, section: &str, key: &str, value: toml::Value) {
     let entry = table

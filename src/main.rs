@@ -144,6 +144,23 @@ fn cert_show(cfg: &Config) -> ExitCode {
                 berth::tls::days_left(s)
             );
             println!("chain:    {} certificate(s) served", m.key.cert.len());
+            if let berth::tls::Source::Acme { state_dir, .. } = &source {
+                let paths = berth::tls::acme::Paths::new(state_dir);
+                let planned = std::fs::read_to_string(paths.schedule()).ok();
+                let due = berth::tls::acme::renewal_due(s, cfg.tls.acme.renew_before.map(|d| d.0));
+                let computed = berth::store::rfc3339(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_secs(due.max(0) as u64),
+                );
+                if paths.cert().exists() {
+                    println!(
+                        "renewal:  {}",
+                        planned.map(|p| p.trim().to_owned()).unwrap_or(computed)
+                    );
+                } else {
+                    println!("renewal:  now (no ACME certificate yet; a temporary one serves)");
+                }
+                println!("directory: {}", cfg.tls.acme.directory());
+            }
             for w in &m.warnings {
                 println!("warning:  {w}");
             }

@@ -131,3 +131,42 @@ fn connection_settings_are_checked() {
     );
     assert_eq!(code, 0, "{err}");
 }
+
+#[test]
+fn letsencrypt_variables_and_nested_overrides() {
+    let (code, out, err) = berth(
+        &["config", "show"],
+        &[
+            ("REGISTRY_HTTP_TLS_LETSENCRYPT_EMAIL", "ops@example.com"),
+            (
+                "REGISTRY_HTTP_TLS_LETSENCRYPT_HOSTS_0",
+                "registry.example.com",
+            ),
+            ("BERTH__TLS__ACME__DIRECTORY_URL", "staging"),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("mode = \"acme\""), "{out}");
+    assert!(out.contains("email = \"ops@example.com\""), "{out}");
+    assert!(
+        out.contains("hostnames = [\"registry.example.com\"]"),
+        "{out}"
+    );
+    assert!(out.contains("directory_url = \"staging\""), "{out}");
+    let (code, _, err) = berth(&["config", "check"], &[("BERTH__TLS__ACME__NOPE", "1")]);
+    assert_eq!(code, 2);
+    assert!(err.contains("tls.acme.nope"), "{err}");
+    // ACME without names, or with an address, is refused with the key named.
+    let (code, _, err) = berth(&["config", "check"], &[("BERTH__TLS__MODE", "acme")]);
+    assert_eq!(code, 2);
+    assert!(err.contains("tls.acme.hostnames"), "{err}");
+    let (code, _, err) = berth(
+        &["config", "check"],
+        &[
+            ("BERTH__TLS__MODE", "acme"),
+            ("BERTH__TLS__HOSTNAMES", "[\"10.0.0.1\"]"),
+        ],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("tls.acme.hostnames"), "{err}");
+}

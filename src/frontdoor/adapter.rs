@@ -4,6 +4,7 @@
 
 use crate::api::{Body, BodyError, ExternalBase, Registry, RequestBody};
 use crate::config::Cidr;
+use crate::tls::acme::Challenges;
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::{header, StatusCode};
@@ -156,6 +157,7 @@ pub struct App {
     role: Role,
     limits: Limits,
     forwarding: Forwarding,
+    acme: Option<Arc<Challenges>>,
 }
 
 /// Marks a connection that has already served a request (its next header read may first
@@ -174,7 +176,14 @@ impl App {
             role,
             limits,
             forwarding,
+            acme: None,
         }
+    }
+
+    /// Answers ACME http-01 challenges (on the plain :80 listener).
+    pub fn with_acme(mut self, acme: Option<Arc<Challenges>>) -> Self {
+        self.acme = acme;
+        self
     }
 }
 
@@ -256,7 +265,16 @@ impl HttpServerApp for App {
                 session.set_keepalive(None);
                 (self.registry.header_too_large(why), false)
             }
-            (Role::Redirect { https_port }, None) => (redirect(&parts, https_port), false),
+            (Role::Redirect { https_port }, None) => {
+                let token = parts
+                    .uri
+                    .path()
+                    .strip_prefix("/.well-known/acme-challenge/");
+                match (token, &self.acme) {
+                    (Some(token), Some(acme)) => (http01(acme, token), false),
+                    _ => (redirect(&parts, https_port), false),
+                }
+            }
             (Role::Registry, None) => self.registry_response(&mut session, &parts).await,
         };
         if is_tls && self.limits.hsts {
@@ -332,6 +350,23 @@ impl App {
         let done = body.done;
         (resp, done)
     }
+}
+
+/// The key authorization for a pending http-01 token, else 404.
+fn http01(acme: &Challenges, token: &str) -> http::Response<Body> {
+    let mut r = http::Response::new(Body::Empty);
+    match acme.http01(token) {
+        Some(key_auth) => {
+            tracing::info!(token, "ACME: answering the http-01 challenge");
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/octet-stream"),
+            );
+            *r.body_mut() = Body::Full(Bytes::from(key_auth));
+        }
+        None => *r.status_mut() = StatusCode::NOT_FOUND,
+    }
+    r
 }
 
 /// 308 to the same host, path and query over https.

@@ -8,6 +8,7 @@
 //! HTTP application and also holds the connection count.
 
 use crate::config::Cidr;
+use crate::tls::acme::{Challenges, ACME_TLS_ALPN};
 use async_trait::async_trait;
 use pingora_core::apps::ServerApp;
 use pingora_core::listeners::PreTlsProcess;
@@ -46,6 +47,8 @@ pub struct Policy {
     pub header_timeout: Duration,
     /// Connections served at once; more are closed as soon as they are accepted.
     pub max_connections: usize,
+    /// Pending ACME challenges: tls-alpn-01 handshakes are answered here.
+    pub acme: Option<Arc<Challenges>>,
 }
 
 /// The source address a PROXY header announced.
@@ -330,7 +333,7 @@ impl PreTlsProcess for Prelude {
             .take_proxy_header(stream)
             .await
             .map_err(refuse)?;
-        if !self.policy.tls13_only {
+        if !self.policy.tls13_only && self.policy.acme.is_none() {
             return Ok(());
         }
         let read = tokio::time::timeout(self.policy.header_timeout, read_client_hello(stream));
@@ -339,22 +342,66 @@ impl PreTlsProcess for Prelude {
             Ok(Err(e)) => return Err(refuse(format!("reading the ClientHello: {e}"))),
             Err(_) => return Err(refuse("ClientHello not received in time".into())),
         };
-        if let Some(hello) = hello {
-            if !hello.versions.contains(&TLS13) {
-                // A fatal protocol_version alert, as a TLS library would send.
-                let _ = stream
-                    .write_all(&[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x46])
-                    .await;
-                let _ = stream.flush().await;
-                let client = peer_ip(stream).map(|p| p.to_string()).unwrap_or_default();
-                return Err(refuse(format!(
-                    "client {client} does not offer TLS 1.3 (tls.min_version = \"1.3\")"
-                )));
+        stream.rewind(&raw);
+        let Some(hello) = hello else {
+            return Ok(());
+        };
+        if let Some(acme) = &self.policy.acme {
+            if hello.alpn.len() == 1 && hello.alpn[0] == ACME_TLS_ALPN {
+                // RFC 8737: such a handshake gets the challenge certificate and nothing else.
+                let host = hello.server_name.clone().unwrap_or_default();
+                let answered = match acme.alpn01(&host) {
+                    Some(cert) => answer_tls_alpn(stream, cert).await,
+                    None => Err(format!("no pending tls-alpn-01 challenge for {host:?}")),
+                };
+                let why = match answered {
+                    Ok(()) => format!("answered the tls-alpn-01 challenge for {host}"),
+                    Err(e) => format!("tls-alpn-01 handshake for {host:?}: {e}"),
+                };
+                return Err(refuse(why));
             }
         }
-        stream.rewind(&raw);
+        if self.policy.tls13_only && !hello.versions.contains(&TLS13) {
+            // A fatal protocol_version alert, as a TLS library would send.
+            let _ = stream
+                .write_all(&[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x46])
+                .await;
+            let _ = stream.flush().await;
+            let client = peer_ip(stream).map(|p| p.to_string()).unwrap_or_default();
+            return Err(refuse(format!(
+                "client {client} does not offer TLS 1.3 (tls.min_version = \"1.3\")"
+            )));
+        }
         Ok(())
     }
+}
+
+/// Completes a tls-alpn-01 handshake with the challenge certificate, then closes.
+async fn answer_tls_alpn(
+    stream: &mut L4Stream,
+    cert: Arc<rustls::sign::CertifiedKey>,
+) -> Result<(), String> {
+    #[derive(Debug)]
+    struct Fixed(Arc<rustls::sign::CertifiedKey>);
+    impl rustls::server::ResolvesServerCert for Fixed {
+        fn resolve(
+            &self,
+            _hello: rustls::server::ClientHello<'_>,
+        ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+            Some(self.0.clone())
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(Fixed(cert)));
+    config.alpn_protocols = vec![ACME_TLS_ALPN.to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let mut tls = acceptor.accept(stream).await.map_err(|e| e.to_string())?;
+    let _ = tls.shutdown().await;
+    Ok(())
 }
 
 /// Wraps the HTTP application: counts connections against `http.max_connections`, reads

@@ -5,7 +5,8 @@ pub mod adapter;
 pub mod conn;
 
 use crate::api::Registry;
-use crate::config::{Config, TlsVersion};
+use crate::config::{Config, TlsPlan, TlsVersion};
+use crate::tls::acme::Challenges;
 use crate::tls::Tls;
 use pingora_core::listeners::tls::TlsSettings;
 use pingora_core::server::configuration::{Opt, ServerConf};
@@ -71,12 +72,14 @@ pub fn serve(config: &Config, registry: Arc<Registry>, tls: Option<Arc<Tls>>, up
             .collect(),
         external_url: config.http.external_url.clone(),
     };
+    let acme = (config.tls_plan() == TlsPlan::Acme).then(|| Arc::new(Challenges::default()));
     let policy = Arc::new(conn::Policy {
         proxy_protocol: config.http.proxy_protocol,
         trusted: forwarding.trusted.clone(),
         tls13_only: config.tls.min_version == TlsVersion::V1_3,
         header_timeout: config.http.header_timeout.0,
         max_connections: config.limits.connections_max as usize,
+        acme: acme.clone(),
     });
     let app = adapter::App::new(
         registry.clone(),
@@ -85,7 +88,7 @@ pub fn serve(config: &Config, registry: Arc<Registry>, tls: Option<Arc<Tls>>, up
         forwarding.clone(),
     );
     let mut service = Service::new("berth".to_owned(), conn::Gate::new(app, policy.clone()));
-    if policy.proxy_protocol || policy.tls13_only {
+    if policy.proxy_protocol || policy.tls13_only || policy.acme.is_some() {
         service
             .endpoints()
             .set_pre_tls_callback(Arc::new(conn::Prelude {
@@ -125,7 +128,8 @@ pub fn serve(config: &Config, registry: Arc<Registry>, tls: Option<Arc<Tls>>, up
             adapter::Role::Redirect { https_port },
             limits,
             forwarding,
-        );
+        )
+        .with_acme(acme.clone());
         let mut redirect = Service::new("berth redirect".to_owned(), conn::Gate::new(app, policy));
         let mut any = false;
         for addr in &config.http.redirect_listen {
@@ -150,9 +154,46 @@ pub fn serve(config: &Config, registry: Arc<Registry>, tls: Option<Arc<Tls>>, up
         }
         if any {
             server.add_service(redirect);
+        } else if config.tls_plan() == TlsPlan::Acme
+            && config.tls.acme.challenges.iter().all(|c| c == "http-01")
+        {
+            eprintln!("berth: tls.acme.challenges is [\"http-01\"] but no http.redirect_listen address could be bound (they answer the challenges); free port 80 or add \"tls-alpn-01\"");
+            std::process::exit(2);
         }
     }
+    if let (Some(answers), Some(t)) = (acme, &tls) {
+        let manager = crate::tls::acme::Manager::new(config, answers, t.clone());
+        spawn_acme(manager);
+    }
     server.run_forever()
+}
+
+/// Runs the ACME lifecycle on its own thread, starting a moment after the listeners (the
+/// CA's validation may come at once).
+fn spawn_acme(manager: crate::tls::acme::Manager) {
+    let spawned = std::thread::Builder::new()
+        .name("berth-acme".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(error = %e, "ACME is unavailable");
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                // pingora starts its listeners right after this thread; a probe
+                // connection would be logged as a failed handshake, so just wait.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                manager.run().await
+            })
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "ACME is unavailable");
+    }
 }
 
 /// Reloads certificates on SIGHUP and when their files change; a bad new certificate is

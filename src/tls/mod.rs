@@ -3,6 +3,7 @@
 //! `Arc<CertifiedKey>` swapped atomically into the [`Resolver`]: new handshakes get the new
 //! certificate, open connections keep the one they started with.
 
+pub mod acme;
 pub mod material;
 pub mod selfsigned;
 
@@ -57,6 +58,13 @@ pub enum Source {
         state_dir: PathBuf,
         names: Vec<String>,
     },
+    /// Issued by an ACME CA; until the first one arrives, a self-signed certificate for
+    /// `fallback_names` serves.
+    Acme {
+        state_dir: PathBuf,
+        hostnames: Vec<String>,
+        fallback_names: Vec<String>,
+    },
 }
 
 impl Source {
@@ -64,6 +72,7 @@ impl Source {
         match self {
             Source::Files { .. } => "files",
             Source::SelfSigned { .. } => "self-signed",
+            Source::Acme { .. } => "acme",
         }
     }
 
@@ -84,6 +93,26 @@ impl Source {
             Source::SelfSigned { state_dir, names } => {
                 selfsigned::ensure(&selfsigned::Paths::new(state_dir), names).map(|(m, _)| m)
             }
+            Source::Acme {
+                state_dir,
+                hostnames,
+                fallback_names,
+            } => match acme::load(&acme::Paths::new(state_dir), hostnames) {
+                Ok(m) => Ok(m),
+                Err(e) => {
+                    if acme::Paths::new(state_dir).cert().exists() {
+                        tracing::warn!(error = %e, "the stored ACME certificate cannot be used");
+                    }
+                    let mut m =
+                        selfsigned::ensure(&selfsigned::Paths::new(state_dir), fallback_names)
+                            .map(|(m, _)| m)?;
+                    m.warnings.push(
+                        "temporary self-signed certificate: the ACME certificate is not issued yet"
+                            .into(),
+                    );
+                    Ok(m)
+                }
+            },
         }
     }
 
@@ -99,7 +128,7 @@ impl Source {
                 .into_iter()
                 .flatten()
                 .collect(),
-            Source::SelfSigned { .. } => Vec::new(),
+            Source::SelfSigned { .. } | Source::Acme { .. } => Vec::new(),
         }
     }
 }
@@ -178,6 +207,17 @@ pub fn source_for(cfg: &Config) -> Option<Source> {
             state_dir: cfg.state.dir.clone(),
             names: self_signed_names(cfg),
         }),
+        TlsPlan::Acme => {
+            let hostnames = cfg.acme_hostnames();
+            let mut fallback_names = hostnames.clone();
+            fallback_names.extend(self_signed_names(cfg));
+            fallback_names.dedup();
+            Some(Source::Acme {
+                state_dir: cfg.state.dir.clone(),
+                hostnames,
+                fallback_names,
+            })
+        }
     }
 }
 

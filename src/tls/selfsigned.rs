@@ -156,11 +156,11 @@ fn gen_err(e: rcgen::Error) -> TlsError {
 }
 
 /// Writes a private key: mode 0600 from the start, atomically.
-fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
+pub(crate) fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
     write_with_mode(path, bytes, 0o600)
 }
 
-fn write_public(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
+pub(crate) fn write_public(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
     write_with_mode(path, bytes, 0o644)
 }
 

@@ -1,0 +1,572 @@
+//! Certificates from an ACME CA (Let's Encrypt, or any RFC 8555 directory) with
+//! instant-acme: the account and the certificate live under `<state.dir>/acme/` (keys 0600,
+//! atomic writes); [`Manager::run`] obtains a certificate right away when there is none
+//! (a temporary self-signed one serves meanwhile) and renews it at two thirds of its
+//! lifetime, in the CA's ARI window when it offers one, or when `renew_before` is left.
+//! Failures back off exponentially with jitter. Every new certificate goes through
+//! [`material::build`] before [`Tls::reload`] swaps it in.
+//!
+//! Challenges are answered from [`Challenges`]: http-01 by the plain :80 listener,
+//! tls-alpn-01 by the pre-TLS hook on the TLS listener (`frontdoor::conn`).
+
+use super::material::{self, Material, Summary, TlsError};
+use super::selfsigned::{write_public, write_secret};
+use super::Tls;
+use crate::config::Config;
+use instant_acme::{
+    Account, AccountCredentials, AuthorizationStatus, CertificateIdentifier, ChallengeType,
+    ExternalAccountKey, Identifier, NewAccount, NewOrder, OrderStatus, RetryPolicy,
+};
+use rcgen::{CertificateParams, CustomExtension, KeyPair};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::sign::CertifiedKey;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The ALPN protocol of tls-alpn-01 (RFC 8737).
+pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+
+/// Where the ACME state lives.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    dir: PathBuf,
+}
+
+impl Paths {
+    pub fn new(state_dir: &Path) -> Self {
+        Self {
+            dir: state_dir.join("acme"),
+        }
+    }
+    pub fn account(&self) -> PathBuf {
+        self.dir.join("account.json")
+    }
+    pub fn cert(&self) -> PathBuf {
+        self.dir.join("cert.pem")
+    }
+    pub fn key(&self) -> PathBuf {
+        self.dir.join("key.pem")
+    }
+    /// The next renewal the running process planned (for `berth cert show`).
+    pub fn schedule(&self) -> PathBuf {
+        self.dir.join("next-renewal")
+    }
+}
+
+/// Challenge answers, shared between the ACME task and the listeners. An entry exists only
+/// while its order is being validated.
+#[derive(Default)]
+pub struct Challenges {
+    http: RwLock<HashMap<String, String>>,
+    alpn: RwLock<HashMap<String, Arc<CertifiedKey>>>,
+}
+
+impl std::fmt::Debug for Challenges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Counts only: the answers are nobody's business in a log.
+        f.debug_struct("Challenges")
+            .field("http01", &self.http.read().map(|m| m.len()).unwrap_or(0))
+            .field(
+                "tls_alpn01",
+                &self.alpn.read().map(|m| m.len()).unwrap_or(0),
+            )
+            .finish()
+    }
+}
+
+impl Challenges {
+    /// The key authorization for an http-01 token.
+    pub fn http01(&self, token: &str) -> Option<String> {
+        self.http
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(token)
+            .cloned()
+    }
+
+    /// The tls-alpn-01 certificate for a host name.
+    pub fn alpn01(&self, host: &str) -> Option<Arc<CertifiedKey>> {
+        self.alpn
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&host.to_ascii_lowercase())
+            .cloned()
+    }
+
+    fn clear(&self) {
+        self.http.write().unwrap_or_else(|p| p.into_inner()).clear();
+        self.alpn.write().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}
+
+/// The RFC 8737 challenge certificate: self-signed for `host`, carrying the SHA-256 of the
+/// key authorization in the critical acmeIdentifier extension.
+pub fn challenge_cert(host: &str, key_auth_digest: &[u8]) -> Result<Arc<CertifiedKey>, TlsError> {
+    let err = |e: rcgen::Error| TlsError::Invalid(format!("challenge certificate: {e}"));
+    let key = KeyPair::generate().map_err(err)?;
+    let mut params = CertificateParams::new(vec![host.to_owned()]).map_err(err)?;
+    params
+        .custom_extensions
+        .push(CustomExtension::new_acme_identifier(key_auth_digest));
+    let cert = params.self_signed(&key).map_err(err)?;
+    let key_der = PrivateKeyDer::try_from(key.serialize_der())
+        .map_err(|e| TlsError::Invalid(format!("challenge key: {e}")))?;
+    let signing = rustls::crypto::ring::default_provider()
+        .key_provider
+        .load_private_key(key_der)
+        .map_err(|e| TlsError::Invalid(format!("challenge key: {e}")))?;
+    Ok(Arc::new(CertifiedKey::new(
+        vec![cert.der().clone()],
+        signing,
+    )))
+}
+
+/// Loads the ACME certificate from the state directory and validates it for `hostnames`.
+pub fn load(paths: &Paths, hostnames: &[String]) -> Result<Material, TlsError> {
+    material::load(&paths.cert(), &paths.key(), None, hostnames, &[])
+}
+
+/// When a certificate should be renewed (seconds since the epoch): `renew_before` ahead of
+/// expiry when set, else at two thirds of its lifetime.
+pub fn renewal_due(s: &Summary, renew_before: Option<Duration>) -> i64 {
+    match renew_before {
+        Some(d) => s.not_after - d.as_secs() as i64,
+        None => s.not_before + (s.not_after - s.not_before) * 2 / 3,
+    }
+}
+
+/// The wait after `failures` consecutive failures: `min` doubling up to `max`, scaled by a
+/// jitter factor in [0.8, 1.2) from `unit` in [0, 1).
+pub fn backoff(failures: u32, min: Duration, max: Duration, unit: f64) -> Duration {
+    let exp = min.saturating_mul(1u32 << failures.saturating_sub(1).min(20));
+    exp.min(max).mul_f64(0.8 + 0.4 * unit.clamp(0.0, 1.0))
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Why an attempt failed, with the CA's problem detail when there is one.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct AcmeError(String, bool);
+
+impl AcmeError {
+    fn rate_limited(&self) -> bool {
+        self.1
+    }
+}
+
+impl From<instant_acme::Error> for AcmeError {
+    fn from(e: instant_acme::Error) -> Self {
+        let limited = matches!(&e, instant_acme::Error::Api(p)
+            if p.r#type.as_deref().is_some_and(|t| t.ends_with(":rateLimited")));
+        let text = match &e {
+            instant_acme::Error::Api(p) => format!(
+                "the CA says: {} ({})",
+                p.detail.as_deref().unwrap_or("no detail"),
+                p.r#type.as_deref().unwrap_or("no type")
+            ),
+            other => other.to_string(),
+        };
+        AcmeError(text, limited)
+    }
+}
+
+impl From<TlsError> for AcmeError {
+    fn from(e: TlsError) -> Self {
+        AcmeError(e.to_string(), false)
+    }
+}
+
+/// The stored account: the credentials and the directory they belong to.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredAccount {
+    directory: String,
+    credentials: AccountCredentials,
+}
+
+/// Runs the certificate lifecycle for one configuration.
+pub struct Manager {
+    pub paths: Paths,
+    pub directory: String,
+    pub email: Option<String>,
+    pub hostnames: Vec<String>,
+    pub challenges: Vec<ChallengeType>,
+    pub eab: Option<(String, PathBuf)>,
+    pub ca_roots: Option<PathBuf>,
+    pub renew_before: Option<Duration>,
+    pub retry_min: Duration,
+    pub retry_max: Duration,
+    pub answers: Arc<Challenges>,
+    pub tls: Arc<Tls>,
+}
+
+impl Manager {
+    pub fn new(cfg: &Config, answers: Arc<Challenges>, tls: Arc<Tls>) -> Self {
+        let a = &cfg.tls.acme;
+        Self {
+            paths: Paths::new(&cfg.state.dir),
+            directory: a.directory().to_owned(),
+            email: a.email.clone(),
+            hostnames: cfg.acme_hostnames(),
+            challenges: a
+                .challenges
+                .iter()
+                .map(|c| {
+                    if c == "http-01" {
+                        ChallengeType::Http01
+                    } else {
+                        ChallengeType::TlsAlpn01
+                    }
+                })
+                .collect(),
+            eab: a.eab_kid.clone().zip(a.eab_hmac_key_file.clone()),
+            ca_roots: a.ca_roots.clone(),
+            renew_before: a.renew_before.map(|d| d.0),
+            retry_min: a.retry_min.0,
+            retry_max: a.retry_max.0,
+            answers,
+            tls,
+        }
+    }
+
+    /// Forever: wait until a certificate is due, obtain it, swap it in; back off on failure.
+    pub async fn run(self) {
+        let mut failures: u32 = 0;
+        let mut account: Option<Account> = None;
+        loop {
+            let wait = match self.next_due(account.as_ref()).await {
+                Some(due) => Duration::from_secs((due - now_secs()).max(0) as u64),
+                None => Duration::ZERO,
+            };
+            if !wait.is_zero() {
+                let due = UNIX_EPOCH + Duration::from_secs((now_secs() as u64) + wait.as_secs());
+                let _ = write_public(
+                    &self.paths.schedule(),
+                    crate::store::rfc3339(due).as_bytes(),
+                );
+                tracing::info!(next_renewal = %crate::store::rfc3339(due), "ACME: certificate valid; renewal scheduled");
+                // Wake at least hourly: the clock may jump, the files may be replaced.
+                tokio::time::sleep(wait.min(Duration::from_secs(3600))).await;
+                if self
+                    .next_due(account.as_ref())
+                    .await
+                    .is_some_and(|d| d > now_secs())
+                {
+                    continue;
+                }
+            }
+            // The order of challenge types rotates with each failure.
+            let kind = self.challenges[failures as usize % self.challenges.len()].clone();
+            let result = async {
+                if account.is_none() {
+                    account = Some(self.account().await?);
+                }
+                let acct = account
+                    .as_ref()
+                    .ok_or_else(|| AcmeError("no account".into(), false))?;
+                self.obtain(acct, kind.clone()).await
+            }
+            .await;
+            self.answers.clear();
+            match result {
+                Ok(summary) => {
+                    failures = 0;
+                    tracing::info!(
+                        serial = %summary.serial,
+                        days_left = super::days_left(&summary),
+                        "ACME: new certificate swapped in"
+                    );
+                    // Even a renew_before longer than the lifetime never makes a tight loop.
+                    tokio::time::sleep(self.retry_min).await;
+                }
+                Err(e) => {
+                    failures += 1;
+                    // Start from the directory again next time; an account the CA no
+                    // longer knows (a reset staging CA, say) is made anew.
+                    account = None;
+                    if e.0.contains(":accountDoesNotExist") {
+                        let _ = std::fs::remove_file(self.paths.account());
+                    }
+                    let mut delay = backoff(
+                        failures,
+                        self.retry_min,
+                        self.retry_max,
+                        rand::random::<f64>(),
+                    );
+                    if e.rate_limited() {
+                        delay = self.retry_max;
+                    }
+                    tracing::warn!(
+                        challenge = ?kind,
+                        attempt = failures,
+                        retry_in_s = delay.as_secs(),
+                        error = %e,
+                        "ACME: obtaining a certificate failed; the current certificate keeps serving"
+                    );
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+
+    /// When the current ACME certificate is due for renewal; `None` when there is none
+    /// (a temporary certificate is serving) and one is needed now.
+    async fn next_due(&self, account: Option<&Account>) -> Option<i64> {
+        let m = load(&self.paths, &self.hostnames).ok()?;
+        let mut due = renewal_due(&m.summary, self.renew_before);
+        if self.renew_before.is_none() {
+            if let (Some(acct), Some(leaf)) = (account, m.key.cert.first()) {
+                if let Ok(id) = CertificateIdentifier::try_from(leaf) {
+                    if let Ok((info, _)) = acct.renewal_info(&id).await {
+                        let (start, end) = (
+                            info.suggested_window.start.unix_timestamp(),
+                            info.suggested_window.end.unix_timestamp(),
+                        );
+                        if end > start {
+                            due = start + (rand::random::<u64>() % (end - start) as u64) as i64;
+                        }
+                    }
+                }
+            }
+        }
+        Some(due)
+    }
+
+    /// Loads the stored account for this directory, or creates one.
+    async fn account(&self) -> Result<Account, AcmeError> {
+        let builder = || match &self.ca_roots {
+            Some(roots) => Account::builder_with_root(roots),
+            None => Account::builder(),
+        };
+        if let Ok(text) = std::fs::read(self.paths.account()) {
+            if let Ok(stored) = serde_json::from_slice::<StoredAccount>(&text) {
+                if stored.directory == self.directory {
+                    let acct = builder()?.from_credentials(stored.credentials).await?;
+                    tracing::info!(directory = %self.directory, "ACME: account loaded");
+                    return Ok(acct);
+                }
+            }
+        }
+        let contact = self.email.as_ref().map(|e| format!("mailto:{e}"));
+        let contacts: Vec<&str> = contact.iter().map(String::as_str).collect();
+        let eab = match &self.eab {
+            Some((kid, file)) => {
+                let raw = std::fs::read_to_string(file)
+                    .map_err(|e| AcmeError(format!("{}: {e}", file.display()), false))?;
+                let key = base64url_decode(raw.trim()).ok_or_else(|| {
+                    AcmeError(
+                        format!("{}: not a base64url HMAC key", file.display()),
+                        false,
+                    )
+                })?;
+                Some(ExternalAccountKey::new(kid.clone(), &key))
+            }
+            None => None,
+        };
+        let (acct, credentials) = builder()?
+            .create(
+                &NewAccount {
+                    contact: &contacts,
+                    terms_of_service_agreed: true,
+                    only_return_existing: false,
+                },
+                self.directory.clone(),
+                eab.as_ref(),
+            )
+            .await?;
+        let stored = StoredAccount {
+            directory: self.directory.clone(),
+            credentials,
+        };
+        let json =
+            serde_json::to_vec(&stored).map_err(|e| AcmeError(format!("account: {e}"), false))?;
+        write_secret(&self.paths.account(), &json)?;
+        tracing::info!(directory = %self.directory, id = %acct.id(), "ACME: account created");
+        Ok(acct)
+    }
+
+    /// One order: challenges, finalization, validation, files, swap.
+    async fn obtain(&self, acct: &Account, kind: ChallengeType) -> Result<Summary, AcmeError> {
+        let ids: Vec<Identifier> = self
+            .hostnames
+            .iter()
+            .map(|h| Identifier::Dns(h.clone()))
+            .collect();
+        let mut order = acct.new_order(&NewOrder::new(&ids)).await?;
+        tracing::info!(names = ?self.hostnames, url = %order.url(), challenge = ?kind, "ACME: order created");
+        let mut authzs = order.authorizations();
+        while let Some(authz) = authzs.next().await {
+            let mut authz = authz?;
+            match authz.status {
+                AuthorizationStatus::Pending => {}
+                AuthorizationStatus::Valid => continue,
+                other => return Err(AcmeError(format!("authorization is {other:?}"), false)),
+            }
+            let mut ch = authz
+                .challenge(kind.clone())
+                .ok_or_else(|| AcmeError(format!("the CA offers no {kind:?} challenge"), false))?;
+            let host = match ch.identifier().identifier {
+                Identifier::Dns(h) => h.clone(),
+                other => return Err(AcmeError(format!("unexpected identifier {other:?}"), false)),
+            };
+            let key_auth = ch.key_authorization();
+            match kind {
+                ChallengeType::Http01 => {
+                    self.answers
+                        .http
+                        .write()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(ch.token.clone(), key_auth.as_str().to_owned());
+                }
+                _ => {
+                    let cert = challenge_cert(&host, key_auth.digest().as_ref())?;
+                    self.answers
+                        .alpn
+                        .write()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(host.to_ascii_lowercase(), cert);
+                }
+            }
+            ch.set_ready().await?;
+            tracing::info!(host = %host, challenge = ?kind, "ACME: challenge ready");
+        }
+        let poll = RetryPolicy::new()
+            .initial_delay(Duration::from_millis(250))
+            .timeout(Duration::from_secs(90));
+        let status = order.poll_ready(&poll).await?;
+        if status != OrderStatus::Ready {
+            let detail = order
+                .state()
+                .error
+                .as_ref()
+                .map(|p| p.detail.clone().unwrap_or_default())
+                .unwrap_or_default();
+            return Err(AcmeError(
+                format!("validation failed: order is {status:?} {detail}"),
+                false,
+            ));
+        }
+        tracing::info!("ACME: challenges validated; finalizing");
+        let key = KeyPair::generate().map_err(|e| AcmeError(e.to_string(), false))?;
+        let csr = CertificateParams::new(self.hostnames.clone())
+            .and_then(|p| p.serialize_request(&key))
+            .map_err(|e| AcmeError(format!("CSR: {e}"), false))?;
+        order.finalize_csr(csr.der()).await?;
+        let chain_pem = order.poll_certificate(&poll).await?;
+        // Same checks as certificate files: key match, names, validity, chain order.
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+                .collect::<Result<_, _>>()
+                .map_err(|e| AcmeError(format!("the CA sent unreadable PEM: {e}"), false))?;
+        let key_der = PrivateKeyDer::try_from(key.serialize_der())
+            .map_err(|e| AcmeError(e.to_string(), false))?;
+        let m = material::build(certs, key_der, &self.hostnames, &[], SystemTime::now())?;
+        tracing::info!(serial = %m.summary.serial, not_after = m.summary.not_after, "ACME: certificate issued");
+        write_secret(&self.paths.key(), key.serialize_pem().as_bytes())?;
+        write_public(&self.paths.cert(), chain_pem.as_bytes())?;
+        Ok(self.tls.reload()?)
+    }
+}
+
+fn base64url_decode(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    let (mut buf, mut bits) = (0u32, 0u32);
+    for c in s.bytes().filter(|c| *c != b'=') {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'-' | b'+' => 62,
+            b'_' | b'/' => 63,
+            _ => return None,
+        } as u32;
+        buf = buf << 6 | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buf >> bits) as u8);
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(not_before: i64, not_after: i64) -> Summary {
+        Summary {
+            subject: String::new(),
+            sans: Vec::new(),
+            issuers: Vec::new(),
+            serial: String::new(),
+            not_before,
+            not_after,
+        }
+    }
+
+    #[test]
+    fn renewal_schedule() {
+        // 90-day certificate: renewed after 60 days.
+        let s = summary(0, 90 * 86_400);
+        assert_eq!(renewal_due(&s, None), 60 * 86_400);
+        assert_eq!(
+            renewal_due(&s, Some(Duration::from_secs(30 * 86_400))),
+            60 * 86_400
+        );
+        assert_eq!(
+            renewal_due(&s, Some(Duration::from_secs(10 * 86_400))),
+            80 * 86_400
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_caps() {
+        let (min, max) = (Duration::from_secs(60), Duration::from_secs(6 * 3600));
+        assert_eq!(backoff(1, min, max, 0.5), Duration::from_secs(60));
+        assert_eq!(backoff(2, min, max, 0.5), Duration::from_secs(120));
+        assert_eq!(backoff(5, min, max, 0.5), Duration::from_secs(960));
+        assert_eq!(backoff(30, min, max, 0.5), max);
+        assert_eq!(backoff(1, min, max, 0.0), Duration::from_secs(48));
+        assert!(backoff(1, min, max, 0.999) < Duration::from_secs(72));
+        // Never a tight loop, even at failure 0.
+        assert!(backoff(0, min, max, 0.0) >= Duration::from_secs(48));
+    }
+
+    #[test]
+    fn challenge_certificate_carries_the_digest() {
+        let digest = [7u8; 32];
+        let ck = challenge_cert("registry.example.com", &digest).expect("cert");
+        let der = ck.cert[0].as_ref();
+        let (_, x) = x509_parser::parse_x509_certificate(der).expect("parse");
+        let ext = x
+            .extensions()
+            .iter()
+            .find(|e| e.oid.to_id_string() == "1.3.6.1.5.5.7.1.31")
+            .expect("acmeIdentifier extension");
+        assert!(ext.critical);
+        // DER OCTET STRING of the 32-byte digest.
+        assert_eq!(&ext.value[..2], &[0x04, 32]);
+        assert_eq!(&ext.value[2..], &digest);
+        let sans = x.subject_alternative_name().expect("san").expect("san");
+        assert_eq!(
+            format!("{:?}", sans.value.general_names),
+            "[DNSName(\"registry.example.com\")]"
+        );
+    }
+
+    #[test]
+    fn base64url() {
+        assert_eq!(base64url_decode("aGVsbG8").expect("decode"), b"hello");
+        assert_eq!(base64url_decode("_-8").expect("decode"), vec![0xff, 0xef]);
+        assert!(base64url_decode("a b").is_none());
+    }
+}

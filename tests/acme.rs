@@ -1,0 +1,475 @@
+//! ACME end to end against Debian's pebble, with pebble-challtestsrv as the DNS server
+//! that resolves the test names to 127.0.0.1: issuance with http-01 only and with
+//! tls-alpn-01 only, verified by openssl against pebble's root and used by skopeo;
+//! renewal while a connection stays open; backoff while the CA is down and recovery.
+
+mod common;
+
+use common::*;
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const NAME: &str = "registry.berth.test";
+
+struct Pebble {
+    child: Child,
+    dns: Child,
+    dir: PathBuf,
+    port: u16,
+    mgmt: u16,
+    dns_port: u16,
+    http_port: u16,
+    tls_port: u16,
+}
+
+impl Pebble {
+    /// Starts pebble (with its own HTTPS certificate from a CA made here) validating
+    /// challenges on `http_port` and `tls_port`.
+    fn start(dir: &Path, http_port: u16, tls_port: u16) -> Pebble {
+        let dir = dir.join("pebble");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let ca_key = KeyPair::generate().expect("key");
+        let mut ca = CertificateParams::new(Vec::<String>::new()).expect("params");
+        ca.distinguished_name
+            .push(DnType::CommonName, "pebble test CA");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_cert = ca.self_signed(&ca_key).expect("ca");
+        let issuer = Issuer::new(ca, ca_key);
+        let key = KeyPair::generate().expect("key");
+        let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .expect("params")
+            .signed_by(&key, &issuer)
+            .expect("leaf");
+        std::fs::write(dir.join("ca.pem"), ca_cert.pem()).expect("write");
+        std::fs::write(dir.join("cert.pem"), leaf.pem()).expect("write");
+        std::fs::write(dir.join("key.pem"), key.serialize_pem()).expect("write");
+        let (port, mgmt, dns_port) = (free_port(), free_port(), free_port());
+        let dns = Command::new("pebble-challtestsrv")
+            .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
+            .args(["-dns01", &format!("127.0.0.1:{dns_port}")])
+            .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
+            .args(["-management", &format!("127.0.0.1:{}", free_port())])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("pebble-challtestsrv (apt-get install pebble)");
+        let mut p = Pebble {
+            child: dns, // replaced below
+            dns: Command::new("true").spawn().expect("true"),
+            dir,
+            port,
+            mgmt,
+            dns_port,
+            http_port,
+            tls_port,
+        };
+        std::mem::swap(&mut p.child, &mut p.dns);
+        p.child = p.spawn_pebble();
+        p
+    }
+
+    fn spawn_pebble(&self) -> Child {
+        let config = serde_json::json!({"pebble": {
+            "listenAddress": format!("127.0.0.1:{}", self.port),
+            "managementListenAddress": format!("127.0.0.1:{}", self.mgmt),
+            "certificate": self.dir.join("cert.pem"),
+            "privateKey": self.dir.join("key.pem"),
+            "httpPort": self.http_port,
+            "tlsPort": self.tls_port,
+            "ocspResponderURL": "",
+            "externalAccountBindingRequired": false
+        }});
+        let cfg = self.dir.join("pebble.json");
+        std::fs::write(&cfg, config.to_string()).expect("write");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("pebble.log"))
+            .expect("log");
+        let mut child = Command::new("pebble")
+            .arg("-config")
+            .arg(&cfg)
+            .args(["-dnsserver", &format!("127.0.0.1:{}", self.dns_port)])
+            .env("PEBBLE_VA_NOSLEEP", "1")
+            .env("PEBBLE_WFE_NONCEREJECT", "0")
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("pebble (apt-get install pebble)");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if curl_ok(&self.directory(), &self.ca()) {
+                return child;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("pebble did not start: {}", self.log());
+    }
+
+    fn directory(&self) -> String {
+        format!("https://127.0.0.1:{}/dir", self.port)
+    }
+
+    fn ca(&self) -> String {
+        self.dir.join("ca.pem").to_string_lossy().into_owned()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("pebble.log")).unwrap_or_default()
+    }
+
+    /// pebble's issuing root, from its management interface.
+    fn root(&self) -> String {
+        let out = Command::new("curl")
+            .args(["-sS", "--cacert", &self.ca()])
+            .arg(format!("https://127.0.0.1:{}/roots/0", self.mgmt))
+            .output()
+            .expect("curl");
+        let pem = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(pem.contains("BEGIN CERTIFICATE"), "{pem}");
+        let path = self.dir.join("root.pem");
+        std::fs::write(&path, &pem).expect("write");
+        path.to_string_lossy().into_owned()
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn restart(&mut self) {
+        self.stop();
+        self.child = self.spawn_pebble();
+    }
+}
+
+impl Drop for Pebble {
+    fn drop(&mut self) {
+        for c in [&mut self.child, &mut self.dns] {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn curl_ok(url: &str, ca: &str) -> bool {
+    Command::new("curl")
+        .args([
+            "-sSf",
+            "-o",
+            "/dev/null",
+            "--max-time",
+            "2",
+            "--cacert",
+            ca,
+            url,
+        ])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn start_berth(p: &Pebble, challenges: &str, redirect: bool, extra: &[(&str, &str)]) -> Berth {
+    let tls_listen = format!("[\"127.0.0.1:{}\"]", p.tls_port);
+    let redirect_listen = if redirect {
+        format!("[\"127.0.0.1:{}\"]", p.http_port)
+    } else {
+        "[]".to_owned()
+    };
+    let dir = p.directory();
+    let ca = p.ca();
+    let mut env = vec![
+        ("BERTH__TLS__MODE", "acme"),
+        ("BERTH__TLS__LISTEN", tls_listen.as_str()),
+        (
+            "BERTH__TLS__HOSTNAMES",
+            "[\"registry.berth.test\", \"localhost\"]",
+        ),
+        ("BERTH__TLS__ACME__DIRECTORY_URL", dir.as_str()),
+        ("BERTH__TLS__ACME__CA_ROOTS", ca.as_str()),
+        ("BERTH__TLS__ACME__EMAIL", "ops@berth.test"),
+        ("BERTH__TLS__ACME__CHALLENGES", challenges),
+        ("BERTH__HTTP__REDIRECT_LISTEN", redirect_listen.as_str()),
+    ];
+    env.extend_from_slice(extra);
+    Berth::start(&env)
+}
+
+/// Waits (bounded) until the log has `needle` at least `n` times.
+fn wait_count(b: &Berth, needle: &str, n: usize, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if b.logs().matches(needle).count() >= n {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+/// openssl's view of the served chain for NAME: (verify line, subjects/issuers, serial).
+fn inspect(port: u16, root: &str) -> (String, String) {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "openssl s_client -connect 127.0.0.1:{port} -servername {NAME} -CAfile {root} -showcerts </dev/null 2>&1"
+        ))
+        .output()
+        .expect("openssl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let serial = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "openssl s_client -connect 127.0.0.1:{port} -servername {NAME} </dev/null 2>/dev/null | openssl x509 -noout -serial"
+        ))
+        .output()
+        .expect("openssl");
+    (
+        text,
+        String::from_utf8_lossy(&serial.stdout).trim().to_owned(),
+    )
+}
+
+fn skopeo_push(dir: &Path, port: u16, root: &str) {
+    let certs = dir.join("certs.d");
+    std::fs::create_dir_all(&certs).expect("mkdir");
+    std::fs::copy(root, certs.join("ca.crt")).expect("copy");
+    let layout = dir.join("layout");
+    let l = layout.to_string_lossy().into_owned();
+    for args in [
+        vec!["init", "--layout", l.as_str()],
+        vec!["new", "--image", &format!("{l}:app")],
+    ] {
+        let st = Command::new("umoci").args(&args).output().expect("umoci");
+        assert!(
+            st.status.success(),
+            "{}",
+            String::from_utf8_lossy(&st.stderr)
+        );
+    }
+    let st = Command::new("skopeo")
+        .args(["--insecure-policy", "copy", "--dest-cert-dir"])
+        .arg(&certs)
+        .arg(format!("oci:{l}:app"))
+        .arg(format!("docker://localhost:{port}/acme/app:v1"))
+        .output()
+        .expect("skopeo");
+    assert!(
+        st.status.success(),
+        "skopeo over the ACME certificate: {}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+}
+
+#[test]
+fn http01_issuance_renewal_backoff_and_recovery() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (http_port, tls_port) = (free_port(), free_port());
+    let mut p = Pebble::start(dir.path(), http_port, tls_port);
+    // renew_before far beyond pebble's lifetime: every certificate is due at once, so
+    // renewal happens every retry_min.
+    let b = start_berth(
+        &p,
+        "[\"http-01\"]",
+        true,
+        &[
+            ("BERTH__TLS__ACME__RENEW_BEFORE", "\"36500d\""),
+            ("BERTH__TLS__ACME__RETRY_MIN", "\"3s\""),
+            ("BERTH__TLS__ACME__RETRY_MAX", "\"8s\""),
+        ],
+    );
+    assert!(
+        wait_count(
+            &b,
+            "ACME: new certificate swapped in",
+            1,
+            Duration::from_secs(60)
+        ),
+        "{}\n{}",
+        b.logs(),
+        p.log()
+    );
+    assert!(
+        b.logs().contains("answering the http-01 challenge"),
+        "{}",
+        b.logs()
+    );
+    let root = p.root();
+    let (text, first) = inspect(tls_port, &root);
+    assert!(text.contains("Verify return code: 0 (ok)"), "{text}");
+    assert!(text.contains("Pebble Intermediate"), "{text}");
+    skopeo_push(dir.path(), tls_port, &root);
+
+    // Renewal: a connection opened now survives the swap to a new serial.
+    let mut open = Command::new("openssl")
+        .args([
+            "s_client",
+            "-quiet",
+            "-connect",
+            &format!("127.0.0.1:{tls_port}"),
+        ])
+        .args(["-servername", NAME, "-CAfile", &root])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openssl");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        wait_count(
+            &b,
+            "ACME: new certificate swapped in",
+            2,
+            Duration::from_secs(60)
+        ),
+        "{}",
+        b.logs()
+    );
+    let (_, second) = inspect(tls_port, &root);
+    assert_ne!(first, second, "a renewed certificate is served");
+    let mut stdin = open.stdin.take().expect("stdin");
+    stdin
+        .write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .expect("write");
+    let mut out = String::new();
+    open.stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut out)
+        .expect("read");
+    let _ = open.wait();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+
+    // The CA goes away: attempts back off (3 s doubling to 8 s, jittered), no storm, and
+    // the current certificate keeps serving.
+    p.stop();
+    let failed = "ACME: obtaining a certificate failed";
+    assert!(
+        wait_count(&b, failed, 1, Duration::from_secs(30)),
+        "{}",
+        b.logs()
+    );
+    let at_first_failure = b.logs().matches(failed).count();
+    std::thread::sleep(Duration::from_secs(12));
+    let attempts = b.logs().matches(failed).count() - at_first_failure;
+    assert!(
+        (1..=4).contains(&attempts),
+        "{attempts} attempts in 12 s: {}",
+        b.logs()
+    );
+    let (_, during) = inspect(tls_port, &root);
+    assert!(!during.is_empty());
+    assert_eq!(call("GET", &b.url("/v2/"), &[], None).status, 200);
+
+    // The CA is back (a fresh pebble: new root, and it knows no account): the next
+    // attempt makes a new account and succeeds.
+    let swapped = b.logs().matches("ACME: new certificate swapped in").count();
+    p.restart();
+    assert!(
+        wait_count(
+            &b,
+            "ACME: new certificate swapped in",
+            swapped + 1,
+            Duration::from_secs(60)
+        ),
+        "{}\n{}",
+        b.logs(),
+        p.log()
+    );
+    let root2 = p.root();
+    let (text, _) = inspect(tls_port, &root2);
+    assert!(text.contains("Verify return code: 0 (ok)"), "{text}");
+
+    // Files: account and key 0600, certificate chain in place.
+    use std::os::unix::fs::PermissionsExt;
+    let state = b.dir.path().join("state/acme");
+    for f in ["account.json", "key.pem"] {
+        let mode = std::fs::metadata(state.join(f))
+            .expect(f)
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "{f}");
+    }
+    // berth cert show reports the ACME source and the next renewal.
+    let show = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["cert", "show"])
+        .env("BERTH__TLS__MODE", "acme")
+        .env(
+            "BERTH__TLS__HOSTNAMES",
+            "[\"registry.berth.test\", \"localhost\"]",
+        )
+        .env("BERTH__STATE__DIR", b.dir.path().join("state"))
+        .output()
+        .expect("cert show");
+    let show = String::from_utf8_lossy(&show.stdout);
+    assert!(show.contains("source:   acme"), "{show}");
+    assert!(show.contains("renewal:"), "{show}");
+    // No secret in the log.
+    assert!(!b.logs().contains("PRIVATE KEY"));
+}
+
+#[test]
+fn tls_alpn01_issuance_on_the_tls_port() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (http_port, tls_port) = (free_port(), free_port());
+    let p = Pebble::start(dir.path(), http_port, tls_port);
+    // No :80 listener at all: only tls-alpn-01 can work.
+    let b = start_berth(&p, "[\"tls-alpn-01\"]", false, &[]);
+    assert!(
+        wait_count(
+            &b,
+            "ACME: new certificate swapped in",
+            1,
+            Duration::from_secs(60)
+        ),
+        "{}\n{}",
+        b.logs(),
+        p.log()
+    );
+    assert!(
+        b.logs().contains("answered the tls-alpn-01 challenge"),
+        "{}",
+        b.logs()
+    );
+    let root = p.root();
+    let (text, _) = inspect(tls_port, &root);
+    assert!(text.contains("Verify return code: 0 (ok)"), "{text}");
+    assert!(text.contains("Pebble Intermediate"), "{text}");
+    // Ordinary h2 traffic on the same port is untouched.
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--http2",
+            "--cacert",
+            &root,
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_version} %{http_code}",
+        ])
+        .args(["--resolve", &format!("{NAME}:{tls_port}:127.0.0.1")])
+        .arg(format!("https://{NAME}:{tls_port}/v2/"))
+        .output()
+        .expect("curl");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "2 200");
+    // An acme-tls/1 handshake for a name with no pending challenge gets nothing.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "openssl s_client -connect 127.0.0.1:{tls_port} -servername {NAME} -alpn acme-tls/1 </dev/null 2>&1"
+        ))
+        .output()
+        .expect("openssl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !text.contains("BEGIN CERTIFICATE") && !text.contains("Server certificate"),
+        "{text}"
+    );
+    skopeo_push(dir.path(), tls_port, &root);
+}
