@@ -6,7 +6,7 @@ set -euo pipefail
 
 need=()
 for pair in cmake:cmake skopeo:skopeo podman:podman umoci:umoci docker-registry:docker-registry \
-            curl:curl python3:python3 openssl:openssl pebble:pebble; do
+            curl:curl python3:python3 openssl:openssl pebble:pebble htpasswd:apache2-utils; do
   cmd=${pair%%:*} pkg=${pair##*:}
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done

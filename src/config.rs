@@ -22,7 +22,76 @@ pub struct Config {
     pub state: State,
     pub limits: Limits,
     pub manifests: Manifests,
+    pub auth: AuthConfig,
     pub log: Log,
+}
+
+/// `[auth]`: who may do what.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// "none" (anyone may do anything) or "htpasswd" (Basic auth against the file).
+    pub mode: AuthMode,
+    /// Accept credentials over plain HTTP from non-loopback clients (they travel in clear).
+    pub insecure_allow_plaintext: bool,
+    pub htpasswd: HtpasswdConfig,
+    /// Users allowed everything everywhere.
+    pub admins: Vec<String>,
+    /// Named groups of users, referred to as "@name" in rules.
+    pub groups: std::collections::HashMap<String, Vec<String>>,
+    /// Permission rules; none means every authenticated user may do everything and
+    /// anonymous callers nothing (registry:2's behaviour).
+    pub rules: Vec<Rule>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            mode: AuthMode::None,
+            insecure_allow_plaintext: false,
+            htpasswd: HtpasswdConfig::default(),
+            admins: Vec::new(),
+            groups: std::collections::HashMap::new(),
+            rules: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthMode {
+    None,
+    Htpasswd,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HtpasswdConfig {
+    /// bcrypt htpasswd file (`berth user add` writes it, `htpasswd -B` too).
+    pub path: PathBuf,
+    /// The realm of the Basic challenge.
+    pub realm: String,
+}
+
+impl Default for HtpasswdConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("berth-htpasswd"),
+            realm: "berth".into(),
+        }
+    }
+}
+
+/// One permission rule: these users may do these actions on these repositories.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// Globs: "team-a/*", "*".
+    pub repositories: Vec<String>,
+    /// User names, "@group", "*" (any authenticated user) or "anonymous" (everyone).
+    pub users: Vec<String>,
+    /// "pull", "push", "delete" or "*".
+    pub actions: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -502,6 +571,33 @@ impl Config {
                 ));
             }
         }
+        for (i, r) in self.auth.rules.iter().enumerate() {
+            let key = format!("auth.rules[{i}]");
+            if r.repositories.is_empty() || r.users.is_empty() || r.actions.is_empty() {
+                return Err(invalid(
+                    &key,
+                    "needs repositories, users and actions".into(),
+                ));
+            }
+            if let Some(a) = r
+                .actions
+                .iter()
+                .find(|a| !["pull", "push", "delete", "*"].contains(&a.as_str()))
+            {
+                return Err(invalid(
+                    &key,
+                    format!("action {a:?}: use \"pull\", \"push\", \"delete\" or \"*\""),
+                ));
+            }
+            if let Some(g) = r
+                .users
+                .iter()
+                .filter_map(|u| u.strip_prefix('@'))
+                .find(|g| !self.auth.groups.contains_key(*g))
+            {
+                return Err(invalid(&key, format!("group @{g} is not in auth.groups")));
+            }
+        }
         if self.http.proxy_protocol && self.http.trusted_proxies.is_empty() {
             return Err(invalid(
                 "http.proxy_protocol",
@@ -619,6 +715,21 @@ fn apply_env(
             "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY" => {
                 ("storage", "root", toml::Value::String(raw.clone()))
             }
+            "REGISTRY_AUTH" => ("auth", "mode", toml::Value::String(raw.clone())),
+            "REGISTRY_AUTH_HTPASSWD_REALM" | "REGISTRY_AUTH_HTPASSWD_PATH" => {
+                let key = if var.ends_with("REALM") {
+                    "realm"
+                } else {
+                    "path"
+                };
+                set_path(
+                    table,
+                    &["auth".into(), "htpasswd".into(), key.into()],
+                    toml::Value::String(raw.clone()),
+                );
+                used.push(var.clone());
+                continue;
+            }
             "REGISTRY_STORAGE_DELETE_ENABLED" => (
                 "storage",
                 "delete_enabled",
@@ -673,6 +784,7 @@ const OPTIONAL_KEYS: &[&str] = &[
     "tls.acme.eab_hmac_key_file",
     "tls.acme.ca_roots",
     "tls.acme.renew_before",
+    "auth.groups",
 ];
 
 fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) {

@@ -6,6 +6,7 @@
 //! `appliance.toml`.
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod frontdoor;
 pub mod oci;

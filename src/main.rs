@@ -43,6 +43,33 @@ enum Command {
         #[command(subcommand)]
         command: CertCommand,
     },
+    /// Manage the users of the htpasswd file (auth.htpasswd.path).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+        #[arg(short, long, env = "BERTH_CONFIG", global = true)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user (password from a prompt, or stdin with --password-stdin).
+    Add {
+        name: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Change a user's password.
+    Passwd {
+        name: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Remove a user.
+    Del { name: String },
+    /// List the users.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -110,7 +137,157 @@ fn main() -> ExitCode {
             Ok(cfg) => cert_ca(&cfg),
             Err(code) => code,
         },
+        Command::User { command, config } => match load(config.as_deref()) {
+            Ok(cfg) => user(&cfg, command),
+            Err(code) => code,
+        },
     }
+}
+
+/// `berth user ...`: edits the htpasswd file atomically (mode 0640). Passwords never come
+/// from the command line, where other users could read them.
+fn user(cfg: &Config, command: UserCommand) -> ExitCode {
+    use berth::auth::htpasswd;
+    let path = &cfg.auth.htpasswd.path;
+    let mut users: std::collections::BTreeMap<String, String> = if path.exists() {
+        match htpasswd::read(path) {
+            Ok(u) => u.into_iter().collect(),
+            Err(e) => {
+                eprintln!("berth: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        Default::default()
+    };
+    let (name, stdin, adding) = match &command {
+        UserCommand::List => {
+            for u in users.keys() {
+                println!("{u}");
+            }
+            return ExitCode::SUCCESS;
+        }
+        UserCommand::Del { name } => {
+            if users.remove(name).is_none() {
+                eprintln!("berth: no user {name:?} in {}", path.display());
+                return ExitCode::from(1);
+            }
+            return match htpasswd::write(path, &users) {
+                Ok(()) => {
+                    println!("removed {name} from {}", path.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("berth: {e}");
+                    ExitCode::from(1)
+                }
+            };
+        }
+        UserCommand::Add {
+            name,
+            password_stdin,
+        } => (name, *password_stdin, true),
+        UserCommand::Passwd {
+            name,
+            password_stdin,
+        } => (name, *password_stdin, false),
+    };
+    if name.is_empty() || name.contains(':') || name.chars().any(char::is_whitespace) {
+        eprintln!("berth: {name:?}: a user name has no colon or whitespace");
+        return ExitCode::from(2);
+    }
+    if adding && users.contains_key(name) {
+        eprintln!("berth: user {name:?} exists; use `berth user passwd {name}`");
+        return ExitCode::from(1);
+    }
+    if !adding && !users.contains_key(name) {
+        eprintln!("berth: no user {name:?}; use `berth user add {name}`");
+        return ExitCode::from(1);
+    }
+    let password = match read_password(stdin) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("berth: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let hash = match htpasswd::hash(&password) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("berth: hashing failed: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    users.insert(name.clone(), hash);
+    match htpasswd::write(path, &users) {
+        Ok(()) => {
+            let verb = if adding {
+                "added"
+            } else {
+                "changed the password of"
+            };
+            println!("{verb} {name} in {}", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("berth: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// One line from stdin (`--password-stdin`), or a prompt on the terminal without echo.
+fn read_password(from_stdin: bool) -> Result<String, String> {
+    use std::io::BufRead;
+    let line = if from_stdin {
+        let mut l = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut l)
+            .map_err(|e| e.to_string())?;
+        l
+    } else {
+        let tty = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/tty")
+            .map_err(|_| "no terminal to prompt on; use --password-stdin".to_owned())?;
+        let stty = |arg: &str| {
+            std::process::Command::new("stty")
+                .arg(arg)
+                .stdin(
+                    tty.try_clone()
+                        .map(std::process::Stdio::from)
+                        .unwrap_or(std::process::Stdio::null()),
+                )
+                .status()
+        };
+        let mut out = tty.try_clone().map_err(|e| e.to_string())?;
+        let mut ask = |prompt: &str| -> Result<String, String> {
+            use std::io::Write;
+            let _ = write!(out, "{prompt}");
+            let _ = out.flush();
+            let _ = stty("-echo");
+            let mut l = String::new();
+            let r = std::io::BufReader::new(tty.try_clone().map_err(|e| e.to_string())?)
+                .read_line(&mut l);
+            let _ = stty("echo");
+            let _ = writeln!(out);
+            r.map_err(|e| e.to_string())?;
+            Ok(l)
+        };
+        let first = ask("Password: ")?;
+        let again = ask("Again: ")?;
+        if first != again {
+            return Err("the passwords differ".into());
+        }
+        first
+    };
+    let p = line.trim_end_matches(['\n', '\r']).to_owned();
+    if p.is_empty() {
+        return Err("empty password".into());
+    }
+    Ok(p)
 }
 
 fn cert_show(cfg: &Config) -> ExitCode {
@@ -211,8 +388,15 @@ fn serve(path: Option<PathBuf>, upgrade: bool) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let auth = match berth::auth::Auth::load(&cfg.auth) {
+        Ok(a) => a.map(Arc::new),
+        Err(e) => {
+            eprintln!("berth: auth.htpasswd.path: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let registry = match Registry::new(&cfg, store) {
-        Ok(r) => Arc::new(r),
+        Ok(r) => Arc::new(r.with_auth(auth)),
         Err(e) => {
             eprintln!("berth: configuration error: {e}");
             return ExitCode::from(2);

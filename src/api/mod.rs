@@ -9,6 +9,7 @@ pub mod endpoint;
 pub mod error;
 pub mod manifest;
 
+use crate::auth::{Action, Auth, Refusal};
 use crate::config::Config;
 use crate::oci::{Digest, Reference, RepositoryName, Tag, UploadId};
 use crate::store::{BlobStream, Store, UploadWriter};
@@ -18,6 +19,7 @@ use error::ApiError;
 use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 use manifest::Parsed;
 use regex::Regex;
+use std::sync::Arc;
 use tracing::Instrument;
 
 /// A response body.
@@ -66,6 +68,40 @@ impl RequestBody for FullBody {
 #[derive(Debug, Clone)]
 pub struct ExternalBase(pub String);
 
+/// How the request reached berth, put in its extensions by the front door: whether the
+/// channel protects credentials (TLS, loopback, or a trusted https proxy) and the client.
+#[derive(Debug, Clone)]
+pub struct Transport {
+    pub secure: bool,
+    pub client: String,
+}
+
+/// Who is asking, as far as the handlers care.
+enum Caller<'a> {
+    /// Access control is off.
+    Open,
+    /// Authenticated (`Some`) or anonymous (`None`) under `auth`.
+    Checked(&'a Auth, Option<String>),
+}
+
+impl Caller<'_> {
+    fn can_pull(&self, repo: &str) -> bool {
+        match self {
+            Caller::Open => true,
+            Caller::Checked(a, u) => a.allowed(u.as_deref(), repo, Action::Pull),
+        }
+    }
+
+    /// A mount without `from` takes the blob from any repository: only for callers who
+    /// may read every repository (otherwise it would leak blobs by digest).
+    fn may_mount_anywhere(&self) -> bool {
+        match self {
+            Caller::Open => true,
+            Caller::Checked(a, u) => a.reads_everything(u.as_deref()),
+        }
+    }
+}
+
 /// The registry core.
 pub struct Registry {
     store: Store,
@@ -76,6 +112,7 @@ pub struct Registry {
     require_index_children: bool,
     urls_allow: Vec<Regex>,
     urls_deny: Vec<Regex>,
+    auth: Option<Arc<Auth>>,
 }
 
 type Result<T> = std::result::Result<T, ApiError>;
@@ -99,7 +136,109 @@ impl Registry {
             require_index_children: config.manifests.require_index_children,
             urls_allow: compile(&config.manifests.foreign_urls_allow)?,
             urls_deny: compile(&config.manifests.foreign_urls_deny)?,
+            auth: None,
         })
+    }
+
+    /// Turns access control on.
+    pub fn with_auth(mut self, auth: Option<Arc<Auth>>) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// Authenticates the caller and checks the endpoint's permissions: 401 with the
+    /// challenge for missing or wrong credentials, 403 `DENIED` for a known user without
+    /// the permission, 429 after too many failures.
+    async fn authorize<'a>(
+        &self,
+        auth: &'a Auth,
+        e: &Endpoint,
+        req: &http::request::Parts,
+    ) -> Result<Caller<'a>> {
+        let t = req
+            .extensions
+            .get::<Transport>()
+            .cloned()
+            .unwrap_or(Transport {
+                secure: true,
+                client: String::new(),
+            });
+        let header = req
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let challenge = |msg: &str| {
+            ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", msg).header(
+                "WWW-Authenticate",
+                format!("Basic realm=\"{}\", charset=\"UTF-8\"", auth.realm),
+            )
+        };
+        let user = match auth.authenticate(header, t.secure, &t.client).await {
+            Ok(u) => u,
+            Err(Refusal::BadCredentials) => return Err(challenge("authentication required")),
+            Err(Refusal::Plaintext) => {
+                return Err(challenge(
+                    "credentials over plain HTTP are refused: use https (or set auth.insecure_allow_plaintext)",
+                ))
+            }
+            Err(Refusal::TooMany(secs)) => {
+                return Err(ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "TOOMANYREQUESTS",
+                    "too many failed logins from this address; try again later",
+                )
+                .header("Retry-After", secs.to_string()))
+            }
+        };
+        let m = &req.method;
+        let needs: Vec<(String, Action)> = match e {
+            Endpoint::Root => Vec::new(),
+            Endpoint::Base => {
+                if user.is_none() {
+                    return Err(challenge("authentication required"));
+                }
+                Vec::new()
+            }
+            Endpoint::Catalog => {
+                if user.is_none() && !auth.anonymous_pull() {
+                    return Err(challenge("authentication required"));
+                }
+                Vec::new()
+            }
+            other => {
+                let repo = other
+                    .repository()
+                    .map(|r| r.to_string())
+                    .unwrap_or_default();
+                let action = match (other, m.clone()) {
+                    (_, Method::DELETE) => Action::Delete,
+                    (Endpoint::Upload(..), _) => Action::Push,
+                    (_, Method::GET | Method::HEAD) => Action::Pull,
+                    _ => Action::Push,
+                };
+                let mut v = vec![(repo, action)];
+                let q = query_pairs(req.uri.query());
+                if let (Endpoint::UploadStart(_), Some(_), Some(from)) =
+                    (other, param(&q, "mount"), param(&q, "from"))
+                {
+                    v.push((from.to_owned(), Action::Pull));
+                }
+                v
+            }
+        };
+        for (repo, action) in &needs {
+            if !auth.allowed(user.as_deref(), repo, *action) {
+                return Err(match &user {
+                    None => challenge("authentication required"),
+                    Some(u) => ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        "DENIED",
+                        format!("{u} may not {action:?} {repo}").to_lowercase(),
+                    ),
+                });
+            }
+        }
+        Ok(Caller::Checked(auth, user))
     }
 
     /// Handles one request. Every response under `/v2/` carries the API version header.
@@ -115,11 +254,20 @@ impl Registry {
         let mut resp = match endpoint {
             // `instrument`, not `span.enter()`: a guard held across `.await` would tag
             // other tasks' events on this worker with this request's span.
-            Ok(e) => self
-                .dispatch(e, req, body)
-                .instrument(span)
-                .await
-                .unwrap_or_else(ApiError::into_response),
+            Ok(e) => {
+                let caller = match &self.auth {
+                    Some(auth) => self.authorize(auth, &e, req).await,
+                    None => Ok(Caller::Open),
+                };
+                match caller {
+                    Ok(caller) => self
+                        .dispatch(e, req, body, &caller)
+                        .instrument(span)
+                        .await
+                        .unwrap_or_else(ApiError::into_response),
+                    Err(refused) => refused.into_response(),
+                }
+            }
             Err(e) => e.into_response(),
         };
         if let Some(ExternalBase(base)) = req.extensions.get::<ExternalBase>() {
@@ -164,6 +312,7 @@ impl Registry {
         e: Endpoint,
         req: &http::request::Parts,
         body: &mut dyn RequestBody,
+        caller: &Caller<'_>,
     ) -> Result<Response<Body>> {
         let q = query_pairs(req.uri.query());
         let m = &req.method;
@@ -175,7 +324,7 @@ impl Registry {
             (Endpoint::Base, Method::GET | Method::HEAD) => {
                 Ok(json(StatusCode::OK, Bytes::from_static(b"{}")))
             }
-            (Endpoint::Catalog, Method::GET) => self.catalog(&q).await,
+            (Endpoint::Catalog, Method::GET) => self.catalog(&q, caller).await,
             (Endpoint::Tags(n), Method::GET) => self.tags(&n, &q).await,
             (Endpoint::Manifest(n, r), Method::GET | Method::HEAD) => {
                 self.manifest_get(&n, &r, &req.headers, head).await
@@ -189,7 +338,8 @@ impl Registry {
             }
             (Endpoint::Blob(n, d), Method::DELETE) => self.blob_delete(&n, &d).await,
             (Endpoint::UploadStart(n), Method::POST) => {
-                self.upload_start(&n, &q, &req.headers, body).await
+                self.upload_start(&n, &q, &req.headers, body, caller.may_mount_anywhere())
+                    .await
             }
             (Endpoint::Upload(n, id), Method::GET) => self.upload_status(&n, &id).await,
             (Endpoint::Upload(n, id), Method::PATCH) => {
@@ -209,13 +359,14 @@ impl Registry {
 
     // ---- catalog and tags ----
 
-    async fn catalog(&self, q: &[(String, String)]) -> Result<Response<Body>> {
+    async fn catalog(&self, q: &[(String, String)], caller: &Caller<'_>) -> Result<Response<Body>> {
         let names: Vec<String> = self
             .store
             .repositories()
             .await?
             .into_iter()
             .map(|n| n.to_string())
+            .filter(|n| caller.can_pull(n))
             .collect();
         let (page, next) = self.paginate(names, q, crate::store::catalog_order)?;
         let link =
@@ -530,6 +681,7 @@ impl Registry {
         q: &[(String, String)],
         headers: &HeaderMap,
         body: &mut dyn RequestBody,
+        mount_anywhere: bool,
     ) -> Result<Response<Body>> {
         if let Some(m) = param(q, "mount") {
             let d: Digest = m
@@ -538,7 +690,9 @@ impl Registry {
             let from = param(q, "from").and_then(|f| f.parse::<RepositoryName>().ok());
             let present = match &from {
                 Some(f) => self.store.blob_size(f, &d).await?,
-                None => self.store.blob_size_global(&d).await?,
+                None if mount_anywhere => self.store.blob_size_global(&d).await?,
+                // Not honoured: the client uploads instead (the spec allows this).
+                None => None,
             };
             if present.is_some() {
                 self.store.blob_link(n, &d).await?;

@@ -2,7 +2,7 @@
 //! request parts plus a streaming [`RequestBody`], hands them to the registry core, and
 //! streams the core's response back. No body is ever buffered whole here.
 
-use crate::api::{Body, BodyError, ExternalBase, Registry, RequestBody};
+use crate::api::{Body, BodyError, ExternalBase, Registry, RequestBody, Transport};
 use crate::config::Cidr;
 use crate::tls::acme::Challenges;
 use async_trait::async_trait;
@@ -256,6 +256,17 @@ impl HttpServerApp for App {
             });
         let origin = self.forwarding.resolve(peer, &mut parts.headers, is_tls);
         let client = origin.client;
+        // Credentials are safe on TLS, on loopback, and behind a trusted https proxy.
+        let secure = is_tls
+            || peer.is_some_and(|p| p.is_loopback())
+            || origin
+                .base
+                .as_deref()
+                .is_some_and(|b| b.starts_with("https://"));
+        parts.extensions.insert(Transport {
+            secure,
+            client: client.clone(),
+        });
         if let Some(base) = origin.base {
             parts.extensions.insert(ExternalBase(base));
         }

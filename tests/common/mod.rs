@@ -24,8 +24,19 @@ impl Berth {
         Self::start_in(dir, env)
     }
 
+    /// Starts berth and waits until `GET probe` answers 200 (for setups where `/v2/`
+    /// needs credentials).
+    pub fn start_probe(env: &[(&str, &str)], probe: &str) -> Berth {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_full(dir, env, probe)
+    }
+
     /// Starts berth on an existing directory (its store is `<dir>/store`).
     pub fn start_in(dir: tempfile::TempDir, env: &[(&str, &str)]) -> Berth {
+        Self::start_full(dir, env, "/v2/")
+    }
+
+    fn start_full(dir: tempfile::TempDir, env: &[(&str, &str)], probe: &str) -> Berth {
         for _attempt in 0..5 {
             let port = free_port();
             let log = dir.path().join(format!("berth-{port}.log"));
@@ -47,7 +58,7 @@ impl Berth {
             let proxied = env
                 .iter()
                 .any(|(k, v)| *k == "BERTH__HTTP__PROXY_PROTOCOL" && *v == "true");
-            if wait_ready(&mut child, port, proxied) {
+            if wait_ready(&mut child, port, proxied, probe) {
                 return Berth {
                     child,
                     port,
@@ -130,7 +141,7 @@ impl Drop for Berth {
 }
 
 /// Waits until `GET /v2/` answers 200 (sent after a PROXY header when `proxied`).
-fn wait_ready(child: &mut Child, port: u16, proxied: bool) -> bool {
+fn wait_ready(child: &mut Child, port: u16, proxied: bool, probe: &str) -> bool {
     for _ in 0..100 {
         if let Ok(Some(_)) = child.try_wait() {
             return false;
@@ -140,13 +151,8 @@ fn wait_ready(child: &mut Child, port: u16, proxied: bool) -> bool {
         } else {
             b""
         };
-        if raw_http(
-            port,
-            prefix,
-            "GET /v2/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        )
-        .is_some_and(|r| r.starts_with("HTTP/1.1 200"))
-        {
+        let request = format!("GET {probe} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        if raw_http(port, prefix, &request).is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
             return true;
         }
         std::thread::sleep(Duration::from_millis(50));
