@@ -43,3 +43,5 @@ else
 fi
 echo "== end-to-end (real clients)"
 BERTH_BIN="$PWD/target/debug/berth" bash tests/e2e/run-all.sh
+echo "== benchmark tool (parsers and table)"
+/usr/bin/python3 -m unittest discover -s bench -p 'test_*.py'

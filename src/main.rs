@@ -422,7 +422,12 @@ fn serve(path: Option<PathBuf>, upgrade: bool) -> ExitCode {
 }
 
 fn init_logging(cfg: &Config) {
-    let filter = std::env::var("BERTH_LOG").unwrap_or_else(|_| cfg.log.level.clone());
+    let mut filter = std::env::var("BERTH_LOG").unwrap_or_else(|_| cfg.log.level.clone());
+    // rustls warns once per connection about client mistakes (an IP address as SNI, as
+    // wrk and openssl send): a flood at scale. Unless asked for, only its errors show.
+    if !filter.contains("rustls") {
+        filter.push_str(",rustls=error");
+    }
     let filter = tracing_subscriber::EnvFilter::try_new(&filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
