@@ -126,7 +126,15 @@ curl -sS -X PUT -H 'Content-Type: application/octet-stream' --limit-rate 2M \
     >"$T/term.code" 2>"$T/term.err" &
 ct=$!
 track_pid $ct
-sleep 0.5
+# SIGTERM only once the body is really arriving (under load curl may take a while to
+# connect, and a connection not yet accepted is rightly refused by a stopping server).
+tid=${loct##*/}
+tid=${tid%%\?*}
+for _ in $(seq 1 50); do
+    sz=$(stat -c %s "$R2/docker/registry/v2/repositories/$REPO/_uploads/$tid/data" 2>/dev/null || echo 0)
+    [ "${sz:-0}" -gt 0 ] && break
+    sleep 0.1
+done
 term_pid=$BERTH_PID
 kill -TERM "$term_pid"
 if wait_exit $ct 150; then
