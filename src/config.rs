@@ -758,7 +758,8 @@ fn apply_env(
             .try_fold(&defaults, |v, p| {
                 v.as_table().and_then(|t| t.get(p.as_str()))
             })
-            .is_some_and(|v| !v.is_table())
+            // A value, or a map with free keys (auth.groups); not a whole section.
+            .is_some_and(|v| v.as_table().is_none_or(|t| t.is_empty()))
             || OPTIONAL_KEYS.contains(&dotted.as_str());
         if !known {
             return Err(ConfigError::Env {
@@ -784,7 +785,6 @@ const OPTIONAL_KEYS: &[&str] = &[
     "tls.acme.eab_hmac_key_file",
     "tls.acme.ca_roots",
     "tls.acme.renew_before",
-    "auth.groups",
 ];
 
 fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) {

@@ -7,7 +7,6 @@ mod common;
 
 use common::*;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -239,23 +238,11 @@ fn skopeo_push(dir: &Path, port: u16, root: &str) {
     let certs = dir.join("certs.d");
     std::fs::create_dir_all(&certs).expect("mkdir");
     std::fs::copy(root, certs.join("ca.crt")).expect("copy");
-    let layout = dir.join("layout");
-    let l = layout.to_string_lossy().into_owned();
-    for args in [
-        vec!["init", "--layout", l.as_str()],
-        vec!["new", "--image", &format!("{l}:app")],
-    ] {
-        let st = Command::new("umoci").args(&args).output().expect("umoci");
-        assert!(
-            st.status.success(),
-            "{}",
-            String::from_utf8_lossy(&st.stderr)
-        );
-    }
+    let image = make_oci_layout(&dir.join("layout"));
     let st = Command::new("skopeo")
         .args(["--insecure-policy", "copy", "--dest-cert-dir"])
         .arg(&certs)
-        .arg(format!("oci:{l}:app"))
+        .arg(&image)
         .arg(format!("docker://localhost:{port}/acme/app:v1"))
         .output()
         .expect("skopeo");
@@ -306,20 +293,7 @@ fn http01_issuance_renewal_backoff_and_recovery() {
     skopeo_push(dir.path(), tls_port, &root);
 
     // Renewal: a connection opened now survives the swap to a new serial.
-    let mut open = Command::new("openssl")
-        .args([
-            "s_client",
-            "-quiet",
-            "-connect",
-            &format!("127.0.0.1:{tls_port}"),
-        ])
-        .args(["-servername", NAME, "-CAfile", &root])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("openssl");
-    std::thread::sleep(Duration::from_millis(300));
+    let open = HeldTls::open(tls_port, &["-servername", NAME, "-CAfile", &root]);
     assert!(
         wait_count(
             &b,
@@ -332,17 +306,7 @@ fn http01_issuance_renewal_backoff_and_recovery() {
     );
     let (_, second) = inspect(tls_port, &root);
     assert_ne!(first, second, "a renewed certificate is served");
-    let mut stdin = open.stdin.take().expect("stdin");
-    stdin
-        .write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .expect("write");
-    let mut out = String::new();
-    open.stdout
-        .take()
-        .expect("stdout")
-        .read_to_string(&mut out)
-        .expect("read");
-    let _ = open.wait();
+    let out = open.get_v2();
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
 
     // The CA goes away: attempts back off (3 s doubling to 8 s, jittered), no storm, and
@@ -355,6 +319,7 @@ fn http01_issuance_renewal_backoff_and_recovery() {
         b.logs()
     );
     let at_first_failure = b.logs().matches(failed).count();
+    let (_, before_outage) = inspect(tls_port, &root);
     std::thread::sleep(Duration::from_secs(12));
     let attempts = b.logs().matches(failed).count() - at_first_failure;
     assert!(
@@ -364,6 +329,10 @@ fn http01_issuance_renewal_backoff_and_recovery() {
     );
     let (_, during) = inspect(tls_port, &root);
     assert!(!during.is_empty());
+    assert_eq!(
+        during, before_outage,
+        "the certificate in place keeps serving"
+    );
     assert_eq!(call("GET", &b.url("/v2/"), &[], None).status, 200);
 
     // The CA is back (a fresh pebble: new root, and it knows no account): the next

@@ -6,27 +6,17 @@
 mod common;
 
 use common::*;
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 fn berth_cli(args: &[&str], htpasswd: &Path, stdin: &str) -> (i32, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
-        .args(args)
-        .env_remove("BERTH_CONFIG")
-        .env("BERTH__AUTH__HTPASSWD__PATH", htpasswd)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("berth");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("wait");
+    let out = run_with_stdin(
+        Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(args)
+            .env_remove("BERTH_CONFIG")
+            .env("BERTH__AUTH__HTPASSWD__PATH", htpasswd),
+        stdin,
+    );
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -349,18 +339,7 @@ fn skopeo_and_podman_with_credentials_over_tls() {
     std::fs::create_dir_all(&certs).expect("mkdir");
     std::fs::copy(b.dir.path().join("state/tls/ca.crt"), certs.join("ca.crt")).expect("ca");
     let certs_s = certs.to_string_lossy().into_owned();
-    // An image to push, made with umoci.
-    let layout = dir.path().join("layout").to_string_lossy().into_owned();
-    for args in [
-        vec!["init", "--layout", layout.as_str()],
-        vec!["new", "--image", &format!("{layout}:app")],
-    ] {
-        assert!(Command::new("umoci")
-            .args(&args)
-            .status()
-            .expect("umoci")
-            .success());
-    }
+    let image = make_oci_layout(&dir.path().join("layout"));
     let reg = format!("127.0.0.1:{tls_port}");
     let skopeo = |args: &[&str]| {
         Command::new("skopeo")
@@ -375,7 +354,7 @@ fn skopeo_and_podman_with_credentials_over_tls() {
         &certs_s,
         "--dest-creds",
         "alice:wonderland",
-        &format!("oci:{layout}:app"),
+        &image,
         &format!("docker://{reg}/alice/app:v1"),
     ]);
     assert!(
@@ -389,7 +368,7 @@ fn skopeo_and_podman_with_credentials_over_tls() {
         &certs_s,
         "--dest-creds",
         "alice:wonderland",
-        &format!("oci:{layout}:app"),
+        &image,
         &format!("docker://{reg}/bob/app:v1"),
     ]);
     assert!(!out.status.success(), "alice pushed to bob/*");
@@ -405,33 +384,10 @@ fn skopeo_and_podman_with_credentials_over_tls() {
     let p = dir.path().join("podman");
     let auth_file = dir.path().join("auth.json");
     let podman = |args: &[&str], stdin: &str| {
-        let mut child = Command::new("podman")
-            .arg("--root")
-            .arg(p.join("root"))
-            .arg("--runroot")
-            .arg(p.join("run"))
-            .arg("--tmpdir")
-            .arg(p.join("tmp"))
-            .args([
-                "--storage-driver",
-                "vfs",
-                "--cgroup-manager=cgroupfs",
-                "--events-backend=file",
-            ])
-            .args(args)
-            .env("REGISTRY_AUTH_FILE", &auth_file)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("podman");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(stdin.as_bytes())
-            .expect("write");
-        child.wait_with_output().expect("podman")
+        run_with_stdin(
+            podman(&p).args(args).env("REGISTRY_AUTH_FILE", &auth_file),
+            stdin,
+        )
     };
     let out = podman(
         &[

@@ -6,7 +6,6 @@ mod common;
 
 use common::*;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -250,21 +249,7 @@ fn sighup_swaps_the_certificate_and_keeps_open_connections() {
     assert_eq!(first, file_serial(&cert));
 
     // A connection opened before the swap.
-    let mut open = Command::new("openssl")
-        .args([
-            "s_client",
-            "-quiet",
-            "-connect",
-            &format!("127.0.0.1:{port}"),
-            "-CAfile",
-            &root,
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("openssl");
-    std::thread::sleep(Duration::from_millis(500));
+    let open = HeldTls::open(port, &["-CAfile", &root]);
 
     let (cert2, key2) = leaf(&pki, "second");
     std::fs::write(&cert, format!("{cert2}{}", pki.inter)).expect("write");
@@ -283,17 +268,7 @@ fn sighup_swaps_the_certificate_and_keeps_open_connections() {
     assert_eq!(second, file_serial(&cert), "the new certificate is served");
 
     // The old connection still works.
-    let mut stdin = open.stdin.take().expect("stdin");
-    stdin
-        .write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .expect("write");
-    let mut out = String::new();
-    open.stdout
-        .take()
-        .expect("stdout")
-        .read_to_string(&mut out)
-        .expect("read");
-    let _ = open.wait();
+    let out = open.get_v2();
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
 
     // A broken pair: the current certificate stays, the reason is logged.
@@ -495,22 +470,7 @@ fn self_signed_mode_with_skopeo_podman_curl_h2_and_cert_commands() {
     // podman pulls and pushes with the CA from --cert-dir, no --tls-verify=false.
     let p = dir.path().join("podman");
     let podman = |args: &[&str]| {
-        let out = Command::new("podman")
-            .arg("--root")
-            .arg(p.join("root"))
-            .arg("--runroot")
-            .arg(p.join("run"))
-            .arg("--tmpdir")
-            .arg(p.join("tmp"))
-            .args([
-                "--storage-driver",
-                "vfs",
-                "--cgroup-manager=cgroupfs",
-                "--events-backend=file",
-            ])
-            .args(args)
-            .output()
-            .expect("podman");
+        let out = podman(&p).args(args).output().expect("podman");
         assert!(
             out.status.success(),
             "podman {args:?}: {}",
@@ -544,37 +504,6 @@ fn self_signed_mode_with_skopeo_podman_curl_h2_and_cert_commands() {
         .output()
         .expect("skopeo");
     assert!(!st.status.success());
-}
-
-/// An OCI layout with one small image, made with umoci; returns the skopeo reference.
-fn make_oci_layout(layout: &Path) -> String {
-    let l = layout.to_string_lossy();
-    let run = |args: &[&str]| {
-        let st = Command::new("umoci").args(args).output().expect("umoci");
-        assert!(
-            st.status.success(),
-            "umoci {args:?}: {}",
-            String::from_utf8_lossy(&st.stderr)
-        );
-    };
-    run(&["init", "--layout", &l]);
-    run(&["new", "--image", &format!("{l}:app")]);
-    let bundle = layout.with_extension("bundle");
-    run(&[
-        "unpack",
-        "--rootless",
-        "--image",
-        &format!("{l}:app"),
-        &bundle.to_string_lossy(),
-    ]);
-    std::fs::write(bundle.join("rootfs/hello.txt"), "hello over TLS\n").expect("write");
-    run(&[
-        "repack",
-        "--image",
-        &format!("{l}:app"),
-        &bundle.to_string_lossy(),
-    ]);
-    format!("oci:{l}:app")
 }
 
 #[test]

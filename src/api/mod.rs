@@ -217,11 +217,11 @@ impl Registry {
                     _ => Action::Push,
                 };
                 let mut v = vec![(repo, action)];
-                let q = query_pairs(req.uri.query());
-                if let (Endpoint::UploadStart(_), Some(_), Some(from)) =
-                    (other, param(&q, "mount"), param(&q, "from"))
-                {
-                    v.push((from.to_owned(), Action::Pull));
+                if let Endpoint::UploadStart(_) = other {
+                    let q = query_pairs(req.uri.query());
+                    if let (Some(_), Some(from)) = (param(&q, "mount"), param(&q, "from")) {
+                        v.push((from.to_owned(), Action::Pull));
+                    }
                 }
                 v
             }

@@ -74,33 +74,8 @@ pub fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
 
 /// Writes the file atomically, mode 0640 (the service's group may read it).
 pub fn write(path: &Path, users: &BTreeMap<String, String>) -> Result<(), String> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let err = |e: std::io::Error| format!("{}: {e}", path.display());
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-        _ => std::path::PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir).map_err(err)?;
-    let tmp = dir.join(format!(".htpasswd.tmp.{}", std::process::id()));
-    let mut text = String::new();
-    for (u, h) in users {
-        text.push_str(&format!("{u}:{h}\n"));
-    }
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o640)
-        .open(&tmp)
-        .map_err(err)?;
-    f.write_all(text.as_bytes())
-        .and_then(|_| f.sync_all())
-        .map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(err)?;
-    std::fs::File::open(&dir)
-        .and_then(|d| d.sync_all())
-        .map_err(err)
+    let text: String = users.iter().map(|(u, h)| format!("{u}:{h}\n")).collect();
+    crate::store::fs::write_atomic_mode(path, text.as_bytes(), 0o640).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -142,18 +142,12 @@ impl Auth {
             .entries
             .get(&user)
             .cloned();
+        let known = hash.is_some();
         // Unknown users cost a bcrypt too, so timing does not tell which names exist.
         let hash = hash.unwrap_or_else(|| htpasswd::dummy_hash().to_owned());
-        let pw = password.clone();
-        let ok = tokio::task::spawn_blocking(move || htpasswd::verify(&pw, &hash))
+        let ok = tokio::task::spawn_blocking(move || htpasswd::verify(&password, &hash))
             .await
             .unwrap_or(false);
-        let known = self
-            .users
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entries
-            .contains_key(&user);
         if ok && known {
             tracing::info!(user = %user, client, "login: password verified");
             self.cache
@@ -280,7 +274,9 @@ fn parse_basic(value: &str) -> Option<(String, String)> {
     Some((u.to_owned(), p.to_owned()))
 }
 
-fn base64_decode(s: &str) -> Option<Vec<u8>> {
+/// Decodes base64 in either alphabet (standard for Basic credentials, URL-safe for ACME
+/// keys), padding optional.
+pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(s.len() * 3 / 4);
     let (mut buf, mut bits) = (0u32, 0u32);
     for c in s.bytes() {
@@ -288,8 +284,8 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
             b'A'..=b'Z' => c - b'A',
             b'a'..=b'z' => c - b'a' + 26,
             b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
             b'=' => continue,
             _ => return None,
         } as u32;
@@ -352,6 +348,14 @@ mod tests {
         );
         assert_eq!(parse_basic("Bearer abc"), None);
         assert_eq!(parse_basic("Basic !!!"), None);
+    }
+
+    #[test]
+    fn base64_both_alphabets() {
+        assert_eq!(base64_decode("aGVsbG8").expect("decode"), b"hello");
+        assert_eq!(base64_decode("_-8").expect("decode"), vec![0xff, 0xef]);
+        assert_eq!(base64_decode("/+8=").expect("decode"), vec![0xff, 0xef]);
+        assert!(base64_decode("a b").is_none());
     }
 
     fn auth(rules: Vec<Rule>) -> Auth {

@@ -238,7 +238,7 @@ impl HttpServerApp for App {
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
-        let header_size = parts.uri.to_string().len()
+        let header_size = parts.uri.path_and_query().map_or(0, |p| p.as_str().len())
             + parts
                 .headers
                 .iter()

@@ -292,6 +292,13 @@ impl AppendFile {
 
 /// The durable write recipe, on the calling thread.
 fn write_atomic_sync(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    write_atomic_mode(path, bytes, 0o666)
+}
+
+/// The durable write recipe with the new file's permission bits (before the umask): the
+/// file never exists with wider ones, and readers see the old or the new file, whole.
+pub fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Error> {
+    use std::os::unix::fs::OpenOptionsExt;
     let dir = parent(path)?;
     create_dir_all_durable(dir)?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
@@ -301,7 +308,12 @@ fn write_atomic_sync(path: &Path, bytes: &[u8]) -> Result<(), Error> {
         rand::random::<u64>()
     ));
     let guard = TempGuard(Some(tmp.clone()));
-    let mut f = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(|e| Error::io(&tmp, e))?;
     f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
     f.sync_all().map_err(|e| Error::io(&tmp, e))?;
     fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
@@ -357,6 +369,10 @@ fn sync_dir(dir: &Path) -> Result<(), Error> {
 }
 
 fn parent(path: &Path) -> Result<&Path, Error> {
+    // A bare file name lives in the working directory.
+    if path.parent().is_some_and(|p| p.as_os_str().is_empty()) {
+        return Ok(Path::new("."));
+    }
     path.parent().ok_or_else(|| {
         Error::io(
             path,

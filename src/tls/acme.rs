@@ -361,7 +361,7 @@ impl Manager {
             Some((kid, file)) => {
                 let raw = std::fs::read_to_string(file)
                     .map_err(|e| AcmeError(format!("{}: {e}", file.display()), false))?;
-                let key = base64url_decode(raw.trim()).ok_or_else(|| {
+                let key = crate::auth::base64_decode(raw.trim()).ok_or_else(|| {
                     AcmeError(
                         format!("{}: not a base64url HMAC key", file.display()),
                         false,
@@ -472,30 +472,8 @@ impl Manager {
         tracing::info!(serial = %m.summary.serial, not_after = m.summary.not_after, "ACME: certificate issued");
         write_secret(&self.paths.key(), key.serialize_pem().as_bytes())?;
         write_public(&self.paths.cert(), chain_pem.as_bytes())?;
-        Ok(self.tls.reload()?)
+        Ok(self.tls.install(m, "ACME certificate installed"))
     }
-}
-
-fn base64url_decode(s: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    let (mut buf, mut bits) = (0u32, 0u32);
-    for c in s.bytes().filter(|c| *c != b'=') {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'-' | b'+' => 62,
-            b'_' | b'/' => 63,
-            _ => return None,
-        } as u32;
-        buf = buf << 6 | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((buf >> bits) as u8);
-        }
-    }
-    Some(out)
 }
 
 #[cfg(test)]
@@ -561,12 +539,5 @@ mod tests {
             format!("{:?}", sans.value.general_names),
             "[DNSName(\"registry.example.com\")]"
         );
-    }
-
-    #[test]
-    fn base64url() {
-        assert_eq!(base64url_decode("aGVsbG8").expect("decode"), b"hello");
-        assert_eq!(base64url_decode("_-8").expect("decode"), vec![0xff, 0xef]);
-        assert!(base64url_decode("a b").is_none());
     }
 }

@@ -156,10 +156,15 @@ impl Tls {
     /// serving and the error is returned (and logged by the caller).
     pub fn reload(&self) -> Result<Summary, TlsError> {
         let m = self.source.load()?;
-        log_loaded(&self.source, &m, "certificate reloaded");
+        Ok(self.install(m, "certificate reloaded"))
+    }
+
+    /// Swaps validated material in: new handshakes get it, open connections keep theirs.
+    pub fn install(&self, m: Material, what: &str) -> Summary {
+        log_loaded(&self.source, &m, what);
         self.resolver.swap(m.key);
         *self.summary.write().unwrap_or_else(|p| p.into_inner()) = m.summary.clone();
-        Ok(m.summary)
+        m.summary
     }
 
     /// Whether a self-issued certificate is close enough to expiry to be reissued now
@@ -211,7 +216,8 @@ pub fn source_for(cfg: &Config) -> Option<Source> {
             let hostnames = cfg.acme_hostnames();
             let mut fallback_names = hostnames.clone();
             fallback_names.extend(self_signed_names(cfg));
-            fallback_names.dedup();
+            let mut seen = std::collections::HashSet::new();
+            fallback_names.retain(|n| seen.insert(n.clone()));
             Some(Source::Acme {
                 state_dir: cfg.state.dir.clone(),
                 hostnames,

@@ -165,33 +165,10 @@ pub(crate) fn write_public(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
 }
 
 fn write_with_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<(), TlsError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let err = |e: std::io::Error| TlsError::File {
+    crate::store::fs::write_atomic_mode(path, bytes, mode).map_err(|e| TlsError::File {
         path: path.to_owned(),
         message: e.to_string(),
-    };
-    let dir = path
-        .parent()
-        .ok_or_else(|| err(std::io::Error::other("no parent directory")))?;
-    std::fs::create_dir_all(dir).map_err(err)?;
-    let tmp = dir.join(format!(
-        ".{}.tmp.{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("f"),
-        std::process::id()
-    ));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(err)?;
-    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(err)?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(err)
+    })
 }
 
 #[cfg(test)]

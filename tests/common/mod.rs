@@ -329,3 +329,120 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// Runs `cmd` with `stdin` written to it; returns its output.
+pub fn run_with_stdin(cmd: &mut Command, stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("wait")
+}
+
+/// podman with private vfs storage under `dir`: no daemon, no system state.
+pub fn podman(dir: &Path) -> Command {
+    let mut c = Command::new("podman");
+    c.arg("--root")
+        .arg(dir.join("root"))
+        .arg("--runroot")
+        .arg(dir.join("run"))
+        .arg("--tmpdir")
+        .arg(dir.join("tmp"))
+        .args([
+            "--storage-driver",
+            "vfs",
+            "--cgroup-manager=cgroupfs",
+            "--events-backend=file",
+        ]);
+    c
+}
+
+/// An OCI layout at `layout` with one small image made by umoci; returns the skopeo
+/// reference (`oci:<layout>:app`).
+pub fn make_oci_layout(layout: &Path) -> String {
+    let l = layout.to_string_lossy();
+    let run = |args: &[&str]| {
+        let st = Command::new("umoci").args(args).output().expect("umoci");
+        assert!(
+            st.status.success(),
+            "umoci {args:?}: {}",
+            String::from_utf8_lossy(&st.stderr)
+        );
+    };
+    run(&["init", "--layout", &l]);
+    run(&["new", "--image", &format!("{l}:app")]);
+    let bundle = layout.with_extension("bundle");
+    run(&[
+        "unpack",
+        "--rootless",
+        "--image",
+        &format!("{l}:app"),
+        &bundle.to_string_lossy(),
+    ]);
+    std::fs::write(bundle.join("rootfs/hello.txt"), "hello from berth\n").expect("write");
+    run(&[
+        "repack",
+        "--image",
+        &format!("{l}:app"),
+        &bundle.to_string_lossy(),
+    ]);
+    format!("oci:{l}:app")
+}
+
+/// A TLS connection held open by `openssl s_client` (opened before a certificate swap).
+pub struct HeldTls(Child);
+
+impl HeldTls {
+    /// Connects to 127.0.0.1:`port`; `extra` are s_client arguments (-CAfile, -servername).
+    pub fn open(port: u16, extra: &[&str]) -> HeldTls {
+        let child = Command::new("openssl")
+            .args([
+                "s_client",
+                "-quiet",
+                "-connect",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("openssl");
+        std::thread::sleep(Duration::from_millis(400));
+        HeldTls(child)
+    }
+
+    /// Sends `GET /v2/` on the held connection and returns the whole answer.
+    pub fn get_v2(mut self) -> String {
+        use std::io::Write;
+        let mut stdin = self.0.stdin.take().expect("stdin");
+        stdin
+            .write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .expect("write");
+        let mut out = String::new();
+        self.0
+            .stdout
+            .take()
+            .expect("stdout")
+            .read_to_string(&mut out)
+            .expect("read");
+        let _ = self.0.wait();
+        out
+    }
+}
+
+impl Drop for HeldTls {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
