@@ -234,6 +234,29 @@ fn inspect(port: u16, root: &str) -> (String, String) {
     )
 }
 
+/// Waits for the first certificate, checks the challenge was answered (the log line
+/// `answered`) and that openssl verifies the served chain with pebble's root and sees its
+/// intermediate. Returns the root's path and the served serial.
+fn assert_issued(b: &Berth, p: &Pebble, tls_port: u16, answered: &str) -> (String, String) {
+    assert!(
+        wait_count(
+            b,
+            "ACME: new certificate swapped in",
+            1,
+            Duration::from_secs(60)
+        ),
+        "{}\n{}",
+        b.logs(),
+        p.log()
+    );
+    assert!(b.logs().contains(answered), "{}", b.logs());
+    let root = p.root();
+    let (text, serial) = inspect(tls_port, &root);
+    assert!(text.contains("Verify return code: 0 (ok)"), "{text}");
+    assert!(text.contains("Pebble Intermediate"), "{text}");
+    (root, serial)
+}
+
 fn skopeo_push(dir: &Path, port: u16, root: &str) {
     let certs = dir.join("certs.d");
     std::fs::create_dir_all(&certs).expect("mkdir");
@@ -270,26 +293,7 @@ fn http01_issuance_renewal_backoff_and_recovery() {
             ("BERTH__TLS__ACME__RETRY_MAX", "\"8s\""),
         ],
     );
-    assert!(
-        wait_count(
-            &b,
-            "ACME: new certificate swapped in",
-            1,
-            Duration::from_secs(60)
-        ),
-        "{}\n{}",
-        b.logs(),
-        p.log()
-    );
-    assert!(
-        b.logs().contains("answering the http-01 challenge"),
-        "{}",
-        b.logs()
-    );
-    let root = p.root();
-    let (text, first) = inspect(tls_port, &root);
-    assert!(text.contains("Verify return code: 0 (ok)"), "{text}");
-    assert!(text.contains("Pebble Intermediate"), "{text}");
+    let (root, first) = assert_issued(&b, &p, tls_port, "answering the http-01 challenge");
     skopeo_push(dir.path(), tls_port, &root);
 
     // Renewal: a connection opened now survives the swap to a new serial.
@@ -390,26 +394,7 @@ fn tls_alpn01_issuance_on_the_tls_port() {
     let p = Pebble::start(dir.path(), http_port, tls_port);
     // No :80 listener at all: only tls-alpn-01 can work.
     let b = start_berth(&p, "[\"tls-alpn-01\"]", false, &[]);
-    assert!(
-        wait_count(
-            &b,
-            "ACME: new certificate swapped in",
-            1,
-            Duration::from_secs(60)
-        ),
-        "{}\n{}",
-        b.logs(),
-        p.log()
-    );
-    assert!(
-        b.logs().contains("answered the tls-alpn-01 challenge"),
-        "{}",
-        b.logs()
-    );
-    let root = p.root();
-    let (text, _) = inspect(tls_port, &root);
-    assert!(text.contains("Verify return code: 0 (ok)"), "{text}");
-    assert!(text.contains("Pebble Intermediate"), "{text}");
+    let (root, _) = assert_issued(&b, &p, tls_port, "answered the tls-alpn-01 challenge");
     // Ordinary h2 traffic on the same port is untouched.
     let out = Command::new("curl")
         .args([

@@ -389,35 +389,27 @@ fn skopeo_and_podman_with_credentials_over_tls() {
             stdin,
         )
     };
-    let out = podman(
-        &[
-            "login",
-            "--cert-dir",
-            &certs_s,
-            "-u",
-            "bob",
-            "--password-stdin",
-            &reg,
-        ],
-        "builder\n",
-    );
+    let login = |password: &str| {
+        podman(
+            &[
+                "login",
+                "--cert-dir",
+                &certs_s,
+                "-u",
+                "bob",
+                "--password-stdin",
+                &reg,
+            ],
+            &format!("{password}\n"),
+        )
+    };
+    let out = login("builder");
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = podman(
-        &[
-            "login",
-            "--cert-dir",
-            &certs_s,
-            "-u",
-            "bob",
-            "--password-stdin",
-            &reg,
-        ],
-        "wrong\n",
-    );
+    let out = login("wrong");
     assert!(!out.status.success(), "a wrong password logged in");
     let src = format!("{reg}/alice/app:v1");
     let out = podman(&["pull", "-q", "--cert-dir", &certs_s, &src], "");
