@@ -30,11 +30,13 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
-    /// "none" (anyone may do anything) or "htpasswd" (Basic auth against the file).
+    /// "none" (anyone may do anything), "htpasswd" (Basic auth against the file) or
+    /// "token" (Bearer tokens from the built-in token service or an external one).
     pub mode: AuthMode,
     /// Accept credentials over plain HTTP from non-loopback clients (they travel in clear).
     pub insecure_allow_plaintext: bool,
     pub htpasswd: HtpasswdConfig,
+    pub token: TokenConfig,
     /// Users allowed everything everywhere.
     pub admins: Vec<String>,
     /// Named groups of users, referred to as "@name" in rules.
@@ -50,6 +52,7 @@ impl Default for AuthConfig {
             mode: AuthMode::None,
             insecure_allow_plaintext: false,
             htpasswd: HtpasswdConfig::default(),
+            token: TokenConfig::default(),
             admins: Vec::new(),
             groups: std::collections::HashMap::new(),
             rules: Vec::new(),
@@ -62,6 +65,62 @@ impl Default for AuthConfig {
 pub enum AuthMode {
     None,
     Htpasswd,
+    Token,
+}
+
+/// `[auth.token]`: Bearer tokens (the Docker registry token protocol).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenConfig {
+    /// "builtin": berth serves `/token` itself, checking htpasswd users and the rules;
+    /// "external": tokens come from another server and are only verified here.
+    pub issuer: TokenIssuer,
+    /// The `iss` claim tokens carry (and berth's own tokens are given).
+    pub issuer_name: String,
+    /// The `aud` claim: the name of this registry as the token server knows it.
+    pub service: String,
+    /// Where clients get tokens, sent in the challenge. Builtin: default
+    /// `<external_url or the request's own scheme and host>/token`; external: required.
+    pub realm: Option<String>,
+    /// Lifetime of built-in tokens.
+    pub expiration: Duration,
+    /// The built-in signing key (EC P-256, made at first start); default
+    /// `<state.dir>/token/signing-key.pem`.
+    pub signing_key: Option<PathBuf>,
+    /// External: PEM certificates whose keys sign tokens, or roots their `x5c` chains
+    /// lead to.
+    pub rootcertbundle: Option<PathBuf>,
+    /// External: a JWKS file of the token server's keys.
+    pub jwks: Option<PathBuf>,
+    /// Algorithms a token may be signed with.
+    pub algorithms: Vec<String>,
+}
+
+impl Default for TokenConfig {
+    fn default() -> Self {
+        Self {
+            issuer: TokenIssuer::Builtin,
+            issuer_name: "berth".into(),
+            service: "berth".into(),
+            realm: None,
+            expiration: Duration(StdDuration::from_secs(300)),
+            signing_key: None,
+            rootcertbundle: None,
+            jwks: None,
+            algorithms: [
+                "ES256", "ES384", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "EdDSA",
+            ]
+            .map(String::from)
+            .to_vec(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TokenIssuer {
+    Builtin,
+    External,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -571,6 +630,47 @@ impl Config {
                 ));
             }
         }
+        if self.auth.mode == AuthMode::Token {
+            let t = &self.auth.token;
+            if let Some(a) = t
+                .algorithms
+                .iter()
+                .find(|a| crate::auth::token::Alg::parse(a).is_none())
+            {
+                return Err(invalid(
+                    "auth.token.algorithms",
+                    format!(
+                        "{a:?} is not accepted; use some of ES256, ES384, RS256, RS384, RS512, PS256, PS384, PS512, EdDSA (\"none\" and HMAC never are)"
+                    ),
+                ));
+            }
+            if t.algorithms.is_empty() {
+                return Err(invalid(
+                    "auth.token.algorithms",
+                    "list at least one algorithm, e.g. [\"ES256\", \"RS256\"]".into(),
+                ));
+            }
+            if t.expiration.0.as_secs() < 10 {
+                return Err(invalid(
+                    "auth.token.expiration",
+                    "must be at least \"10s\"".into(),
+                ));
+            }
+            if t.issuer == TokenIssuer::External {
+                if t.realm.is_none() {
+                    return Err(invalid(
+                        "auth.token.realm",
+                        "an external token server needs its URL here, e.g. \"https://auth.example.com/token\"".into(),
+                    ));
+                }
+                if t.rootcertbundle.is_none() && t.jwks.is_none() {
+                    return Err(invalid(
+                        "auth.token.rootcertbundle",
+                        "an external token server needs its keys: set rootcertbundle (PEM certificates) or jwks (a JWKS file)".into(),
+                    ));
+                }
+            }
+        }
         for (i, r) in self.auth.rules.iter().enumerate() {
             let key = format!("auth.rules[{i}]");
             if r.repositories.is_empty() || r.users.is_empty() || r.actions.is_empty() {
@@ -730,6 +830,29 @@ fn apply_env(
                 used.push(var.clone());
                 continue;
             }
+            v if v.starts_with("REGISTRY_AUTH_TOKEN_") => {
+                let key = match &v["REGISTRY_AUTH_TOKEN_".len()..] {
+                    "REALM" => "realm",
+                    "SERVICE" => "service",
+                    "ISSUER" => "issuer_name",
+                    "ROOTCERTBUNDLE" => "rootcertbundle",
+                    "JWKS" => "jwks",
+                    _ => continue,
+                };
+                // The reference registry's token auth always means an external server.
+                set_path(
+                    table,
+                    &["auth".into(), "token".into(), "issuer".into()],
+                    toml::Value::String("external".into()),
+                );
+                set_path(
+                    table,
+                    &["auth".into(), "token".into(), key.into()],
+                    toml::Value::String(raw.clone()),
+                );
+                used.push(var.clone());
+                continue;
+            }
             "REGISTRY_STORAGE_DELETE_ENABLED" => (
                 "storage",
                 "delete_enabled",
@@ -785,6 +908,10 @@ const OPTIONAL_KEYS: &[&str] = &[
     "tls.acme.eab_hmac_key_file",
     "tls.acme.ca_roots",
     "tls.acme.renew_before",
+    "auth.token.realm",
+    "auth.token.signing_key",
+    "auth.token.rootcertbundle",
+    "auth.token.jwks",
 ];
 
 fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) {

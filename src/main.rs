@@ -388,15 +388,15 @@ fn serve(path: Option<PathBuf>, upgrade: bool) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let auth = match berth::auth::Auth::load(&cfg.auth) {
+    let auth = match berth::auth::Auth::load(&cfg) {
         Ok(a) => a.map(Arc::new),
         Err(e) => {
-            eprintln!("berth: auth.htpasswd.path: {e}");
+            eprintln!("berth: {e}");
             return ExitCode::from(2);
         }
     };
     let registry = match Registry::new(&cfg, store) {
-        Ok(r) => Arc::new(r.with_auth(auth)),
+        Ok(r) => Arc::new(r.with_auth(auth.clone())),
         Err(e) => {
             eprintln!("berth: configuration error: {e}");
             return ExitCode::from(2);
@@ -418,7 +418,28 @@ fn serve(path: Option<PathBuf>, upgrade: bool) -> ExitCode {
     if let Some(help) = berth::tls::trust_instructions(&cfg) {
         tracing::info!("{help}");
     }
-    berth::frontdoor::serve(&cfg, registry, tls, upgrade)
+    // SIGHUP re-reads the configuration and takes its permission rules (users come from
+    // the htpasswd file, which is watched anyway). A broken file keeps the current rules.
+    let on_hup: Option<Box<dyn Fn() + Send>> = auth.map(|auth| {
+        let mode = cfg.auth.mode;
+        Box::new(move || match load(path.as_deref()) {
+            Ok(new) => {
+                if new.auth.mode != mode {
+                    tracing::warn!("auth.mode changed: restart berth to switch modes");
+                }
+                auth.reload_policy(&new.auth);
+                tracing::info!(
+                    rules = new.auth.rules.len(),
+                    admins = new.auth.admins.len(),
+                    "permission rules reloaded"
+                );
+            }
+            Err(_) => {
+                tracing::warn!("configuration reload failed; the current permission rules stay")
+            }
+        }) as Box<dyn Fn() + Send>
+    });
+    berth::frontdoor::serve(&cfg, registry, tls, upgrade, on_hup)
 }
 
 fn init_logging(cfg: &Config) {

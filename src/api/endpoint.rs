@@ -25,6 +25,8 @@ pub enum Endpoint {
     Upload(RepositoryName, UploadId),
     /// `/v2/<name>/referrers/<digest>`
     Referrers(RepositoryName, Digest),
+    /// `/token`: the built-in token service (token auth only).
+    Token,
 }
 
 impl Endpoint {
@@ -40,6 +42,7 @@ impl Endpoint {
             Endpoint::UploadStart(_) => "upload_start",
             Endpoint::Upload(..) => "upload",
             Endpoint::Referrers(..) => "referrers",
+            Endpoint::Token => "token",
         }
     }
 
@@ -52,7 +55,7 @@ impl Endpoint {
             | Endpoint::UploadStart(n)
             | Endpoint::Upload(n, _)
             | Endpoint::Referrers(n, _) => Some(n),
-            Endpoint::Root | Endpoint::Base | Endpoint::Catalog => None,
+            Endpoint::Root | Endpoint::Base | Endpoint::Catalog | Endpoint::Token => None,
         }
     }
 
@@ -67,6 +70,9 @@ impl Endpoint {
         };
         if path == "/" {
             return Ok(Endpoint::Root);
+        }
+        if path == "/token" {
+            return Ok(Endpoint::Token);
         }
         let Some(rest) = path.strip_prefix("/v2") else {
             return Err(not_found());

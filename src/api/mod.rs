@@ -9,7 +9,8 @@ pub mod endpoint;
 pub mod error;
 pub mod manifest;
 
-use crate::auth::{Action, Auth, Refusal};
+use crate::auth::token::Claims;
+use crate::auth::{Action, Auth, Refusal, Tokens};
 use crate::config::Config;
 use crate::oci::{Digest, Reference, RepositoryName, Tag, UploadId};
 use crate::store::{BlobStream, Store, UploadWriter};
@@ -73,7 +74,47 @@ pub struct ExternalBase(pub String);
 #[derive(Debug, Clone)]
 pub struct Transport {
     pub secure: bool,
+    /// The request came over TLS to berth itself.
+    pub tls: bool,
     pub client: String,
+}
+
+const PLAINTEXT_REFUSED: &str =
+    "credentials over plain HTTP are refused: use https (or set auth.insecure_allow_plaintext)";
+
+fn too_many(secs: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "TOOMANYREQUESTS",
+        "too many failed logins from this address; try again later",
+    )
+    .header("Retry-After", secs.to_string())
+}
+
+fn denied(user: &str, action: Action, repo: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "DENIED",
+        format!("{user} may not {} {repo}", action.name()),
+    )
+}
+
+/// Where clients get tokens: the configured realm, else this registry's own `/token` at
+/// the address the client used.
+fn token_realm(tokens: &Tokens, req: &http::request::Parts, tls: bool) -> String {
+    if let Some(r) = &tokens.realm {
+        return r.clone();
+    }
+    if let Some(ExternalBase(base)) = req.extensions.get::<ExternalBase>() {
+        return format!("{}/token", base.trim_end_matches('/'));
+    }
+    let host = req
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri.authority().map(|a| a.as_str()))
+        .unwrap_or("localhost");
+    format!("{}://{host}/token", if tls { "https" } else { "http" })
 }
 
 /// Who is asking, as far as the handlers care.
@@ -82,6 +123,8 @@ enum Caller<'a> {
     Open,
     /// Authenticated (`Some`) or anonymous (`None`) under `auth`.
     Checked(&'a Auth, Option<String>),
+    /// Holding a verified Bearer token.
+    Token(&'a Auth, Claims),
 }
 
 impl Caller<'_> {
@@ -89,6 +132,20 @@ impl Caller<'_> {
         match self {
             Caller::Open => true,
             Caller::Checked(a, u) => a.allowed(u.as_deref(), repo, Action::Pull),
+            Caller::Token(_, c) => c.grants(repo, "pull"),
+        }
+    }
+
+    /// Whether `_catalog` shows `repo`: what the caller may pull. A built-in token's
+    /// user is checked against the rules; an external server's catalog grant shows all.
+    fn lists(&self, repo: &str) -> bool {
+        match self {
+            Caller::Token(a, c) if a.tokens.as_ref().is_some_and(Tokens::builtin) => {
+                let user = Some(c.sub.as_str()).filter(|s| !s.is_empty());
+                a.allowed(user, repo, Action::Pull)
+            }
+            Caller::Token(..) => true,
+            other => other.can_pull(repo),
         }
     }
 
@@ -98,6 +155,7 @@ impl Caller<'_> {
         match self {
             Caller::Open => true,
             Caller::Checked(a, u) => a.reads_everything(u.as_deref()),
+            Caller::Token(..) => false,
         }
     }
 }
@@ -146,6 +204,26 @@ impl Registry {
         self
     }
 
+    /// What an endpoint needs: (repository, action) pairs.
+    fn needs(e: &Endpoint, m: &Method) -> Vec<(String, Action)> {
+        match e {
+            Endpoint::Root | Endpoint::Base | Endpoint::Catalog | Endpoint::Token => Vec::new(),
+            other => {
+                let repo = other
+                    .repository()
+                    .map(|r| r.to_string())
+                    .unwrap_or_default();
+                let action = match (other, m.clone()) {
+                    (_, Method::DELETE) => Action::Delete,
+                    (Endpoint::Upload(..), _) => Action::Push,
+                    (_, Method::GET | Method::HEAD) => Action::Pull,
+                    _ => Action::Push,
+                };
+                vec![(repo, action)]
+            }
+        }
+    }
+
     /// Authenticates the caller and checks the endpoint's permissions: 401 with the
     /// challenge for missing or wrong credentials, 403 `DENIED` for a known user without
     /// the permission, 429 after too many failures.
@@ -161,12 +239,16 @@ impl Registry {
             .cloned()
             .unwrap_or(Transport {
                 secure: true,
+                tls: false,
                 client: String::new(),
             });
         let header = req
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
+        if let Some(tokens) = &auth.tokens {
+            return self.authorize_token(auth, tokens, e, req, header, &t);
+        }
         let challenge = |msg: &str| {
             ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", msg).header(
                 "WWW-Authenticate",
@@ -176,69 +258,181 @@ impl Registry {
         let user = match auth.authenticate(header, t.secure, &t.client).await {
             Ok(u) => u,
             Err(Refusal::BadCredentials) => return Err(challenge("authentication required")),
-            Err(Refusal::Plaintext) => {
-                return Err(challenge(
-                    "credentials over plain HTTP are refused: use https (or set auth.insecure_allow_plaintext)",
-                ))
-            }
-            Err(Refusal::TooMany(secs)) => {
-                return Err(ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "TOOMANYREQUESTS",
-                    "too many failed logins from this address; try again later",
-                )
-                .header("Retry-After", secs.to_string()))
-            }
+            Err(Refusal::Plaintext) => return Err(challenge(PLAINTEXT_REFUSED)),
+            Err(Refusal::TooMany(secs)) => return Err(too_many(secs)),
         };
-        let m = &req.method;
-        let needs: Vec<(String, Action)> = match e {
-            Endpoint::Root => Vec::new(),
-            Endpoint::Base => {
-                if user.is_none() {
-                    return Err(challenge("authentication required"));
-                }
-                Vec::new()
+        match e {
+            Endpoint::Base if user.is_none() => return Err(challenge("authentication required")),
+            Endpoint::Catalog if user.is_none() && !auth.anonymous_pull() => {
+                return Err(challenge("authentication required"))
             }
-            Endpoint::Catalog => {
-                if user.is_none() && !auth.anonymous_pull() {
-                    return Err(challenge("authentication required"));
-                }
-                Vec::new()
-            }
-            other => {
-                let repo = other
-                    .repository()
-                    .map(|r| r.to_string())
-                    .unwrap_or_default();
-                let action = match (other, m.clone()) {
-                    (_, Method::DELETE) => Action::Delete,
-                    (Endpoint::Upload(..), _) => Action::Push,
-                    (_, Method::GET | Method::HEAD) => Action::Pull,
-                    _ => Action::Push,
-                };
-                let mut v = vec![(repo, action)];
-                if let Endpoint::UploadStart(_) = other {
-                    let q = query_pairs(req.uri.query());
-                    if let (Some(_), Some(from)) = (param(&q, "mount"), param(&q, "from")) {
-                        v.push((from.to_owned(), Action::Pull));
-                    }
-                }
-                v
-            }
-        };
-        for (repo, action) in &needs {
-            if !auth.allowed(user.as_deref(), repo, *action) {
+            _ => {}
+        }
+        for (repo, action) in Self::needs(e, &req.method) {
+            if !auth.allowed(user.as_deref(), &repo, action) {
                 return Err(match &user {
                     None => challenge("authentication required"),
-                    Some(u) => ApiError::new(
-                        StatusCode::FORBIDDEN,
-                        "DENIED",
-                        format!("{u} may not {action:?} {repo}").to_lowercase(),
-                    ),
+                    Some(u) => denied(u, action, &repo),
                 });
             }
         }
         Ok(Caller::Checked(auth, user))
+    }
+
+    /// Token auth: the request carries a Bearer token granting what the endpoint needs,
+    /// or gets the Bearer challenge naming the scope to ask the token service for.
+    fn authorize_token<'a>(
+        &self,
+        auth: &'a Auth,
+        tokens: &'a Tokens,
+        e: &Endpoint,
+        req: &http::request::Parts,
+        header: Option<&str>,
+        t: &Transport,
+    ) -> Result<Caller<'a>> {
+        let needs = Self::needs(e, &req.method);
+        let scope = match e {
+            Endpoint::Catalog => Some("registry:catalog:*".to_owned()),
+            _ => needs.first().map(|(repo, action)| {
+                let actions = match action {
+                    // What docker and podman ask for before a push.
+                    Action::Push => "pull,push",
+                    other => other.name(),
+                };
+                format!("repository:{repo}:{actions}")
+            }),
+        };
+        let realm = token_realm(tokens, req, t.tls);
+        let challenge = |error: Option<&str>, msg: String| {
+            let mut v = format!("Bearer realm=\"{realm}\",service=\"{}\"", tokens.service);
+            if let Some(s) = &scope {
+                v.push_str(&format!(",scope=\"{s}\""));
+            }
+            if let Some(e) = error {
+                v.push_str(&format!(",error=\"{e}\""));
+            }
+            ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", msg)
+                .header("WWW-Authenticate", v)
+        };
+        if matches!(e, Endpoint::Root) {
+            return Ok(Caller::Open);
+        }
+        let claims = match header {
+            None => return Err(challenge(None, "authentication required".into())),
+            Some(h) if h.len() > 7 && h[..7].eq_ignore_ascii_case("bearer ") => {
+                match auth.verify_bearer(h) {
+                    Ok(c) => c,
+                    Err(why) => {
+                        tracing::info!(client = %t.client, error = %why, "token refused");
+                        return Err(challenge(
+                            Some("invalid_token"),
+                            format!("token refused: {why}"),
+                        ));
+                    }
+                }
+            }
+            Some(_) => {
+                return Err(challenge(
+                    None,
+                    format!("this registry takes Bearer tokens from {realm}"),
+                ))
+            }
+        };
+        if matches!(e, Endpoint::Catalog) && !claims.grants_catalog() {
+            return Err(challenge(
+                Some("insufficient_scope"),
+                "the token does not grant registry:catalog:*".into(),
+            ));
+        }
+        for (repo, action) in &needs {
+            if claims.grants(repo, action.name()) {
+                continue;
+            }
+            // A known user whom the rules refuse anyway gets 403, not another round trip.
+            if tokens.builtin()
+                && !claims.sub.is_empty()
+                && !auth.allowed(Some(&claims.sub), repo, *action)
+            {
+                return Err(denied(&claims.sub, *action, repo));
+            }
+            return Err(challenge(
+                Some("insufficient_scope"),
+                format!("the token does not grant {} on {repo}", action.name()),
+            ));
+        }
+        Ok(Caller::Token(auth, claims))
+    }
+
+    /// `GET /token`: the built-in token service (Docker registry token protocol).
+    async fn token(&self, req: &http::request::Parts) -> Result<Response<Body>> {
+        let Some(auth) = self
+            .auth
+            .as_deref()
+            .filter(|a| a.tokens.as_ref().is_some_and(Tokens::builtin))
+        else {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "UNSUPPORTED",
+                "no token service here (auth.mode is not \"token\" with the builtin issuer)",
+            ));
+        };
+        if req.method != Method::GET {
+            return Err(ApiError::unsupported(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "the token service takes GET with Basic credentials",
+            ));
+        }
+        let t = req
+            .extensions
+            .get::<Transport>()
+            .cloned()
+            .unwrap_or(Transport {
+                secure: true,
+                tls: false,
+                client: String::new(),
+            });
+        let q = query_pairs(req.uri.query());
+        let service = auth
+            .tokens
+            .as_ref()
+            .map(|t| t.service.as_str())
+            .unwrap_or_default();
+        if let Some(s) = param(&q, "service").filter(|s| *s != service) {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "UNSUPPORTED",
+                format!("unknown service {s:?}; this registry is {service:?}"),
+            ));
+        }
+        let scopes: Vec<String> = q
+            .iter()
+            .filter(|(k, _)| k == "scope")
+            .map(|(_, v)| v.clone())
+            .collect();
+        let header = req
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let basic = |msg: &str| {
+            ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", msg).header(
+                "WWW-Authenticate",
+                format!("Basic realm=\"{}\", charset=\"UTF-8\"", auth.realm),
+            )
+        };
+        match auth.issue_token(header, t.secure, &t.client, &scopes).await {
+            Ok(r) => {
+                let body = serde_json::to_vec(&r).unwrap_or_default();
+                let mut resp = json(StatusCode::OK, body.into());
+                resp.headers_mut().insert(
+                    header::CACHE_CONTROL,
+                    header::HeaderValue::from_static("no-store"),
+                );
+                Ok(resp)
+            }
+            Err(Refusal::BadCredentials) => Err(basic("wrong user name or password")),
+            Err(Refusal::Plaintext) => Err(basic(PLAINTEXT_REFUSED)),
+            Err(Refusal::TooMany(secs)) => Err(too_many(secs)),
+        }
     }
 
     /// Handles one request. Every response under `/v2/` carries the API version header.
@@ -254,6 +448,11 @@ impl Registry {
         let mut resp = match endpoint {
             // `instrument`, not `span.enter()`: a guard held across `.await` would tag
             // other tasks' events on this worker with this request's span.
+            Ok(Endpoint::Token) => self
+                .token(req)
+                .instrument(span)
+                .await
+                .unwrap_or_else(ApiError::into_response),
             Ok(e) => {
                 let caller = match &self.auth {
                     Some(auth) => self.authorize(auth, &e, req).await,
@@ -338,8 +537,18 @@ impl Registry {
             }
             (Endpoint::Blob(n, d), Method::DELETE) => self.blob_delete(&n, &d).await,
             (Endpoint::UploadStart(n), Method::POST) => {
-                self.upload_start(&n, &q, &req.headers, body, caller.may_mount_anywhere())
-                    .await
+                // A mount from a repository the caller may not read is not honoured:
+                // the client uploads instead (the spec allows this).
+                let mount_from = param(&q, "from").is_none_or(|f| caller.can_pull(f));
+                self.upload_start(
+                    &n,
+                    &q,
+                    &req.headers,
+                    body,
+                    caller.may_mount_anywhere(),
+                    mount_from,
+                )
+                .await
             }
             (Endpoint::Upload(n, id), Method::GET) => self.upload_status(&n, &id).await,
             (Endpoint::Upload(n, id), Method::PATCH) => {
@@ -366,7 +575,7 @@ impl Registry {
             .await?
             .into_iter()
             .map(|n| n.to_string())
-            .filter(|n| caller.can_pull(n))
+            .filter(|n| caller.lists(n))
             .collect();
         let (page, next) = self.paginate(names, q, crate::store::catalog_order)?;
         let link =
@@ -682,8 +891,9 @@ impl Registry {
         headers: &HeaderMap,
         body: &mut dyn RequestBody,
         mount_anywhere: bool,
+        mount_from: bool,
     ) -> Result<Response<Body>> {
-        if let Some(m) = param(q, "mount") {
+        if let Some(m) = param(q, "mount").filter(|_| mount_from) {
             let d: Digest = m
                 .parse()
                 .map_err(|e: crate::oci::ParseError| ApiError::digest_invalid(e.to_string()))?;

@@ -1,19 +1,22 @@
-//! Access control: who the caller is (htpasswd Basic credentials, or nobody), and what the
-//! permission rules let them do. The registry core asks [`Auth::authenticate`] once per
-//! request and [`Auth::allowed`] per repository and action.
+//! Access control: who the caller is (htpasswd Basic credentials, a Bearer token, or
+//! nobody), and what the permission rules let them do. The registry core asks
+//! [`Auth::authenticate`] (Basic) or [`Auth::verify_bearer`] (tokens) once per request and
+//! [`Auth::allowed`] per repository and action; `/token` is [`Auth::issue_token`].
 //!
 //! Verified passwords are cached by a hash of the credentials for a short time, so a pull
 //! of many layers costs one bcrypt, not one per request; bcrypt runs on the blocking pool.
 //! Failed logins are counted per client address and answered with 429 past a limit.
 
 pub mod htpasswd;
+pub mod token;
 
-use crate::config::{AuthConfig, AuthMode, Rule};
+use crate::config::{AuthConfig, AuthMode, Config, Rule, TokenIssuer};
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
+use token::{Access, Alg, Audience, Claims, KeySet, Signer, TokenError};
 
 /// How long a verified password is remembered.
 const CACHE_TTL: Duration = Duration::from_secs(300);
@@ -32,7 +35,9 @@ pub enum Action {
 }
 
 impl Action {
-    fn name(self) -> &'static str {
+    pub const ALL: [Action; 3] = [Action::Pull, Action::Push, Action::Delete];
+
+    pub fn name(self) -> &'static str {
         match self {
             Action::Pull => "pull",
             Action::Push => "push",
@@ -59,33 +64,90 @@ struct Users {
     checked: Instant,
 }
 
+/// Who may do what: the part of `[auth]` that `SIGHUP` reloads.
+struct Policy {
+    admins: Vec<String>,
+    groups: HashMap<String, Vec<String>>,
+    rules: Vec<Rule>,
+}
+
+impl Policy {
+    fn from(cfg: &AuthConfig) -> Policy {
+        Policy {
+            admins: cfg.admins.clone(),
+            groups: cfg.groups.clone(),
+            rules: cfg.rules.clone(),
+        }
+    }
+}
+
+/// Bearer-token settings and keys.
+pub struct Tokens {
+    /// The built-in token service's key (`None`: tokens come from an external server).
+    signer: Option<Signer>,
+    keys: KeySet,
+    pub issuer: String,
+    pub service: String,
+    /// The configured realm; `None`: the registry's own `/token`.
+    pub realm: Option<String>,
+    expiration: Duration,
+    algorithms: Vec<Alg>,
+}
+
+impl Tokens {
+    /// Whether berth serves `/token` itself.
+    pub fn builtin(&self) -> bool {
+        self.signer.is_some()
+    }
+}
+
+/// What `/token` answers.
+#[derive(Debug, serde::Serialize)]
+pub struct TokenResponse {
+    pub token: String,
+    pub access_token: String,
+    pub expires_in: u64,
+    pub issued_at: String,
+}
+
 /// The authentication and authorization state of a running registry.
 pub struct Auth {
     pub realm: String,
     insecure_allow_plaintext: bool,
-    admins: Vec<String>,
-    groups: HashMap<String, Vec<String>>,
-    rules: Vec<Rule>,
+    policy: RwLock<Policy>,
     users: Mutex<Users>,
     cache: Mutex<HashMap<[u8; 32], (String, Instant)>>,
     failures: Mutex<HashMap<String, (u32, Instant)>>,
+    /// Set in token mode.
+    pub tokens: Option<Tokens>,
 }
 
 impl Auth {
-    /// Loads the htpasswd file; `None` when auth is off. A missing or malformed file is an
-    /// error naming the file (and line).
-    pub fn load(cfg: &AuthConfig) -> Result<Option<Auth>, String> {
-        if cfg.mode == AuthMode::None {
+    /// Loads the htpasswd file and, in token mode, the keys; `None` when auth is off. A
+    /// missing or malformed file is an error naming the file (and line). The built-in
+    /// token service's signing key is made at first start.
+    pub fn load(cfg: &Config) -> Result<Option<Auth>, String> {
+        let a = &cfg.auth;
+        if a.mode == AuthMode::None {
             return Ok(None);
         }
-        let path = cfg.htpasswd.path.clone();
-        let entries = htpasswd::read(&path)?;
+        let external = a.mode == AuthMode::Token && a.token.issuer == TokenIssuer::External;
+        let path = a.htpasswd.path.clone();
+        // An external token server checks passwords itself: no htpasswd file needed.
+        let entries = if external {
+            HashMap::new()
+        } else {
+            htpasswd::read(&path).map_err(|e| format!("auth.htpasswd.path: {e}"))?
+        };
+        let tokens = if a.mode == AuthMode::Token {
+            Some(Self::load_tokens(cfg)?)
+        } else {
+            None
+        };
         Ok(Some(Auth {
-            realm: cfg.htpasswd.realm.clone(),
-            insecure_allow_plaintext: cfg.insecure_allow_plaintext,
-            admins: cfg.admins.clone(),
-            groups: cfg.groups.clone(),
-            rules: cfg.rules.clone(),
+            realm: a.htpasswd.realm.clone(),
+            insecure_allow_plaintext: a.insecure_allow_plaintext,
+            policy: RwLock::new(Policy::from(a)),
             users: Mutex::new(Users {
                 stamp: htpasswd::stamp(&path),
                 path,
@@ -94,7 +156,167 @@ impl Auth {
             }),
             cache: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
+            tokens,
         }))
+    }
+
+    fn load_tokens(cfg: &Config) -> Result<Tokens, String> {
+        let t = &cfg.auth.token;
+        let (signer, keys) = match t.issuer {
+            TokenIssuer::Builtin => {
+                let path = t
+                    .signing_key
+                    .clone()
+                    .unwrap_or_else(|| cfg.state.dir.join("token").join("signing-key.pem"));
+                let (signer, created) = Signer::load_or_create(&path)
+                    .map_err(|e| format!("auth.token.signing_key: {e}"))?;
+                if created {
+                    tracing::info!(path = %path.display(), kid = %signer.kid, "token signing key created");
+                }
+                let keys = signer.key_set();
+                (Some(signer), keys)
+            }
+            TokenIssuer::External => {
+                let mut keys = KeySet::default();
+                if let Some(p) = &t.rootcertbundle {
+                    keys.add_cert_bundle(p)
+                        .map_err(|e| format!("auth.token.rootcertbundle: {e}"))?;
+                }
+                if let Some(p) = &t.jwks {
+                    keys.add_jwks(p)
+                        .map_err(|e| format!("auth.token.jwks: {e}"))?;
+                }
+                if keys.is_empty() {
+                    return Err(
+                        "auth.token: no verification keys (set rootcertbundle or jwks)".into(),
+                    );
+                }
+                (None, keys)
+            }
+        };
+        Ok(Tokens {
+            signer,
+            keys,
+            issuer: t.issuer_name.clone(),
+            service: t.service.clone(),
+            realm: t.realm.clone(),
+            expiration: t.expiration.0,
+            algorithms: t.algorithms.iter().filter_map(|a| Alg::parse(a)).collect(),
+        })
+    }
+
+    /// Takes new admins, groups and rules (on SIGHUP); users and keys stay.
+    pub fn reload_policy(&self, cfg: &AuthConfig) {
+        *self.policy.write().unwrap_or_else(|p| p.into_inner()) = Policy::from(cfg);
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    /// Verifies a `Bearer` Authorization value.
+    pub fn verify_bearer(&self, value: &str) -> Result<Claims, TokenError> {
+        let t = self.tokens.as_ref().ok_or(TokenError::Malformed)?;
+        let (scheme, token) = value.trim().split_once(' ').ok_or(TokenError::Malformed)?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(TokenError::Malformed);
+        }
+        token::verify(
+            token.trim(),
+            &t.keys,
+            &token::Expect {
+                issuer: &t.issuer,
+                service: &t.service,
+                algorithms: &t.algorithms,
+                now: unix_now(),
+            },
+        )
+    }
+
+    /// The built-in token service: authenticates Basic credentials (or none: anonymous)
+    /// and signs a token granting the requested scopes as far as the rules allow.
+    pub async fn issue_token(
+        &self,
+        authorization: Option<&str>,
+        secure: bool,
+        client: &str,
+        scopes: &[String],
+    ) -> Result<TokenResponse, Refusal> {
+        let user = self.authenticate(authorization, secure, client).await?;
+        let Some(t) = self.tokens.as_ref() else {
+            return Err(Refusal::BadCredentials);
+        };
+        let Some(signer) = &t.signer else {
+            return Err(Refusal::BadCredentials);
+        };
+        let mut access: Vec<Access> = Vec::new();
+        for s in scopes.iter().flat_map(|s| s.split(' ')) {
+            let Some(want) = Access::parse_scope(s) else {
+                continue;
+            };
+            let actions: Vec<String> = match want.kind.as_str() {
+                "repository" => Action::ALL
+                    .into_iter()
+                    .filter(|a| want.actions.iter().any(|w| w == a.name() || w == "*"))
+                    .filter(|a| self.allowed(user.as_deref(), &want.name, *a))
+                    .map(|a| a.name().to_owned())
+                    .collect(),
+                "registry"
+                    if want.name == "catalog"
+                        && want.actions.iter().any(|w| w == "*")
+                        && (user.is_some() || self.anonymous_pull()) =>
+                {
+                    vec!["*".to_owned()]
+                }
+                _ => Vec::new(),
+            };
+            if actions.is_empty() {
+                continue;
+            }
+            match access
+                .iter_mut()
+                .find(|a| a.kind == want.kind && a.name == want.name)
+            {
+                Some(a) => {
+                    for x in actions {
+                        if !a.actions.contains(&x) {
+                            a.actions.push(x);
+                        }
+                    }
+                }
+                None => access.push(Access {
+                    kind: want.kind,
+                    name: want.name,
+                    actions,
+                }),
+            }
+        }
+        let now = unix_now();
+        let claims = Claims {
+            iss: t.issuer.clone(),
+            sub: user.clone().unwrap_or_default(),
+            aud: Audience::One(t.service.clone()),
+            exp: now + t.expiration.as_secs() as i64,
+            nbf: Some(now),
+            iat: Some(now),
+            jti: Some(hex::encode(rand::random::<[u8; 16]>())),
+            access,
+        };
+        let token = signer.sign(&claims).map_err(|e| {
+            tracing::error!(error = %e, "token signing failed");
+            Refusal::BadCredentials
+        })?;
+        tracing::info!(
+            user = user.as_deref().unwrap_or("anonymous"),
+            client,
+            granted = %claims.access.iter().map(Access::scope).collect::<Vec<_>>().join(" "),
+            "token issued"
+        );
+        Ok(TokenResponse {
+            access_token: token.clone(),
+            token,
+            expires_in: t.expiration.as_secs(),
+            issued_at: crate::store::rfc3339(
+                SystemTime::UNIX_EPOCH + Duration::from_secs(now as u64),
+            ),
+        })
     }
 
     /// The caller's user name (`None`: anonymous). `authorization` is the header value,
@@ -210,6 +432,39 @@ impl Auth {
 
     /// Whether `user` (`None`: anonymous) may do `action` on `repo`.
     pub fn allowed(&self, user: Option<&str>, repo: &str, action: Action) -> bool {
+        self.policy
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .allowed(user, repo, action)
+    }
+
+    /// Whether `user` may pull every repository (admins; anyone authenticated when there
+    /// are no rules; anyone under a rule for "*").
+    pub fn reads_everything(&self, user: Option<&str>) -> bool {
+        let p = self.policy.read().unwrap_or_else(|p| p.into_inner());
+        p.allowed(user, "\u{0}any", Action::Pull)
+            && (p.rules.is_empty()
+                || user.is_some_and(|u| p.admins.iter().any(|a| a == u))
+                || p.rules.iter().any(|r| {
+                    r.repositories.iter().any(|g| g == "*")
+                        && r.actions.iter().any(|a| a == "*" || a == "pull")
+                        && r.users.iter().any(|who| p.matches(who, user))
+                }))
+    }
+
+    /// Whether anonymous callers may pull anything at all (then `_catalog` and `/v2/` are
+    /// open to them, filtered).
+    pub fn anonymous_pull(&self) -> bool {
+        let p = self.policy.read().unwrap_or_else(|p| p.into_inner());
+        p.rules.iter().any(|r| {
+            r.users.iter().any(|u| u == "anonymous")
+                && r.actions.iter().any(|a| a == "*" || a == "pull")
+        })
+    }
+}
+
+impl Policy {
+    fn allowed(&self, user: Option<&str>, repo: &str, action: Action) -> bool {
         if let Some(u) = user {
             if self.admins.iter().any(|a| a == u) {
                 return true;
@@ -226,28 +481,6 @@ impl Auth {
         })
     }
 
-    /// Whether `user` may pull every repository (admins; anyone authenticated when there
-    /// are no rules; anyone under a rule for "*").
-    pub fn reads_everything(&self, user: Option<&str>) -> bool {
-        self.allowed(user, "\u{0}any", Action::Pull)
-            && (self.rules.is_empty()
-                || user.is_some_and(|u| self.admins.iter().any(|a| a == u))
-                || self.rules.iter().any(|r| {
-                    r.repositories.iter().any(|g| g == "*")
-                        && r.actions.iter().any(|a| a == "*" || a == "pull")
-                        && r.users.iter().any(|who| self.matches(who, user))
-                }))
-    }
-
-    /// Whether anonymous callers may pull anything at all (then `_catalog` and `/v2/` are
-    /// open to them, filtered).
-    pub fn anonymous_pull(&self) -> bool {
-        self.rules.iter().any(|r| {
-            r.users.iter().any(|u| u == "anonymous")
-                && r.actions.iter().any(|a| a == "*" || a == "pull")
-        })
-    }
-
     fn matches(&self, who: &str, user: Option<&str>) -> bool {
         match (who, user) {
             ("anonymous", _) => true,
@@ -260,6 +493,12 @@ impl Auth {
             (_, None) => false,
         }
     }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// `user:password` from a `Basic` Authorization value.
@@ -362,9 +601,12 @@ mod tests {
         Auth {
             realm: "r".into(),
             insecure_allow_plaintext: false,
-            admins: vec!["root".into()],
-            groups: HashMap::from([("devs".to_owned(), vec!["carol".to_owned()])]),
-            rules,
+            policy: RwLock::new(Policy {
+                admins: vec!["root".into()],
+                groups: HashMap::from([("devs".to_owned(), vec!["carol".to_owned()])]),
+                rules,
+            }),
+            tokens: None,
             users: Mutex::new(Users {
                 path: PathBuf::new(),
                 entries: HashMap::new(),

@@ -265,6 +265,7 @@ impl HttpServerApp for App {
                 .is_some_and(|b| b.starts_with("https://"));
         parts.extensions.insert(Transport {
             secure,
+            tls: is_tls,
             client: client.clone(),
         });
         if let Some(base) = origin.base {

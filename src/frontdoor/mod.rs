@@ -22,8 +22,14 @@ const WATCH_INTERVAL: Duration = Duration::from_secs(5);
 /// Starts the listeners and serves until SIGTERM (graceful: in-flight requests finish
 /// within `http.shutdown_grace`), SIGQUIT (hand the listening sockets to a process started
 /// with `upgrade`, then finish as on SIGTERM) or SIGINT (immediate). SIGHUP reloads
-/// certificates. Does not return.
-pub fn serve(config: &Config, registry: Arc<Registry>, tls: Option<Arc<Tls>>, upgrade: bool) -> ! {
+/// certificates and calls `on_hup` (which reloads the permission rules). Does not return.
+pub fn serve(
+    config: &Config,
+    registry: Arc<Registry>,
+    tls: Option<Arc<Tls>>,
+    upgrade: bool,
+    on_hup: Option<Box<dyn Fn() + Send>>,
+) -> ! {
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
@@ -42,9 +48,7 @@ pub fn serve(config: &Config, registry: Arc<Registry>, tls: Option<Arc<Tls>>, up
         graceful_shutdown_timeout_seconds: Some(1),
         ..ServerConf::default()
     };
-    if let Some(t) = &tls {
-        spawn_reloader(t.clone());
-    }
+    spawn_reloader(tls.clone(), on_hup);
     let opt = Opt {
         upgrade,
         ..Opt::default()
@@ -197,8 +201,9 @@ fn spawn_acme(manager: crate::tls::acme::Manager) {
 }
 
 /// Reloads certificates on SIGHUP and when their files change; a bad new certificate is
-/// logged and the current one keeps serving.
-fn spawn_reloader(tls: Arc<Tls>) {
+/// logged and the current one keeps serving. SIGHUP also runs `on_hup`. Always running,
+/// so that SIGHUP never ends the process.
+fn spawn_reloader(tls: Option<Arc<Tls>>, on_hup: Option<Box<dyn Fn() + Send>>) {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let spawned = std::thread::Builder::new().name("berth-tls-reload".into()).spawn(move || {
         let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
@@ -218,7 +223,7 @@ fn spawn_reloader(tls: Arc<Tls>) {
                 }
             };
             let _ = ready_tx.send(());
-            let files = tls.source.watched_files();
+            let files = tls.as_ref().map(|t| t.source.watched_files()).unwrap_or_default();
             let mut seen = stamps(&files);
             loop {
                 let hup_fired = async {
@@ -234,13 +239,19 @@ fn spawn_reloader(tls: Arc<Tls>) {
                         if now != seen {
                             seen = now;
                             "file change"
-                        } else if tls.needs_renewal() {
+                        } else if tls.as_ref().is_some_and(|t| t.needs_renewal()) {
                             "renewal"
                         } else {
                             continue;
                         }
                     }
                 };
+                if reason == "SIGHUP" {
+                    if let Some(f) = &on_hup {
+                        f();
+                    }
+                }
+                let Some(tls) = &tls else { continue };
                 match tls.reload() {
                     Ok(s) => tracing::info!(reason, serial = %s.serial, "certificate swapped in"),
                     Err(e) => tracing::warn!(reason, error = %e, "certificate reload failed; the current certificate keeps serving"),
