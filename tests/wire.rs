@@ -174,3 +174,24 @@ fn slowloris_is_dropped_while_a_normal_push_completes() {
     );
     assert_eq!(pusher.join().expect("pusher"), 201);
 }
+
+#[test]
+fn sigterm_with_nothing_in_flight_exits_before_the_grace_period() {
+    // pingora alone would sleep the whole grace period; berth leaves once no request is
+    // in flight, also with an idle keep-alive connection open.
+    let mut b = Berth::start(&[("BERTH__HTTP__SHUTDOWN_GRACE", "60s")]);
+    let s = connect(&b);
+    let mut w = s.try_clone().expect("clone");
+    let mut r = BufReader::new(s);
+    write!(w, "GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
+    let (status, _, _) = read_response(&mut r);
+    assert_eq!(status, 200);
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &b.pid().to_string()])
+        .status();
+    assert!(
+        b.wait_exit(Duration::from_secs(15)),
+        "berth waited for the 60 s grace period with nothing in flight"
+    );
+    assert!(b.logs().contains("no request in flight"), "{}", b.logs());
+}

@@ -13,6 +13,7 @@ use pingora_core::protocols::http::v2::server::{default_h2_options, H2Options};
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::server::ShutdownWatch;
 use pingora_http::ResponseHeader;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -164,6 +165,29 @@ pub struct App {
 /// wait out the keep-alive idle time).
 struct Reused;
 
+/// Requests between their header and the end of their response, process-wide: after
+/// SIGTERM berth exits as soon as this is zero instead of waiting out the grace period.
+static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+
+pub fn in_flight() -> usize {
+    IN_FLIGHT.load(Ordering::Acquire)
+}
+
+struct InFlight;
+
+impl InFlight {
+    fn enter() -> InFlight {
+        IN_FLIGHT.fetch_add(1, Ordering::AcqRel);
+        InFlight
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        IN_FLIGHT.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 impl App {
     pub fn new(
         registry: Arc<Registry>,
@@ -224,6 +248,7 @@ impl HttpServerApp for App {
                 return None;
             }
         }
+        let _busy = InFlight::enter();
         let started = Instant::now();
         if *shutdown.borrow() {
             session.set_keepalive(None);

@@ -49,6 +49,7 @@ pub fn serve(
         ..ServerConf::default()
     };
     spawn_reloader(tls.clone(), on_hup);
+    spawn_drain_watch();
     let opt = Opt {
         upgrade,
         ..Opt::default()
@@ -170,6 +171,49 @@ pub fn serve(
         spawn_acme(manager);
     }
     server.run_forever()
+}
+
+/// pingora sleeps the whole `http.shutdown_grace` after SIGTERM before it exits. berth
+/// leaves as soon as no request is in flight (the listeners stop accepting at once), so
+/// an idle registry restarts in a moment and a transfer in progress is never cut short
+/// before the grace period ends. Idle keep-alive connections are closed, as nginx does.
+fn spawn_drain_watch() {
+    let spawned = std::thread::Builder::new()
+        .name("berth-drain".into())
+        .spawn(|| {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                let Ok(mut term) =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                else {
+                    return;
+                };
+                term.recv().await;
+                // Give pingora the moment it needs to stop its listeners.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let mut quiet = 0;
+                loop {
+                    quiet = if adapter::in_flight() == 0 {
+                        quiet + 1
+                    } else {
+                        0
+                    };
+                    if quiet >= 3 {
+                        tracing::info!("SIGTERM: no request in flight; exiting");
+                        std::process::exit(0);
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            });
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "early exit after SIGTERM is unavailable");
+    }
 }
 
 /// Runs the ACME lifecycle on its own thread, starting a moment after the listeners (the
