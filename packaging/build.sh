@@ -24,7 +24,7 @@ if [ ${#need[@]} -gt 0 ]; then
     log "installing ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq "${need[@]}" >/dev/null
+    apt-get install -y -qq -o DPkg::Lock::Timeout=300 "${need[@]}" >/dev/null
 fi
 if ! cargo deb --version >/dev/null 2>&1; then
     log "installing cargo-deb"
@@ -39,9 +39,17 @@ fi
 # ---------------------------------------------------------------- build
 # Full RELRO (-z now) on top of Rust's PIE, RELRO and stack protection defaults.
 export RUSTFLAGS="${RUSTFLAGS:-} -C link-arg=-Wl,-z,relro,-z,now"
-log "cargo build --release"
-cargo build --release --locked
+# PKG_TARGET_DIR builds in another target directory (CI does, so that this can run while
+# the tests use target/); the binary is then copied to target/release/berth, where the
+# packaging metadata looks for it.
+tdir=${PKG_TARGET_DIR:-target}
+log "cargo build --release (in $tdir)"
+CARGO_TARGET_DIR=$tdir cargo build --release --locked
 bin=target/release/berth
+if [ "$tdir" != target ]; then
+    mkdir -p target/release
+    install -m 0755 "$tdir/release/berth" "$bin"
+fi
 
 log "man pages and shell completions"
 rm -rf target/assets

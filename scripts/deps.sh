@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Installs what building and testing berth needs on a fresh Debian 12 machine, and only
+# Installs what building, testing and benchmarking berth needs on a fresh Debian 12 machine, and only
 # what is missing: cmake (pingora's zlib-ng build), and the real clients the end-to-end
 # suites drive (skopeo, podman, umoci, curl) plus the reference registry (docker-registry).
 set -euo pipefail
 
 need=()
 for pair in cmake:cmake skopeo:skopeo podman:podman umoci:umoci docker-registry:docker-registry \
-            curl:curl python3:python3 openssl:openssl pebble:pebble htpasswd:apache2-utils; do
+            curl:curl python3:python3 openssl:openssl pebble:pebble htpasswd:apache2-utils \
+            lintian:lintian rpm:rpm dpkg-shlibdeps:dpkg-dev strip:binutils \
+            wrk:wrk hey:hey h2load:nghttp2-client nginx:nginx; do
   cmd=${pair%%:*} pkg=${pair##*:}
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done
@@ -18,5 +20,5 @@ if [ ${#need[@]} -gt 0 ]; then
   echo "deps: installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq "${need[@]}" >/dev/null
+  apt-get install -y -qq -o DPkg::Lock::Timeout=300 "${need[@]}" >/dev/null
 fi

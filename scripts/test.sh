@@ -36,6 +36,18 @@ if ! wait "$deps_pid"; then
   exit 1
 fi
 cat "$deps_log"
+
+# The packages need a release build and two cargo subcommands (cargo-deb,
+# cargo-generate-rpm): minutes of compiling that run, at low priority and in their own
+# target directory, while the tests below mostly wait on clients and servers. Without the
+# clippy wrapper: that is for our debug build only.
+echo "== packages: building in the background (target/pkg)"
+pkg_out=$(mktemp)
+pkg_err=$(mktemp)
+env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS PKG_TARGET_DIR=target/pkg \
+  nice -n 10 bash packaging/build.sh >"$pkg_out" 2>"$pkg_err" &
+pkg_pid=$!
+
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --locked --no-fail-fast
 else
@@ -45,3 +57,13 @@ echo "== end-to-end (real clients)"
 BERTH_BIN="$PWD/target/debug/berth" bash tests/e2e/run-all.sh
 echo "== benchmark tool (parsers and table)"
 /usr/bin/python3 -m unittest discover -s bench -p 'test_*.py'
+echo "== packages (.deb, .rpm): contents, lintian, unit, install and run"
+if ! wait "$pkg_pid"; then
+    tail -n 50 "$pkg_err"
+    echo "building the packages failed" >&2
+    exit 1
+fi
+eval "$(grep '^BERTH_' "$pkg_out")"
+BERTH_DEB=$BERTH_DEB BERTH_RPM=$BERTH_RPM bash tests/e2e/run-all.sh packaging
+echo "== benchmark smoke run (--quick, release build; ratios reported, not asserted)"
+bash bench/run.sh --quick --berth "$PWD/target/release/berth"

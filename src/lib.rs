@@ -9,6 +9,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod frontdoor;
+pub mod import;
 pub mod oci;
 pub mod store;
 pub mod tls;

@@ -43,6 +43,9 @@ enum Command {
         #[command(subcommand)]
         command: CertCommand,
     },
+    /// Write man pages and shell completions into DIR (for packaging).
+    #[command(hide = true)]
+    GenAssets { dir: PathBuf },
     /// Manage the users of the htpasswd file (auth.htpasswd.path).
     User {
         #[command(subcommand)]
@@ -98,6 +101,22 @@ enum ConfigCommand {
         #[arg(short, long, env = "BERTH_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Translate a registry:2 (distribution) config.yml and/or REGISTRY_* variables into
+    /// appliance.toml (stdout or --output); what cannot be translated goes to stderr and
+    /// into the file as comments.
+    ImportDistribution {
+        /// config.yml (default: the registry:2 image's own configuration)
+        file: Option<PathBuf>,
+        /// KEY=VALUE lines with REGISTRY_* variables (compose .env / env_file)
+        #[arg(long)]
+        env_file: Option<PathBuf>,
+        /// Also apply this process's REGISTRY_* variables
+        #[arg(long)]
+        env: bool,
+        /// Write the result here (refuses to overwrite)
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -137,10 +156,121 @@ fn main() -> ExitCode {
             Ok(cfg) => cert_ca(&cfg),
             Err(code) => code,
         },
+        Command::Config {
+            command:
+                ConfigCommand::ImportDistribution {
+                    file,
+                    env_file,
+                    env,
+                    output,
+                },
+        } => import_distribution(file, env_file, env, output),
+        Command::GenAssets { dir } => gen_assets(&dir),
         Command::User { command, config } => match load(config.as_deref()) {
             Ok(cfg) => user(&cfg, command),
             Err(code) => code,
         },
+    }
+}
+
+/// `berth gen-assets DIR`: man pages (clap_mangen) and shell completions (clap_complete)
+/// for the packages.
+fn gen_assets(dir: &std::path::Path) -> ExitCode {
+    use clap::CommandFactory;
+    let run = || -> std::io::Result<()> {
+        let (man, comp) = (dir.join("man"), dir.join("completions"));
+        std::fs::create_dir_all(&man)?;
+        std::fs::create_dir_all(&comp)?;
+        let mut cmd = Cli::command();
+        clap_mangen::generate_to(cmd.clone(), &man)?;
+        for shell in [
+            clap_complete::Shell::Bash,
+            clap_complete::Shell::Zsh,
+            clap_complete::Shell::Fish,
+        ] {
+            clap_complete::generate_to(shell, &mut cmd, "berth", &comp)?;
+        }
+        Ok(())
+    };
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("berth: {}: {e}", dir.display());
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `berth config import-distribution`: registry:2's config.yml and variables to
+/// appliance.toml, with what could not be translated on stderr.
+fn import_distribution(
+    file: Option<PathBuf>,
+    env_file: Option<PathBuf>,
+    env: bool,
+    output: Option<PathBuf>,
+) -> ExitCode {
+    let read = |p: &std::path::Path| {
+        std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))
+    };
+    let yaml = match file.as_deref().map(read).transpose() {
+        Ok(y) => y,
+        Err(e) => {
+            eprintln!("berth: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut vars = Vec::new();
+    if let Some(p) = &env_file {
+        match read(p) {
+            Ok(t) => vars.extend(berth::import::parse_env_file(&t)),
+            Err(e) => {
+                eprintln!("berth: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    if env {
+        vars.extend(std::env::vars().filter(|(k, _)| k.starts_with("REGISTRY_")));
+    }
+    let (text, warnings) = match berth::import::import_distribution_env(yaml.as_deref(), &vars) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("berth: cannot translate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    for w in &warnings {
+        eprintln!("berth: review: {w}");
+    }
+    // Debian's docker-registry config points auth.htpasswd.path at a directory.
+    if let Ok(cfg) = toml::from_str::<Config>(&text) {
+        if cfg.auth.mode == berth::config::AuthMode::Htpasswd && cfg.auth.htpasswd.path.is_dir() {
+            eprintln!(
+                "berth: review: auth.htpasswd.path {} is a directory, not an htpasswd file",
+                cfg.auth.htpasswd.path.display()
+            );
+        }
+    }
+    match output {
+        None => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Some(p) => {
+            use std::io::Write;
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&p)
+                .and_then(|mut f| f.write_all(text.as_bytes()))
+            {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("berth: {}: {e}", p.display());
+                    ExitCode::from(1)
+                }
+            }
+        }
     }
 }
 
@@ -395,6 +525,16 @@ fn serve(path: Option<PathBuf>, upgrade: bool) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let external = cfg.auth.token.issuer == berth::config::TokenIssuer::External
+        && cfg.auth.mode == berth::config::AuthMode::Token;
+    if auth.as_ref().is_some_and(|a| a.user_count() == 0) && !external {
+        // A fresh package install: the service runs, and says what to do next.
+        tracing::warn!(
+            "no users in {}: every login is refused until one is added: sudo berth user add -c {} NAME",
+            cfg.auth.htpasswd.path.display(),
+            path.as_deref().map_or("appliance.toml".into(), |p| p.display().to_string())
+        );
+    }
     let registry = match Registry::new(&cfg, store) {
         Ok(r) => Arc::new(r.with_auth(auth.clone())),
         Err(e) => {
@@ -417,6 +557,7 @@ fn serve(path: Option<PathBuf>, upgrade: bool) -> ExitCode {
     };
     if let Some(help) = berth::tls::trust_instructions(&cfg) {
         tracing::info!("{help}");
+        tracing::info!("for a public name, use Let's Encrypt: tls.mode = \"acme\", tls.hostnames = [\"registry.example.com\"], tls.acme.email (see [tls.acme] in the configuration)");
     }
     // SIGHUP re-reads the configuration and takes its permission rules (users come from
     // the htpasswd file, which is watched anyway). A broken file keeps the current rules.

@@ -1,4 +1,7 @@
-//! The command line: version, `config check` and `config show`.
+//! The command line: version, `config check` and `config show`, and
+//! `config import-distribution` (a registry:2 deployment taken over by berth).
+
+mod common;
 
 use std::process::Command;
 
@@ -169,4 +172,162 @@ fn letsencrypt_variables_and_nested_overrides() {
     );
     assert_eq!(code, 2);
     assert!(err.contains("tls.acme.hostnames"), "{err}");
+}
+
+#[test]
+fn config_check_accepts_the_packaged_file() {
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/appliance.toml");
+    let (code, out, err) = berth(&["config", "check", shipped], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("ok"));
+}
+
+#[test]
+fn import_distribution_translates_debians_config() {
+    let debian = "/etc/docker/registry/config.yml";
+    assert!(
+        std::path::Path::new(debian).exists(),
+        "Debian's docker-registry package is installed by scripts/deps.sh"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("appliance.toml");
+    let out_s = out.to_string_lossy().into_owned();
+    let (code, _, err) = berth(
+        &["config", "import-distribution", debian, "-o", &out_s],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    // What it cannot translate is reported, the rest is a valid configuration.
+    assert!(err.contains("review:"), "{err}");
+    let text = std::fs::read_to_string(&out).expect("output");
+    assert!(text.contains("/var/lib/docker-registry"), "{text}");
+    let (code, _, err) = berth(&["config", "check", &out_s], &[]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = berth(&["config", "show", "-c", &out_s], &[]);
+    assert_eq!(code, 0, "{err}");
+    // It never overwrites a file.
+    let (code, _, _) = berth(
+        &["config", "import-distribution", debian, "-o", &out_s],
+        &[],
+    );
+    assert_eq!(code, 1);
+    // A storage driver berth cannot serve is an error, not a silent change.
+    let s3 = dir.path().join("s3.yml");
+    std::fs::write(
+        &s3,
+        "version: 0.1\nstorage:\n  s3:\n    bucket: b\nhttp:\n  addr: :5000\n",
+    )
+    .expect("yaml");
+    let (code, _, err) = berth(
+        &["config", "import-distribution", &s3.to_string_lossy()],
+        &[],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("s3"), "{err}");
+}
+
+#[test]
+fn a_registry2_deployment_is_served_by_berth_from_its_imported_config() {
+    use common::*;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("registry-store");
+    let port = free_port();
+    let yml = dir.path().join("config.yml");
+    std::fs::write(
+        &yml,
+        format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            store.display()
+        ),
+    )
+    .expect("config.yml");
+    // registry:2 (Debian's docker-registry) serves and takes a push.
+    let mut reg = Command::new("docker-registry")
+        .arg("serve")
+        .arg(&yml)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("docker-registry");
+    let up = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        raw_http(
+            port,
+            b"",
+            "GET /v2/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .is_some_and(|r| r.starts_with("HTTP/1.1 200"))
+    });
+    assert!(up, "docker-registry did not start");
+    let image = make_oci_layout(&dir.path().join("layout"));
+    let skopeo = |args: &[&str]| {
+        Command::new("skopeo")
+            .arg("--insecure-policy")
+            .args(args)
+            .output()
+            .expect("skopeo")
+    };
+    let out = skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        &image,
+        &format!("docker://127.0.0.1:{port}/moved/app:v1"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = reg.kill();
+    let _ = reg.wait();
+
+    // The imported configuration, as is: same address, same store.
+    let toml = dir.path().join("appliance.toml");
+    let (code, _, err) = berth(
+        &[
+            "config",
+            "import-distribution",
+            &yml.to_string_lossy(),
+            "-o",
+            &toml.to_string_lossy(),
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let log = std::fs::File::create(dir.path().join("berth.log")).expect("log");
+    let mut b = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["serve", "-c"])
+        .arg(&toml)
+        .env_remove("BERTH_CONFIG")
+        .env("BERTH__STATE__DIR", dir.path().join("state"))
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("berth");
+    let up = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        raw_http(
+            port,
+            b"",
+            "GET /v2/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .is_some_and(|r| r.starts_with("HTTP/1.1 200"))
+    });
+    let logs = || std::fs::read_to_string(dir.path().join("berth.log")).unwrap_or_default();
+    assert!(up, "berth did not start on the imported config: {}", logs());
+    let pulled = dir.path().join("pulled");
+    let out = skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://127.0.0.1:{port}/moved/app:v1"),
+        &format!("oci:{}:app", pulled.display()),
+    ]);
+    let _ = b.kill();
+    let _ = b.wait();
+    assert!(
+        out.status.success(),
+        "{} {}",
+        String::from_utf8_lossy(&out.stderr),
+        logs()
+    );
 }

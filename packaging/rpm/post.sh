@@ -1,8 +1,8 @@
 # berth %post ($1: 1 = first install, 2 = upgrade). The system user, /var/lib/berth
 # (0750), /etc/berth (2750 root:berth) and an empty htpasswd (0640 root:berth), then the
 # vendor preset decides whether the unit is enabled (as %systemd_post does).
-systemd-sysusers /usr/lib/sysusers.d/berth.conf || :
-systemd-tmpfiles --create /usr/lib/tmpfiles.d/berth.conf || :
+systemd-sysusers berth.conf || :
+systemd-tmpfiles --create berth.conf || :
 if [ "$1" -eq 1 ]; then
     systemctl --no-reload preset berth.service >/dev/null 2>&1 || :
 fi
@@ -22,7 +22,8 @@ Next steps:
        /var/lib/berth/state/tls/ca.crt   (or: sudo berth cert ca -c /etc/berth/appliance.toml)
        docker:         /etc/docker/certs.d/$host/ca.crt
        podman, skopeo: /etc/containers/certs.d/$host/ca.crt
-  4. For a public name, get the certificate from Let's Encrypt: in appliance.toml set
+  4. For a public name, get the certificate from Let's Encrypt instead; in
+     /etc/berth/appliance.toml set
        [tls]       mode = "acme" and hostnames = ["registry.example.com"]
        [tls.acme]  email = "you@example.com"
      then: sudo systemctl restart berth   (ports 80/443 reachable under that name)

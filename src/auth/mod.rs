@@ -205,6 +205,15 @@ impl Auth {
         })
     }
 
+    /// How many users the htpasswd file holds.
+    pub fn user_count(&self) -> usize {
+        self.users
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entries
+            .len()
+    }
+
     /// Takes new admins, groups and rules (on SIGHUP); users and keys stay.
     pub fn reload_policy(&self, cfg: &AuthConfig) {
         *self.policy.write().unwrap_or_else(|p| p.into_inner()) = Policy::from(cfg);

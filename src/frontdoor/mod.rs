@@ -170,7 +170,70 @@ pub fn serve(
         let manager = crate::tls::acme::Manager::new(config, answers, t.clone());
         spawn_acme(manager);
     }
+    notify_when_listening(config.listeners().into_iter().map(|(a, _)| a).collect());
     server.run_forever()
+}
+
+/// Tells systemd (`Type=notify`) that berth is ready once every listener accepts
+/// connections. pingora binds inside `run_forever` and has no hook after it, so this
+/// watches the process's own sockets in /proc. Nothing happens outside systemd.
+fn notify_when_listening(addrs: Vec<std::net::SocketAddr>) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let spawned = std::thread::Builder::new()
+        .name("berth-notify".into())
+        .spawn(move || {
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while !addrs.iter().all(|a| listening(a.port())) {
+                if std::time::Instant::now() > deadline {
+                    tracing::warn!(
+                        "listeners not up after 60 s; readiness not reported to systemd"
+                    );
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if let Err(e) = sd_notify(&path, "READY=1\nSTATUS=serving") {
+                tracing::warn!(error = %e, "cannot notify systemd");
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot notify systemd");
+    }
+}
+
+/// Whether a TCP socket (v4 or v6) listens on `port` in this network namespace.
+fn listening(port: u16) -> bool {
+    let suffix = format!(":{port:04X}");
+    ["/proc/self/net/tcp", "/proc/self/net/tcp6"]
+        .iter()
+        .any(|f| {
+            std::fs::read_to_string(f).is_ok_and(|t| {
+                t.lines().skip(1).any(|l| {
+                    let mut cols = l.split_whitespace();
+                    let local = cols.nth(1).unwrap_or_default();
+                    let state = cols.nth(1).unwrap_or_default();
+                    local.ends_with(&suffix) && state == "0A"
+                })
+            })
+        })
+}
+
+fn sd_notify(path: &std::ffi::OsStr, msg: &str) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let sock = std::os::unix::net::UnixDatagram::unbound()?;
+    match path.as_bytes().strip_prefix(b"@") {
+        Some(name) => {
+            use std::os::linux::net::SocketAddrExt;
+            let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
+            sock.send_to_addr(msg.as_bytes(), &addr)?;
+        }
+        None => {
+            sock.send_to(msg.as_bytes(), path)?;
+        }
+    }
+    Ok(())
 }
 
 /// pingora sleeps the whole `http.shutdown_grace` after SIGTERM before it exits. berth

@@ -1,0 +1,1505 @@
+//! `berth config import-distribution`: a registry:2 (distribution) `config.yml`, and the
+//! `REGISTRY_*` variables of a compose file, translated into `appliance.toml`.
+//!
+//! The YAML is read once into a small tree ([`Node`]); every key the translation uses is
+//! taken out of it, so whatever is left is reported as not translated. The result only
+//! uses keys that [`crate::config::Config`] knows, and paths for the packaged service
+//! (`/var/lib/berth`, `/etc/berth`).
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+/// The configuration the `registry:2` image ships (`/etc/docker/registry/config.yml` in
+/// `distribution/registry`): the base that compose-style `REGISTRY_*` variables override.
+pub const REGISTRY_IMAGE_CONFIG: &str = "\
+version: 0.1
+log:
+  fields:
+    service: registry
+storage:
+  cache:
+    blobdescriptor: inmemory
+  filesystem:
+    rootdirectory: /var/lib/registry
+http:
+  addr: :5000
+  headers:
+    X-Content-Type-Options: [nosniff]
+health:
+  storagedriver:
+    enabled: true
+    interval: 10s
+    threshold: 3
+";
+
+/// Translates a distribution `config.yml`. Returns the `appliance.toml` text and what
+/// could not be translated (or needs the operator's attention); an error when the
+/// configuration cannot work in berth at all (another storage driver, a pull-through
+/// cache).
+pub fn import_distribution(yaml_text: &str) -> Result<(String, Vec<String>), String> {
+    import_distribution_env(Some(yaml_text), &[])
+}
+
+/// As [`import_distribution`], with distribution's `REGISTRY_<SECTION>_<KEY>` variables
+/// applied on top (as `registry serve` does), e.g. from a compose file's `environment:`.
+/// Without a file the base is the `registry:2` image's own configuration
+/// ([`REGISTRY_IMAGE_CONFIG`]). Other variables are ignored.
+pub fn import_distribution_env(
+    yaml_text: Option<&str>,
+    env: &[(String, String)],
+) -> Result<(String, Vec<String>), String> {
+    let mut root = parse_yaml(yaml_text.unwrap_or(REGISTRY_IMAGE_CONFIG))?;
+    let mut vars: Vec<&(String, String)> = env
+        .iter()
+        .filter(|(k, _)| k.starts_with("REGISTRY_"))
+        .collect();
+    // Parents before children: REGISTRY_AUTH before REGISTRY_AUTH_HTPASSWD_PATH.
+    vars.sort();
+    let mut used = Vec::new();
+    for (var, raw) in vars {
+        apply_env(&mut root, var, raw)?;
+        used.push(var.clone());
+    }
+    translate(root, &used)
+}
+
+/// `KEY=VALUE` lines (a compose `.env` file, `docker inspect` output, an `env_file:`):
+/// comments, blank lines and `export ` are skipped, one pair of quotes is removed.
+pub fn parse_env_file(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| {
+            let l = l.strip_prefix("export ").unwrap_or(l);
+            let (k, v) = l.split_once('=')?;
+            let v = v.trim();
+            let v = v
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .or_else(|| v.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
+                .unwrap_or(v);
+            Some((k.trim().to_owned(), v.to_owned()))
+        })
+        .collect()
+}
+
+/// A YAML document, reduced to what configuration needs. Map keys keep their order.
+#[derive(Debug, Clone, PartialEq)]
+enum Node {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Str(String),
+    List(Vec<Node>),
+    Map(Vec<(String, Node)>),
+}
+
+impl Node {
+    /// Removes and returns the value of `key` (case-insensitive) from a map.
+    fn take(&mut self, key: &str) -> Option<Node> {
+        let Node::Map(entries) = self else {
+            return None;
+        };
+        let i = entries
+            .iter()
+            .position(|(k, _)| k.eq_ignore_ascii_case(key))?;
+        Some(entries.remove(i).1)
+    }
+
+    /// A scalar as text (numbers and booleans as YAML writes them).
+    fn text(&self) -> Option<String> {
+        match self {
+            Node::Str(s) => Some(s.clone()),
+            Node::Int(n) => Some(n.to_string()),
+            Node::Bool(b) => Some(b.to_string()),
+            Node::Null | Node::List(_) | Node::Map(_) => None,
+        }
+    }
+
+    /// A non-empty scalar as text.
+    fn word(&self) -> Option<String> {
+        self.text().filter(|s| !s.trim().is_empty())
+    }
+
+    fn flag(&self) -> Option<bool> {
+        match self {
+            Node::Bool(b) => Some(*b),
+            Node::Int(n) => Some(*n != 0),
+            Node::Str(s) => match s.to_ascii_lowercase().as_str() {
+                "true" | "yes" | "on" | "1" => Some(true),
+                "false" | "no" | "off" | "0" => Some(false),
+                _ => None,
+            },
+            Node::Null | Node::List(_) | Node::Map(_) => None,
+        }
+    }
+
+    /// A list of scalars (or one scalar) as texts.
+    fn texts(&self) -> Vec<String> {
+        match self {
+            Node::List(items) => items.iter().filter_map(Node::word).collect(),
+            other => other.word().into_iter().collect(),
+        }
+    }
+
+    fn keys(&self) -> Vec<String> {
+        match self {
+            Node::Map(entries) => entries.iter().map(|(k, _)| k.clone()).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// `auth: htpasswd` or `storage: filesystem` (as `REGISTRY_AUTH=htpasswd` sets them)
+    /// become `{htpasswd: {}}`; null becomes `{}`.
+    fn into_map(self) -> Node {
+        match self {
+            Node::Map(_) => self,
+            Node::Str(s) if !s.is_empty() => Node::Map(vec![(s, Node::Map(Vec::new()))]),
+            _ => Node::Map(Vec::new()),
+        }
+    }
+
+    /// The child map at `key`, made when missing (a scalar there becomes a map as in
+    /// [`Node::into_map`]).
+    fn child(&mut self, key: &str) -> &mut Node {
+        if !matches!(self, Node::Map(_)) {
+            let old = std::mem::replace(self, Node::Null);
+            *self = old.into_map();
+        }
+        let Node::Map(entries) = self else {
+            unreachable!("made a map above");
+        };
+        let i = match entries
+            .iter()
+            .position(|(k, _)| k.eq_ignore_ascii_case(key))
+        {
+            Some(i) => i,
+            None => {
+                entries.push((key.to_owned(), Node::Map(Vec::new())));
+                entries.len() - 1
+            }
+        };
+        &mut entries[i].1
+    }
+}
+
+fn parse_yaml(text: &str) -> Result<Node, String> {
+    let value: serde_yaml::Value =
+        serde_yaml::from_str(text).map_err(|e| format!("not a valid YAML configuration: {e}"))?;
+    match from_yaml(&value) {
+        Node::Map(entries) => Ok(Node::Map(entries)),
+        Node::Null => Ok(Node::Map(Vec::new())),
+        _ => Err("not a distribution configuration: the YAML document is not a mapping".into()),
+    }
+}
+
+fn from_yaml(v: &serde_yaml::Value) -> Node {
+    use serde_yaml::Value as Y;
+    match v {
+        Y::Null => Node::Null,
+        Y::Bool(b) => Node::Bool(*b),
+        Y::Number(n) => match n.as_i64() {
+            Some(i) => Node::Int(i),
+            None => Node::Str(n.to_string()),
+        },
+        Y::String(s) => Node::Str(s.clone()),
+        Y::Sequence(items) => Node::List(items.iter().map(from_yaml).collect()),
+        Y::Mapping(m) => Node::Map(
+            m.iter()
+                .map(|(k, v)| (from_yaml(k).text().unwrap_or_default(), from_yaml(v)))
+                .collect(),
+        ),
+        Y::Tagged(t) => from_yaml(&t.value),
+    }
+}
+
+/// One `REGISTRY_A_B_C=value`: sets `a.b.c`. A last part that is a number appends to the
+/// list (`REGISTRY_HTTP_TLS_LETSENCRYPT_HOSTS_0`, as berth itself reads it); a value
+/// written as a YAML list or map (`[a, b]`) is one.
+fn apply_env(root: &mut Node, var: &str, raw: &str) -> Result<(), String> {
+    let rest = var.strip_prefix("REGISTRY_").unwrap_or(var);
+    let parts: Vec<String> = rest.split('_').map(str::to_ascii_lowercase).collect();
+    if parts.iter().any(String::is_empty) {
+        return Err(format!("{var}: not a REGISTRY_SECTION_KEY variable"));
+    }
+    let value = env_value(var, raw)?;
+    let Some((last, parents)) = parts.split_last() else {
+        return Err(format!("{var}: not a REGISTRY_SECTION_KEY variable"));
+    };
+    let index = !parents.is_empty() && last.chars().all(|c| c.is_ascii_digit());
+    let (parents, last) = if index {
+        let (list, parents) = parents.split_last().unwrap_or((last, &[]));
+        (parents, Some(list))
+    } else {
+        (parents, None)
+    };
+    let mut node = root;
+    for p in parents {
+        node = node.child(p);
+    }
+    match last {
+        // REGISTRY_..._HOSTS_<n>: an element of the list `hosts`.
+        Some(list) => {
+            let slot = node.child(list);
+            if !matches!(slot, Node::List(_)) {
+                *slot = Node::List(Vec::new());
+            }
+            if let Node::List(items) = slot {
+                items.push(value);
+            }
+        }
+        None => {
+            let key = parts.last().map(String::as_str).unwrap_or_default();
+            *node.child(key) = value;
+        }
+    }
+    Ok(())
+}
+
+/// A variable's value as distribution reads it: YAML for lists, maps, booleans and
+/// numbers, else the text as it is (`:5000` stays a string).
+fn env_value(var: &str, raw: &str) -> Result<Node, String> {
+    let t = raw.trim();
+    if t.starts_with('[') || t.starts_with('{') {
+        let v: serde_yaml::Value =
+            serde_yaml::from_str(t).map_err(|e| format!("{var}: not valid YAML: {e}"))?;
+        return Ok(from_yaml(&v));
+    }
+    if t.eq_ignore_ascii_case("true") || t.eq_ignore_ascii_case("false") {
+        return Ok(Node::Bool(t.eq_ignore_ascii_case("true")));
+    }
+    if !t.is_empty() && t.chars().all(|c| c.is_ascii_digit()) {
+        if let Ok(n) = t.parse::<i64>() {
+            return Ok(Node::Int(n));
+        }
+    }
+    Ok(Node::Str(raw.to_owned()))
+}
+
+/// What the translation sets; `None`/empty means berth's default (not written).
+#[derive(Debug, Default)]
+struct Out {
+    http_listen: Vec<String>,
+    redirect_listen: Option<Vec<String>>,
+    external_url: Option<String>,
+    shutdown_grace: Option<String>,
+    tls_mode: &'static str,
+    tls_listen: Option<Vec<String>>,
+    tls_hostnames: Vec<String>,
+    tls_certificate: Option<String>,
+    tls_key: Option<String>,
+    min_version: Option<&'static str>,
+    acme_email: Option<String>,
+    acme_directory_url: Option<String>,
+    acme_challenges: Option<Vec<String>>,
+    storage_root: String,
+    delete_enabled: bool,
+    read_only: bool,
+    page_max: Option<u32>,
+    foreign_allow: Vec<String>,
+    foreign_deny: Vec<String>,
+    auth_mode: &'static str,
+    htpasswd_path: Option<String>,
+    htpasswd_realm: Option<String>,
+    token: Option<Token>,
+    log_level: Option<String>,
+    log_format: Option<&'static str>,
+}
+
+/// `auth.token` of registry:2: an external token server whose tokens berth verifies.
+#[derive(Debug, Default)]
+struct Token {
+    realm: String,
+    service: Option<String>,
+    issuer: Option<String>,
+    rootcertbundle: Option<String>,
+    jwks: Option<String>,
+    algorithms: Vec<String>,
+}
+
+/// The token signature algorithms berth accepts (`auth.token.algorithms`).
+const TOKEN_ALGORITHMS: &[&str] = &[
+    "ES256", "ES384", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "EdDSA",
+];
+
+/// Top-level sections berth has no counterpart for, and why.
+const UNSUPPORTED: &[(&str, &str)] = &[
+    (
+        "notifications",
+        "berth sends no webhook notifications on push or delete",
+    ),
+    (
+        "redis",
+        "berth keeps no cache in redis (nor in memory); nothing to configure",
+    ),
+    (
+        "health",
+        "GET / answers 200 for health checks; storage health checks are not configurable",
+    ),
+    ("reporting", "no bugsnag or New Relic reporting"),
+    (
+        "middleware",
+        "no registry, repository or storage middleware (e.g. CloudFront redirects)",
+    ),
+    (
+        "compatibility",
+        "schema1 manifests are not supported; schema2, OCI and lists are served as pushed",
+    ),
+];
+
+fn translate(mut root: Node, env_used: &[String]) -> Result<(String, Vec<String>), String> {
+    let mut w = Vec::new();
+    if root.take("proxy").is_some() {
+        return Err(
+            "proxy: berth is not a pull-through cache (registry mirror); \
+                    this configuration cannot be translated"
+                .into(),
+        );
+    }
+    let mut out = Out {
+        storage_root: "/var/lib/registry".into(),
+        tls_mode: "off",
+        auth_mode: "none",
+        ..Out::default()
+    };
+    if let Some(v) = root.take("version").and_then(|v| v.text()) {
+        if v != "0.1" {
+            w.push(format!("version: {v:?}: read as version 0.1"));
+        }
+    }
+    storage(root.take("storage"), &mut out, &mut w)?;
+    http(root.take("http"), &mut out, &mut w)?;
+    auth(root.take("auth"), &mut out, &mut w)?;
+    log(root.take("log"), root.take("loglevel"), &mut out, &mut w);
+    validation(root.take("validation"), &mut out, &mut w);
+    if let Some(mut c) = root.take("catalog") {
+        if let Some(n) = c.take("maxentries").and_then(|n| n.text()) {
+            match n.parse::<u32>() {
+                Ok(n) if n > 0 => out.page_max = Some(n),
+                _ => w.push(format!(
+                    "catalog.maxentries: {n:?} is not a positive number"
+                )),
+            }
+        }
+        leftovers(&c, "catalog", &mut w);
+    }
+    for (key, why) in UNSUPPORTED {
+        if root.take(key).is_some() {
+            w.push(format!("{key}: not translated: {why}"));
+        }
+    }
+    leftovers(&root, "", &mut w);
+    review(&out, &mut w);
+    let text = render(&out, &w, env_used);
+    Ok((text, w))
+}
+
+fn storage(node: Option<Node>, out: &mut Out, w: &mut Vec<String>) -> Result<(), String> {
+    let Some(node) = node else {
+        return Err("storage: no storage driver configured (registry:2 would not start)".into());
+    };
+    let mut s = node.into_map();
+    // registry:2 keeps deletes off unless storage.delete.enabled says otherwise.
+    out.delete_enabled = false;
+    if let Some(mut d) = s.take("delete").map(Node::into_map) {
+        out.delete_enabled = d.take("enabled").and_then(|e| e.flag()).unwrap_or(false);
+        leftovers(&d, "storage.delete", w);
+    }
+    if let Some(mut m) = s.take("maintenance").map(Node::into_map) {
+        if let Some(mut r) = m.take("readonly").map(Node::into_map) {
+            out.read_only = r.take("enabled").and_then(|e| e.flag()).unwrap_or(false);
+            leftovers(&r, "storage.maintenance.readonly", w);
+        }
+        if m.take("uploadpurging").is_some() {
+            w.push(
+                "storage.maintenance.uploadpurging: not translated: berth has no purging \
+                 schedule for abandoned uploads"
+                    .into(),
+            );
+        }
+        leftovers(&m, "storage.maintenance", w);
+    }
+    if s.take("cache").is_some() {
+        w.push(
+            "storage.cache: not translated: berth keeps no blob-descriptor cache (in memory \
+             or redis); none is needed"
+                .into(),
+        );
+    }
+    if s.take("redirect").is_some() {
+        w.push("storage.redirect: not translated: blobs are always served by berth".into());
+    }
+    if s.take("tag").is_some() {
+        w.push("storage.tag: not translated (tag lookup concurrency)".into());
+    }
+    let Some(mut fs) = s.take("filesystem").map(Node::into_map) else {
+        let drivers = s.keys();
+        return Err(match drivers.first() {
+            Some(d) => format!(
+                "storage.{d}: berth stores images on a local filesystem only (in registry:2's \
+                 layout); copy the images to a directory first (e.g. `skopeo sync`) and use \
+                 storage.filesystem"
+            ),
+            None => "storage: no storage driver configured (registry:2 would not start)".into(),
+        });
+    };
+    if let Some(root) = fs.take("rootdirectory").and_then(|r| r.word()) {
+        out.storage_root = root;
+    }
+    if fs.take("maxthreads").is_some() {
+        w.push("storage.filesystem.maxthreads: not translated (berth sizes its own I/O)".into());
+    }
+    leftovers(&fs, "storage.filesystem", w);
+    if let Some(d) = s.keys().first() {
+        return Err(format!(
+            "storage.{d}: a second storage driver; registry:2 accepts exactly one"
+        ));
+    }
+    Ok(())
+}
+
+fn http(node: Option<Node>, out: &mut Out, w: &mut Vec<String>) -> Result<(), String> {
+    let mut h = node.unwrap_or(Node::Null).into_map();
+    let raw_addr = h
+        .take("addr")
+        .and_then(|a| a.word())
+        .unwrap_or_else(|| ":5000".to_owned());
+    if let Some(net) = h.take("net").and_then(|n| n.word()) {
+        if !net.eq_ignore_ascii_case("tcp") {
+            return Err(format!(
+                "http.net: {net:?}: berth listens on TCP addresses only"
+            ));
+        }
+    }
+    let addr = listen_addr(&raw_addr, w);
+    if let Some(host) = h.take("host").and_then(|v| v.word()) {
+        let host = host.trim_end_matches('/').to_owned();
+        if host.starts_with("https://") || host.starts_with("http://") {
+            out.external_url = Some(host);
+        } else {
+            w.push(format!(
+                "http.host: {host:?} is not a URL like https://registry.example.com; not translated"
+            ));
+        }
+    }
+    if let Some(p) = h.take("prefix").and_then(|v| v.word()) {
+        if !p.trim_matches('/').is_empty() {
+            w.push(format!(
+                "http.prefix: {p:?}: not translated: berth serves /v2/ at the root; a reverse \
+                 proxy can keep the prefix"
+            ));
+        }
+    }
+    if h.take("secret").is_some() {
+        w.push(
+            "http.secret: not needed: berth keeps upload state on disk, not in signed tokens"
+                .into(),
+        );
+    }
+    // berth's Location headers are relative unless http.external_url is set.
+    h.take("relativeurls");
+    if let Some(d) = h.take("draintimeout").and_then(|v| v.word()) {
+        match go_duration(&d) {
+            Some(ms) if ms.is_multiple_of(1000) => {
+                out.shutdown_grace = Some(format!("{}s", ms / 1000));
+            }
+            Some(ms) => out.shutdown_grace = Some(format!("{ms}ms")),
+            None => w.push(format!(
+                "http.draintimeout: {d:?} is not a duration like 60s"
+            )),
+        }
+    }
+    if let Some(mut h2) = h.take("http2").map(Node::into_map) {
+        if h2.take("disabled").and_then(|d| d.flag()) == Some(true) {
+            w.push(
+                "http.http2.disabled: not translated: berth offers HTTP/2 on TLS listeners".into(),
+            );
+        }
+        leftovers(&h2, "http.http2", w);
+    }
+    if h.take("headers").is_some() {
+        w.push("http.headers: not translated: berth sends its own response headers".into());
+    }
+    if h.take("debug").is_some() {
+        w.push("http.debug: not translated: no debug server (pprof, Prometheus metrics)".into());
+    }
+    let tls_on = match h.take("tls") {
+        Some(t) => tls(t.into_map(), out, w)?,
+        None => false,
+    };
+    leftovers(&h, "http", w);
+    if tls_on {
+        // registry:2 had no port-80 redirect; berth's default one stays off.
+        out.tls_listen = Some(vec![addr]);
+        out.redirect_listen = Some(Vec::new());
+    } else {
+        out.tls_mode = "off";
+        out.http_listen = vec![addr];
+    }
+    Ok(())
+}
+
+/// `http.tls`; true when it turns TLS on.
+fn tls(mut t: Node, out: &mut Out, w: &mut Vec<String>) -> Result<bool, String> {
+    let cert = t.take("certificate").and_then(|v| v.word());
+    let key = t.take("key").and_then(|v| v.word());
+    let mut on = false;
+    if let Some(mut le) = t.take("letsencrypt").map(Node::into_map) {
+        let cachefile = le.take("cachefile").and_then(|v| v.word());
+        let email = le.take("email").and_then(|v| v.word());
+        let hosts = le.take("hosts").map(|h| h.texts()).unwrap_or_default();
+        let directory = le.take("directoryurl").and_then(|v| v.word());
+        leftovers(&le, "http.tls.letsencrypt", w);
+        // registry:2 uses Let's Encrypt only when a cache file is set.
+        match cachefile {
+            Some(cf) => {
+                if hosts.is_empty() {
+                    return Err(
+                        "http.tls.letsencrypt.hosts: berth asks Let's Encrypt only for \
+                                listed names; list them"
+                            .into(),
+                    );
+                }
+                out.tls_mode = "acme";
+                out.tls_hostnames = hosts;
+                out.acme_email = email;
+                out.acme_directory_url = directory;
+                // registry:2 (Go's autocert) answers tls-alpn-01 only.
+                out.acme_challenges = Some(vec!["tls-alpn-01".into()]);
+                w.push(format!(
+                    "http.tls.letsencrypt.cachefile: {cf:?} is not reused: berth registers its \
+                     own ACME account and keeps it in /var/lib/berth/state/acme"
+                ));
+                if cert.is_some() {
+                    w.push(
+                        "http.tls.certificate: unused, as in registry:2 (Let's Encrypt is \
+                         configured)"
+                            .into(),
+                    );
+                }
+                on = true;
+            }
+            None => {
+                if email.is_some() || !hosts.is_empty() {
+                    w.push(
+                        "http.tls.letsencrypt: ignored without cachefile, as registry:2 does"
+                            .into(),
+                    );
+                }
+            }
+        }
+    }
+    if !on {
+        match (cert, key) {
+            (Some(c), Some(k)) => {
+                out.tls_mode = "files";
+                out.tls_certificate = Some(c);
+                out.tls_key = Some(k);
+                on = true;
+            }
+            (None, None) => {}
+            _ => return Err("http.tls: certificate and key go together".into()),
+        }
+    }
+    if let Some(cas) = t.take("clientcas") {
+        if !cas.texts().is_empty() {
+            w.push(
+                "http.tls.clientcas: not translated: berth does not ask clients for \
+                 certificates (mutual TLS)"
+                    .into(),
+            );
+        }
+    }
+    if let Some(v) = t.take("minimumtls").and_then(|v| v.word()) {
+        match v.to_ascii_lowercase().as_str() {
+            "tls1.2" => out.min_version = Some("1.2"),
+            "tls1.3" => out.min_version = Some("1.3"),
+            _ => {
+                out.min_version = Some("1.2");
+                w.push(format!(
+                    "http.tls.minimumtls: {v:?}: berth accepts TLS 1.2 and 1.3 only"
+                ));
+            }
+        }
+    }
+    if t.take("ciphersuites").is_some() {
+        w.push(
+            "http.tls.ciphersuites: not translated: berth uses rustls' safe default suites".into(),
+        );
+    }
+    leftovers(&t, "http.tls", w);
+    Ok(on)
+}
+
+fn auth(node: Option<Node>, out: &mut Out, w: &mut Vec<String>) -> Result<(), String> {
+    let Some(node) = node else {
+        out.auth_mode = "none";
+        w.push(
+            "auth: registry:2 had no authentication and neither has this configuration: \
+             anyone who reaches it may push and delete (set auth.mode = \"htpasswd\" and \
+             `berth user add`)"
+                .into(),
+        );
+        return Ok(());
+    };
+    let mut a = node.into_map();
+    if let Some(mut h) = a.take("htpasswd").map(Node::into_map) {
+        out.auth_mode = "htpasswd";
+        out.htpasswd_realm = h.take("realm").and_then(|v| v.word());
+        out.htpasswd_path = h.take("path").and_then(|v| v.word());
+        if out.htpasswd_path.is_none() {
+            out.htpasswd_path = Some("/etc/berth/htpasswd".into());
+            w.push("auth.htpasswd.path: not set; using /etc/berth/htpasswd".into());
+        }
+        leftovers(&h, "auth.htpasswd", w);
+    } else if let Some(t) = a.take("token").map(Node::into_map) {
+        out.auth_mode = "token";
+        out.token = Some(token(t, w)?);
+    }
+    for kind in a.keys() {
+        w.push(format!(
+            "auth.{kind}: not translated: berth checks passwords from an htpasswd file \
+             (`berth user add`) or verifies tokens of an external token server"
+        ));
+    }
+    if out.auth_mode == "none" {
+        // Fail closed: an unsupported scheme must not become an open registry.
+        out.auth_mode = "htpasswd";
+        out.htpasswd_path = Some("/etc/berth/htpasswd".into());
+        w.push(
+            "auth: set to htpasswd with /etc/berth/htpasswd, so that nothing is open; add \
+             users with `berth user add`"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// `auth.token`: registry:2 verifies tokens of an external server; so does berth
+/// (`auth.token.issuer = "external"`), with the same keys.
+fn token(mut t: Node, w: &mut Vec<String>) -> Result<Token, String> {
+    let Some(realm) = t.take("realm").and_then(|v| v.word()) else {
+        return Err("auth.token.realm: the token server's URL is missing".into());
+    };
+    let mut token = Token {
+        realm,
+        service: t.take("service").and_then(|v| v.word()),
+        issuer: t.take("issuer").and_then(|v| v.word()),
+        rootcertbundle: t.take("rootcertbundle").and_then(|v| v.word()),
+        jwks: t.take("jwks").and_then(|v| v.word()),
+        algorithms: Vec::new(),
+    };
+    if token.rootcertbundle.is_none() && token.jwks.is_none() {
+        return Err(
+            "auth.token: neither rootcertbundle nor jwks: berth only trusts tokens signed by \
+             keys it is given"
+                .into(),
+        );
+    }
+    if let Some(algs) = t.take("signingalgorithms") {
+        for a in algs.texts() {
+            match TOKEN_ALGORITHMS.iter().find(|k| k.eq_ignore_ascii_case(&a)) {
+                Some(k) => token.algorithms.push((*k).to_owned()),
+                None => w.push(format!(
+                    "auth.token.signingalgorithms: {a:?} is not accepted by berth; left out"
+                )),
+            }
+        }
+    }
+    if t.take("autoredirect").is_some() {
+        w.push(
+            "auth.token.autoredirect: not translated: the challenge names auth.token.realm \
+             as it is"
+                .into(),
+        );
+    }
+    leftovers(&t, "auth.token", w);
+    Ok(token)
+}
+
+fn log(node: Option<Node>, legacy: Option<Node>, out: &mut Out, w: &mut Vec<String>) {
+    if let Some(l) = legacy.and_then(|v| v.word()) {
+        out.log_level = Some(log_level(&l, w));
+    }
+    let Some(node) = node else {
+        return;
+    };
+    let mut l = node.into_map();
+    if let Some(v) = l.take("level").and_then(|v| v.word()) {
+        out.log_level = Some(log_level(&v, w));
+    }
+    if let Some(f) = l.take("formatter").and_then(|v| v.word()) {
+        match f.to_ascii_lowercase().as_str() {
+            "text" => out.log_format = Some("text"),
+            "json" => out.log_format = Some("json"),
+            "logstash" => {
+                out.log_format = Some("json");
+                w.push("log.formatter: logstash: berth writes JSON lines instead".into());
+            }
+            _ => w.push(format!("log.formatter: {f:?}: berth writes text or json")),
+        }
+    }
+    if l.take("fields").is_some() {
+        w.push("log.fields: not translated: berth adds no fixed fields to its log lines".into());
+    }
+    if l.take("hooks").is_some() {
+        w.push("log.hooks: not translated: berth logs to stderr (the journal) only".into());
+    }
+    if let Some(mut a) = l.take("accesslog").map(Node::into_map) {
+        if a.take("disabled").and_then(|d| d.flag()) == Some(true) {
+            w.push("log.accesslog.disabled: not translated: berth always logs requests".into());
+        }
+        leftovers(&a, "log.accesslog", w);
+    }
+    leftovers(&l, "log", w);
+}
+
+fn log_level(level: &str, w: &mut Vec<String>) -> String {
+    match level.to_ascii_lowercase().as_str() {
+        l @ ("error" | "warn" | "info" | "debug" | "trace") => l.to_owned(),
+        "warning" => "warn".to_owned(),
+        "fatal" | "panic" => "error".to_owned(),
+        _ => {
+            w.push(format!("log.level: {level:?}: using info"));
+            "info".to_owned()
+        }
+    }
+}
+
+fn validation(node: Option<Node>, out: &mut Out, w: &mut Vec<String>) {
+    let Some(node) = node else {
+        return;
+    };
+    let mut v = node.into_map();
+    let disabled = v.take("disabled").and_then(|d| d.flag());
+    let enabled = v.take("enabled").and_then(|d| d.flag());
+    if disabled == Some(true) || enabled == Some(false) {
+        w.push(
+            "validation: berth always validates manifests (and refuses an index whose \
+             children are missing unless manifests.require_index_children = false)"
+                .into(),
+        );
+    }
+    if let Some(mut m) = v.take("manifests").map(Node::into_map) {
+        if let Some(mut u) = m.take("urls").map(Node::into_map) {
+            out.foreign_allow = u.take("allow").map(|a| a.texts()).unwrap_or_default();
+            out.foreign_deny = u.take("deny").map(|d| d.texts()).unwrap_or_default();
+            leftovers(&u, "validation.manifests.urls", w);
+        }
+        leftovers(&m, "validation.manifests", w);
+    }
+    leftovers(&v, "validation", w);
+}
+
+/// Reports every key still in `node` as not translated.
+fn leftovers(node: &Node, path: &str, w: &mut Vec<String>) {
+    for key in node.keys() {
+        let full = if path.is_empty() {
+            key
+        } else {
+            format!("{path}.{key}")
+        };
+        w.push(format!("{full}: not translated: berth has no such setting"));
+    }
+}
+
+/// Notes on the result as a whole: what the packaged service needs to reach, and what
+/// behaves differently.
+fn review(out: &Out, w: &mut Vec<String>) {
+    if out.read_only {
+        if out.auth_mode == "htpasswd" {
+            w.push(
+                "storage.maintenance.readonly: berth has no read-only mode; approximated by a \
+                 pull-only rule for every user ([[auth.rules]]) and deletes off"
+                    .into(),
+            );
+        } else {
+            w.push(
+                "storage.maintenance.readonly: not translated: berth has no read-only mode \
+                 (with htpasswd users a pull-only [[auth.rules]] entry stands in for it); \
+                 deletes are off"
+                    .into(),
+            );
+        }
+    }
+    if out.tls_mode == "off" && out.auth_mode != "none" {
+        let public = out
+            .http_listen
+            .iter()
+            .filter_map(|a| a.parse::<SocketAddr>().ok())
+            .any(|a| !a.ip().is_loopback());
+        let behind_https = out
+            .external_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https://"));
+        if public && !behind_https {
+            w.push(
+                "http: registry:2 took passwords over plain HTTP here; berth refuses them from \
+                 other machines. Serve TLS (tls.mode = \"self-signed\", \"acme\" or \"files\"), \
+                 or behind a TLS proxy set http.external_url = \"https://...\" and \
+                 http.trusted_proxies, or (not recommended) auth.insecure_allow_plaintext = true"
+                    .into(),
+            );
+        }
+    }
+    let root = &out.storage_root;
+    let in_state_dir = root == "/var/lib/berth" || root.starts_with("/var/lib/berth/");
+    if !in_state_dir {
+        w.push(format!(
+            "storage.root: {root} is outside /var/lib/berth: the packaged service may write \
+             there only with `systemctl edit berth` -> [Service] ReadWritePaths={root}, and the \
+             files must belong to it: chown -R berth:berth {root}"
+        ));
+    }
+    let token_files = out
+        .token
+        .as_ref()
+        .map(|t| [&t.rootcertbundle, &t.jwks])
+        .unwrap_or([&None, &None]);
+    let outside: Vec<&str> = [&out.htpasswd_path, &out.tls_certificate, &out.tls_key]
+        .into_iter()
+        .chain(token_files)
+        .flatten()
+        .map(String::as_str)
+        .filter(|p| !p.starts_with("/etc/berth/"))
+        .collect();
+    if !outside.is_empty() {
+        w.push(format!(
+            "berth runs as user berth and must be able to read {} (chgrp berth and chmod 0640, \
+             or copy them to /etc/berth)",
+            outside.join(", ")
+        ));
+    }
+}
+
+/// A Go duration (`90s`, `1m30s`, `1.5h`, `250ms`) in milliseconds.
+fn go_duration(s: &str) -> Option<u128> {
+    let s = s.trim();
+    if s == "0" {
+        return Some(0);
+    }
+    let mut rest = s;
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let n = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if n == 0 {
+            return None;
+        }
+        let (num, tail) = rest.split_at(n);
+        let value: f64 = num.parse().ok()?;
+        let u = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(u);
+        let ms = match unit {
+            "ns" => 1e-6,
+            "us" | "µs" => 1e-3,
+            "ms" => 1.0,
+            "s" => 1e3,
+            "m" => 60e3,
+            "h" => 3600e3,
+            _ => return None,
+        };
+        total += value * ms;
+        rest = tail;
+    }
+    if s.is_empty() || !total.is_finite() || total > 1e15 {
+        return None;
+    }
+    Some(total.round() as u128)
+}
+
+/// `:5000` (every address), `localhost:5000`, `10.0.0.5:443`, `[::]:5000`.
+fn listen_addr(raw: &str, w: &mut Vec<String>) -> String {
+    let (host, port) = raw.rsplit_once(':').unwrap_or((raw, ""));
+    let port: u16 = match port.parse() {
+        Ok(p) => p,
+        Err(_) => {
+            w.push(format!("http.addr: {raw:?} has no port; using 5000"));
+            5000
+        }
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let ip = if host.is_empty() {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    } else if host.eq_ignore_ascii_case("localhost") {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else {
+        match host.parse::<IpAddr>() {
+            Ok(ip) => ip,
+            Err(_) => {
+                w.push(format!(
+                    "http.addr: {raw:?}: berth listens on addresses, not names; using every \
+                     address (0.0.0.0:{port})"
+                ));
+                IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+            }
+        }
+    };
+    SocketAddr::new(ip, port).to_string()
+}
+
+/// A TOML basic string.
+fn q(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{:04X}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A TOML array of strings.
+fn list(items: &[String]) -> String {
+    let quoted: Vec<String> = items.iter().map(String::as_str).map(q).collect();
+    format!("[{}]", quoted.join(", "))
+}
+
+fn render(out: &Out, warnings: &[String], env_used: &[String]) -> String {
+    let mut s = String::new();
+    s.push_str(
+        "# appliance.toml translated from a registry:2 (distribution) configuration by\n\
+         # `berth config import-distribution`. Check it: berth config check FILE\n",
+    );
+    if !env_used.is_empty() {
+        let _ = writeln!(s, "# Environment applied: {}", env_used.join(", "));
+    }
+    if !warnings.is_empty() {
+        s.push_str("#\n# Not translated, or to review:\n");
+        for w in warnings {
+            let _ = writeln!(s, "#   - {}", w.replace(['\n', '\r'], " "));
+        }
+    }
+
+    s.push_str("\n[http]\n");
+    let _ = writeln!(s, "listen = {}", list(&out.http_listen));
+    if let Some(r) = &out.redirect_listen {
+        let _ = writeln!(s, "redirect_listen = {}", list(r));
+    }
+    if let Some(u) = &out.external_url {
+        let _ = writeln!(s, "external_url = {}", q(u));
+    }
+    if let Some(g) = &out.shutdown_grace {
+        let _ = writeln!(s, "shutdown_grace = {}", q(g));
+    }
+
+    s.push_str("\n[tls]\n");
+    let _ = writeln!(s, "mode = {}", q(out.tls_mode));
+    if let Some(l) = &out.tls_listen {
+        let _ = writeln!(s, "listen = {}", list(l));
+    }
+    if !out.tls_hostnames.is_empty() {
+        let _ = writeln!(s, "hostnames = {}", list(&out.tls_hostnames));
+    }
+    if let Some(c) = &out.tls_certificate {
+        let _ = writeln!(s, "certificate = {}", q(c));
+    }
+    if let Some(k) = &out.tls_key {
+        let _ = writeln!(s, "key = {}", q(k));
+    }
+    if let Some(v) = out.min_version {
+        let _ = writeln!(s, "min_version = {}", q(v));
+    }
+    if out.tls_mode == "acme" {
+        s.push_str("\n[tls.acme]\n");
+        if let Some(d) = &out.acme_directory_url {
+            let _ = writeln!(s, "directory_url = {}", q(d));
+        }
+        if let Some(e) = &out.acme_email {
+            let _ = writeln!(s, "email = {}", q(e));
+        }
+        if let Some(c) = &out.acme_challenges {
+            let _ = writeln!(s, "challenges = {}", list(c));
+        }
+    }
+
+    s.push_str("\n[storage]\n");
+    let _ = writeln!(s, "root = {}", q(&out.storage_root));
+    let _ = writeln!(
+        s,
+        "delete_enabled = {}",
+        out.delete_enabled && !out.read_only
+    );
+
+    s.push_str("\n[state]\n# berth's own state: its local CA, ACME account and keys.\n");
+    s.push_str("dir = \"/var/lib/berth/state\"\n");
+
+    if let Some(n) = out.page_max {
+        let _ = writeln!(s, "\n[limits]\npage_max = {n}");
+    }
+
+    if !out.foreign_allow.is_empty() || !out.foreign_deny.is_empty() {
+        s.push_str("\n[manifests]\n");
+        let _ = writeln!(s, "foreign_urls_allow = {}", list(&out.foreign_allow));
+        let _ = writeln!(s, "foreign_urls_deny = {}", list(&out.foreign_deny));
+    }
+
+    s.push_str("\n[auth]\n");
+    let _ = writeln!(s, "mode = {}", q(out.auth_mode));
+    if out.auth_mode == "htpasswd" {
+        s.push_str("\n[auth.htpasswd]\n");
+        if let Some(p) = &out.htpasswd_path {
+            let _ = writeln!(s, "path = {}", q(p));
+        }
+        if let Some(r) = &out.htpasswd_realm {
+            let _ = writeln!(s, "realm = {}", q(r));
+        }
+        if out.read_only {
+            s.push_str(
+                "\n# storage.maintenance.readonly: every user may pull, nobody may push.\n\
+                 [[auth.rules]]\n\
+                 repositories = [\"*\"]\n\
+                 users = [\"*\"]\n\
+                 actions = [\"pull\"]\n",
+            );
+        }
+    }
+
+    if let Some(t) = &out.token {
+        s.push_str("\n[auth.token]\n# An external token server; berth verifies its tokens.\n");
+        s.push_str("issuer = \"external\"\n");
+        let _ = writeln!(s, "realm = {}", q(&t.realm));
+        if let Some(v) = &t.service {
+            let _ = writeln!(s, "service = {}", q(v));
+        }
+        if let Some(v) = &t.issuer {
+            let _ = writeln!(s, "issuer_name = {}", q(v));
+        }
+        if let Some(v) = &t.rootcertbundle {
+            let _ = writeln!(s, "rootcertbundle = {}", q(v));
+        }
+        if let Some(v) = &t.jwks {
+            let _ = writeln!(s, "jwks = {}", q(v));
+        }
+        if !t.algorithms.is_empty() {
+            let _ = writeln!(s, "algorithms = {}", list(&t.algorithms));
+        }
+    }
+
+    if out.log_level.is_some() || out.log_format.is_some() {
+        s.push_str("\n[log]\n");
+        if let Some(l) = &out.log_level {
+            let _ = writeln!(s, "level = {}", q(l));
+        }
+        if let Some(f) = out.log_format {
+            let _ = writeln!(s, "format = {}", q(f));
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{AuthMode, Config, TlsMode};
+    use std::path::PathBuf;
+
+    /// /etc/docker/registry/config.yml of Debian 12's docker-registry 2.8.2+ds1-1.
+    const DEBIAN_CONFIG: &str = "\
+version: 0.1
+log:
+  fields:
+    service: registry
+storage:
+  cache:
+    blobdescriptor: inmemory
+  filesystem:
+    rootdirectory: /var/lib/docker-registry
+  delete:
+    enabled: true
+http:
+  addr: :5000
+  headers:
+    X-Content-Type-Options: [nosniff]
+auth:
+  htpasswd:
+    realm: basic-realm
+    path: /etc/docker/registry
+health:
+  storagedriver:
+    enabled: true
+    interval: 10s
+    threshold: 3
+";
+
+    /// The translation parses as a berth configuration and passes its checks.
+    fn config(text: &str) -> Config {
+        let cfg: Config = toml::from_str(text)
+            .unwrap_or_else(|e| panic!("not a valid appliance.toml: {e}\n{text}"));
+        cfg.validate("imported")
+            .unwrap_or_else(|e| panic!("refused by validate: {e}\n{text}"));
+        cfg
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn warned(warnings: &[String], what: &str) -> bool {
+        warnings.iter().any(|w| w.contains(what))
+    }
+
+    #[test]
+    fn debian_docker_registry_config() {
+        let (text, warnings) = import_distribution(DEBIAN_CONFIG).expect("translates");
+        let cfg = config(&text);
+        assert_eq!(cfg.storage.root, PathBuf::from("/var/lib/docker-registry"));
+        assert!(cfg.storage.delete_enabled);
+        assert_eq!(
+            cfg.http.listen,
+            vec!["0.0.0.0:5000".parse::<SocketAddr>().expect("addr")]
+        );
+        assert_eq!(cfg.tls.mode, TlsMode::Off);
+        assert_eq!(cfg.auth.mode, AuthMode::Htpasswd);
+        assert_eq!(cfg.auth.htpasswd.realm, "basic-realm");
+        assert_eq!(
+            cfg.auth.htpasswd.path,
+            PathBuf::from("/etc/docker/registry")
+        );
+        assert_eq!(cfg.state.dir, PathBuf::from("/var/lib/berth/state"));
+        for what in [
+            "log.fields",
+            "storage.cache",
+            "http.headers",
+            "health",
+            "plain HTTP",
+            "ReadWritePaths=/var/lib/docker-registry",
+            "/etc/docker/registry",
+        ] {
+            assert!(
+                warned(&warnings, what),
+                "no warning about {what}: {warnings:#?}"
+            );
+        }
+        // The warnings are in the file too, as comments.
+        assert!(text.contains("#   - log.fields: not translated"), "{text}");
+    }
+
+    #[test]
+    fn compose_environment_over_the_image_config() {
+        let vars = env(&[
+            ("REGISTRY_HTTP_ADDR", "0.0.0.0:443"),
+            ("REGISTRY_HTTP_TLS_CERTIFICATE", "/certs/domain.crt"),
+            ("REGISTRY_HTTP_TLS_KEY", "/certs/domain.key"),
+            ("REGISTRY_AUTH_HTPASSWD_PATH", "/auth/htpasswd"),
+            ("REGISTRY_AUTH", "htpasswd"),
+            ("REGISTRY_AUTH_HTPASSWD_REALM", "Registry Realm"),
+            ("REGISTRY_STORAGE_DELETE_ENABLED", "true"),
+            ("PATH", "/usr/bin"),
+        ]);
+        let (text, warnings) = import_distribution_env(None, &vars).expect("translates");
+        let cfg = config(&text);
+        assert_eq!(cfg.tls.mode, TlsMode::Files);
+        assert_eq!(
+            cfg.tls.certificate,
+            Some(PathBuf::from("/certs/domain.crt"))
+        );
+        assert_eq!(cfg.tls.key, Some(PathBuf::from("/certs/domain.key")));
+        assert_eq!(
+            cfg.tls.listen,
+            vec!["0.0.0.0:443".parse::<SocketAddr>().expect("addr")]
+        );
+        assert!(cfg.http.listen.is_empty());
+        assert!(cfg.http.redirect_listen.is_empty());
+        assert_eq!(cfg.auth.mode, AuthMode::Htpasswd);
+        assert_eq!(cfg.auth.htpasswd.path, PathBuf::from("/auth/htpasswd"));
+        assert_eq!(cfg.auth.htpasswd.realm, "Registry Realm");
+        // The image's own rootdirectory.
+        assert_eq!(cfg.storage.root, PathBuf::from("/var/lib/registry"));
+        assert!(cfg.storage.delete_enabled);
+        assert!(
+            text.contains(
+                "# Environment applied: REGISTRY_AUTH, REGISTRY_AUTH_HTPASSWD_PATH, \
+                 REGISTRY_AUTH_HTPASSWD_REALM, REGISTRY_HTTP_ADDR, REGISTRY_HTTP_TLS_CERTIFICATE, \
+                 REGISTRY_HTTP_TLS_KEY, REGISTRY_STORAGE_DELETE_ENABLED\n"
+            ),
+            "{text}"
+        );
+        assert!(warned(&warnings, "/certs/domain.key"), "{warnings:#?}");
+    }
+
+    #[test]
+    fn compose_defaults_alone() {
+        let (text, warnings) = import_distribution_env(None, &[]).expect("translates");
+        let cfg = config(&text);
+        assert_eq!(
+            cfg.http.listen,
+            vec!["0.0.0.0:5000".parse::<SocketAddr>().expect("addr")]
+        );
+        // registry:2 keeps deletes off by default, and has no authentication.
+        assert!(!cfg.storage.delete_enabled);
+        assert_eq!(cfg.auth.mode, AuthMode::None);
+        assert!(warned(&warnings, "no authentication"), "{warnings:#?}");
+    }
+
+    #[test]
+    fn lets_encrypt() {
+        let yaml = "\
+version: 0.1
+storage:
+  filesystem:
+    rootdirectory: /var/lib/berth
+http:
+  addr: :443
+  host: https://registry.example.com
+  draintimeout: 1m30s
+  tls:
+    minimumtls: tls1.3
+    letsencrypt:
+      cachefile: /etc/docker/registry/le.json
+      email: ops@example.com
+      hosts: [registry.example.com]
+auth:
+  htpasswd:
+    realm: r
+    path: /etc/berth/htpasswd
+log:
+  level: warning
+  formatter: json
+";
+        let (text, warnings) = import_distribution(yaml).expect("translates");
+        let cfg = config(&text);
+        assert_eq!(cfg.tls.mode, TlsMode::Acme);
+        assert_eq!(cfg.tls.hostnames, vec!["registry.example.com".to_owned()]);
+        assert_eq!(cfg.tls.acme.email.as_deref(), Some("ops@example.com"));
+        assert_eq!(cfg.tls.acme.challenges, vec!["tls-alpn-01".to_owned()]);
+        assert_eq!(
+            cfg.http.external_url.as_deref(),
+            Some("https://registry.example.com")
+        );
+        assert_eq!(cfg.http.shutdown_grace.to_string(), "90s");
+        assert_eq!(cfg.log.level, "warn");
+        assert_eq!(cfg.log.format, crate::config::LogFormat::Json);
+        assert!(warned(&warnings, "cachefile"), "{warnings:#?}");
+        // Everything under /etc/berth and /var/lib/berth: nothing to chown.
+        assert!(!warned(&warnings, "ReadWritePaths"), "{warnings:#?}");
+        assert!(!warned(&warnings, "must be able to read"), "{warnings:#?}");
+    }
+
+    #[test]
+    fn other_storage_drivers_are_errors() {
+        let yaml = "storage:\n  s3:\n    bucket: images\n    region: eu-west-1\n";
+        let e = import_distribution(yaml).expect_err("refused");
+        assert!(e.contains("storage.s3"), "{e}");
+        let e = import_distribution("storage:\n  inmemory: {}\n").expect_err("refused");
+        assert!(e.contains("storage.inmemory"), "{e}");
+        let e = import_distribution(
+            "proxy:\n  remoteurl: https://registry-1.docker.io\nstorage:\n  filesystem: {}\n",
+        )
+        .expect_err("refused");
+        assert!(e.contains("pull-through"), "{e}");
+    }
+
+    #[test]
+    fn unsupported_sections_are_reported() {
+        let yaml = "\
+storage:
+  filesystem:
+    rootdirectory: /srv/registry
+  maintenance:
+    readonly:
+      enabled: true
+    uploadpurging:
+      enabled: false
+redis:
+  addr: localhost:6379
+notifications:
+  endpoints:
+    - name: hook
+      url: https://example.com/hook
+auth:
+  silly:
+    realm: silly-realm
+    service: silly-service
+http:
+  addr: 127.0.0.1:5001
+  secret: s3cr3t
+  mystery: 1
+validation:
+  manifests:
+    urls:
+      allow: ['^https?://([^/]+\\.)*example\\.com/']
+catalog:
+  maxentries: 500
+frobnicate: true
+";
+        let (text, warnings) = import_distribution(yaml).expect("translates");
+        let cfg = config(&text);
+        for what in [
+            "redis",
+            "notifications",
+            "auth.silly",
+            "uploadpurging",
+            "readonly",
+            "http.secret",
+            "http.mystery",
+            "frobnicate",
+        ] {
+            assert!(
+                warned(&warnings, what),
+                "no warning about {what}: {warnings:#?}"
+            );
+        }
+        // An unsupported auth scheme fails closed, read-only becomes a pull-only rule.
+        assert_eq!(cfg.auth.mode, AuthMode::Htpasswd);
+        assert_eq!(cfg.auth.htpasswd.path, PathBuf::from("/etc/berth/htpasswd"));
+        assert_eq!(cfg.auth.rules.len(), 1);
+        assert_eq!(cfg.auth.rules[0].actions, vec!["pull".to_owned()]);
+        assert!(!cfg.storage.delete_enabled);
+        assert_eq!(cfg.manifests.foreign_urls_allow.len(), 1);
+        assert_eq!(cfg.limits.page_max, 500);
+        // Loopback plain HTTP: no warning about passwords in clear.
+        assert!(!warned(&warnings, "plain HTTP"), "{warnings:#?}");
+    }
+
+    #[test]
+    fn external_token_server() {
+        let yaml = "\
+storage:
+  filesystem:
+    rootdirectory: /var/lib/berth
+http:
+  addr: :443
+  tls:
+    certificate: /etc/berth/tls/cert.pem
+    key: /etc/berth/tls/key.pem
+auth:
+  token:
+    realm: https://auth.example.com/token
+    service: registry.example.com
+    issuer: auth.example.com
+    rootcertbundle: /etc/docker/registry/token-bundle.pem
+    signingalgorithms: [ES256, HS256]
+    autoredirect: false
+";
+        let (text, warnings) = import_distribution(yaml).expect("translates");
+        let cfg = config(&text);
+        assert_eq!(cfg.auth.mode, AuthMode::Token);
+        let t = &cfg.auth.token;
+        assert_eq!(t.issuer, crate::config::TokenIssuer::External);
+        assert_eq!(t.realm.as_deref(), Some("https://auth.example.com/token"));
+        assert_eq!(t.service, "registry.example.com");
+        assert_eq!(t.issuer_name, "auth.example.com");
+        assert_eq!(
+            t.rootcertbundle,
+            Some(PathBuf::from("/etc/docker/registry/token-bundle.pem"))
+        );
+        assert_eq!(t.algorithms, vec!["ES256".to_owned()]);
+        for what in ["HS256", "autoredirect", "token-bundle.pem"] {
+            assert!(
+                warned(&warnings, what),
+                "no warning about {what}: {warnings:#?}"
+            );
+        }
+        let e = import_distribution(
+            "storage:\n  filesystem: {}\nauth:\n  token:\n    realm: https://a.example.com/token\n",
+        )
+        .expect_err("no keys");
+        assert!(e.contains("rootcertbundle"), "{e}");
+    }
+
+    #[test]
+    fn addresses_and_durations() {
+        let mut w = Vec::new();
+        assert_eq!(listen_addr(":5000", &mut w), "0.0.0.0:5000");
+        assert_eq!(listen_addr("localhost:5000", &mut w), "127.0.0.1:5000");
+        assert_eq!(listen_addr("[::]:443", &mut w), "[::]:443");
+        assert_eq!(listen_addr("10.1.2.3:80", &mut w), "10.1.2.3:80");
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(listen_addr("registry.lan:5000", &mut w), "0.0.0.0:5000");
+        assert_eq!(w.len(), 1);
+        assert_eq!(go_duration("60s"), Some(60_000));
+        assert_eq!(go_duration("1m30s"), Some(90_000));
+        assert_eq!(go_duration("1.5h"), Some(5_400_000));
+        assert_eq!(go_duration("250ms"), Some(250));
+        assert_eq!(go_duration("0"), Some(0));
+        assert_eq!(go_duration("10"), None);
+        assert_eq!(go_duration("soon"), None);
+    }
+
+    #[test]
+    fn environment_values_and_lists() {
+        let vars = env(&[
+            ("REGISTRY_HTTP_ADDR", ":443"),
+            ("REGISTRY_HTTP_TLS_LETSENCRYPT_CACHEFILE", "/le/cache"),
+            ("REGISTRY_HTTP_TLS_LETSENCRYPT_HOSTS_0", "a.example.com"),
+            ("REGISTRY_HTTP_TLS_LETSENCRYPT_HOSTS_1", "b.example.com"),
+            ("REGISTRY_STORAGE_MAINTENANCE_READONLY", "{enabled: false}"),
+            ("REGISTRY_STORAGE_DELETE_ENABLED", "false"),
+        ]);
+        let (text, _) = import_distribution_env(None, &vars).expect("translates");
+        let cfg = config(&text);
+        assert_eq!(cfg.tls.mode, TlsMode::Acme);
+        assert_eq!(
+            cfg.tls.hostnames,
+            vec!["a.example.com".to_owned(), "b.example.com".to_owned()]
+        );
+        assert!(!cfg.storage.delete_enabled);
+        let mut root = parse_yaml("http: {}").expect("yaml");
+        apply_env(
+            &mut root,
+            "REGISTRY_HTTP_TLS_LETSENCRYPT_HOSTS",
+            "[c.example.com]",
+        )
+        .expect("applies");
+        let hosts = root
+            .take("http")
+            .and_then(|mut h| h.take("tls"))
+            .and_then(|mut t| t.take("letsencrypt"))
+            .and_then(|mut l| l.take("hosts"))
+            .map(|h| h.texts());
+        assert_eq!(hosts, Some(vec!["c.example.com".to_owned()]));
+    }
+
+    #[test]
+    fn env_files() {
+        let vars = parse_env_file(
+            "# compose .env\nREGISTRY_AUTH=htpasswd\nexport REGISTRY_AUTH_HTPASSWD_REALM=\"Registry Realm\"\n\nREGISTRY_HTTP_ADDR=':5000'\n",
+        );
+        assert_eq!(
+            vars,
+            env(&[
+                ("REGISTRY_AUTH", "htpasswd"),
+                ("REGISTRY_AUTH_HTPASSWD_REALM", "Registry Realm"),
+                ("REGISTRY_HTTP_ADDR", ":5000"),
+            ])
+        );
+    }
+
+    #[test]
+    fn bad_input_is_an_error() {
+        assert!(import_distribution("http: [unclosed").is_err());
+        assert!(import_distribution("- a\n- b\n").is_err());
+        assert!(import_distribution("storage: {}\n").is_err());
+        let e = import_distribution(
+            "storage:\n  filesystem: {}\nhttp:\n  tls:\n    certificate: /c.pem\n",
+        )
+        .expect_err("refused");
+        assert!(e.contains("certificate and key"), "{e}");
+    }
+
+    #[test]
+    fn toml_strings_are_escaped() {
+        assert_eq!(q("a\"b\\c\n"), "\"a\\\"b\\\\c\\n\"");
+        let (text, _) =
+            import_distribution("storage:\n  filesystem:\n    rootdirectory: '/srv/a \"b\"'\n")
+                .expect("translates");
+        assert_eq!(config(&text).storage.root, PathBuf::from("/srv/a \"b\""));
+    }
+}
