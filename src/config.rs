@@ -23,7 +23,52 @@ pub struct Config {
     pub limits: Limits,
     pub manifests: Manifests,
     pub auth: AuthConfig,
+    pub gc: Gc,
+    pub uploads: Uploads,
     pub log: Log,
+}
+
+/// `[gc]`: garbage collection of blobs and manifests nothing references any more (also
+/// `berth gc`, which runs the same collector once).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Gc {
+    /// How often `berth serve` collects (the time of the last run, by any process on the
+    /// store, is kept in the store); "0s" switches the schedule off.
+    pub interval: Duration,
+    /// Nothing uploaded, mounted, pushed or reported present within this long is removed,
+    /// so a push in progress always finds what it was told is there.
+    pub grace_period: Duration,
+    /// Also unlink manifests that no tag reaches (directly, as an index's child, or as a
+    /// referrer of a kept subject), and then their blobs.
+    pub delete_untagged: bool,
+}
+
+impl Default for Gc {
+    fn default() -> Self {
+        Self {
+            interval: Duration::secs(24 * 3600),
+            grace_period: Duration::secs(3600),
+            delete_untagged: false,
+        }
+    }
+}
+
+/// `[uploads]`: upload sessions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Uploads {
+    /// Sessions with no activity for this long are removed by the collector (on its
+    /// schedule and by `berth gc`); "0s" keeps them forever.
+    pub purge_after: Duration,
+}
+
+impl Default for Uploads {
+    fn default() -> Self {
+        Self {
+            purge_after: Duration::secs(24 * 3600),
+        }
+    }
 }
 
 /// `[auth]`: who may do what.
@@ -748,6 +793,13 @@ impl Config {
                 })?;
             }
         }
+        // Each run walks the whole store: back to back, that is all the disk would do.
+        if !self.gc.interval.0.is_zero() && self.gc.interval.0 < StdDuration::from_millis(100) {
+            return Err(invalid(
+                "gc.interval",
+                "must be \"0s\" (no schedule) or at least \"100ms\", e.g. \"24h\"".into(),
+            ));
+        }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| invalid("log.level", format!("{:?}: {e}", self.log.level)))?;
         Ok(())
@@ -1330,6 +1382,26 @@ mod tests {
             .expect_err("refused")
             .to_string()
             .contains("http.external_url"));
+    }
+
+    #[test]
+    fn gc_settings() {
+        let cfg = Config::load(
+            None,
+            &env(&[
+                ("BERTH__GC__GRACE_PERIOD", "0s"),
+                ("BERTH__GC__INTERVAL", "300ms"),
+                ("BERTH__GC__DELETE_UNTAGGED", "true"),
+                ("BERTH__UPLOADS__PURGE_AFTER", "2d"),
+            ]),
+        )
+        .expect("loads");
+        assert!(cfg.gc.grace_period.0.is_zero());
+        assert_eq!(cfg.gc.interval.0.as_millis(), 300);
+        assert!(cfg.gc.delete_untagged);
+        assert_eq!(cfg.uploads.purge_after, Duration::secs(2 * 86_400));
+        let e = Config::load(None, &env(&[("BERTH__GC__INTERVAL", "5ms")])).expect_err("refused");
+        assert!(e.to_string().contains("gc.interval"), "{e}");
     }
 
     #[test]

@@ -412,8 +412,9 @@ fn storage(node: Option<Node>, out: &mut Out, w: &mut Vec<String>) -> Result<(),
         }
         if m.take("uploadpurging").is_some() {
             w.push(
-                "storage.maintenance.uploadpurging: not translated: berth has no purging \
-                 schedule for abandoned uploads"
+                "storage.maintenance.uploadpurging: not translated: berth's collector \
+                 removes uploads idle for uploads.purge_after (default \"24h\", \"0s\" keeps \
+                 them); set it in appliance.toml if the age differs"
                     .into(),
             );
         }

@@ -43,6 +43,19 @@ enum Command {
         #[command(subcommand)]
         command: CertCommand,
     },
+    /// Remove what nothing references any more: blobs (after gc.grace_period), untagged
+    /// manifests (with --delete-untagged or gc.delete_untagged), abandoned uploads
+    /// (uploads.purge_after). Safe while berth serves the same store.
+    Gc {
+        #[arg(short, long, env = "BERTH_CONFIG")]
+        config: Option<PathBuf>,
+        /// Print what would be removed; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Also unlink manifests no tag reaches (as gc.delete_untagged = true).
+        #[arg(long)]
+        delete_untagged: bool,
+    },
     /// Write man pages and shell completions into DIR (for packaging).
     #[command(hide = true)]
     GenAssets { dir: PathBuf },
@@ -165,11 +178,68 @@ fn main() -> ExitCode {
                     output,
                 },
         } => import_distribution(file, env_file, env, output),
+        Command::Gc {
+            config,
+            dry_run,
+            delete_untagged,
+        } => match load(config.as_deref()) {
+            Ok(cfg) => gc(&cfg, dry_run, delete_untagged),
+            Err(code) => code,
+        },
         Command::GenAssets { dir } => gen_assets(&dir),
         Command::User { command, config } => match load(config.as_deref()) {
             Ok(cfg) => user(&cfg, command),
             Err(code) => code,
         },
+    }
+}
+
+/// `berth gc`: one collection, the same the schedule of `berth serve` runs. Prints every
+/// removed item on stdout (the same lines with --dry-run), then the total.
+fn gc(cfg: &Config, dry_run: bool, delete_untagged: bool) -> ExitCode {
+    use berth::store::gc;
+    let store = match Store::open(&cfg.storage.root) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("berth: cannot open storage.root: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let mut opts = gc::Options::from_config(cfg);
+    opts.dry_run = dry_run;
+    opts.delete_untagged |= delete_untagged;
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("berth: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(gc::run(&store, &opts)) {
+        Ok(Some(report)) => {
+            for item in report.items() {
+                println!("{item}");
+            }
+            for w in &report.warnings {
+                eprintln!("berth: warning: {w}");
+            }
+            println!("{}", report.summary());
+            ExitCode::SUCCESS
+        }
+        Ok(None) => {
+            eprintln!(
+                "berth: another collector is running on {}",
+                cfg.storage.root.display()
+            );
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("berth: garbage collection failed: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 
@@ -535,6 +605,7 @@ fn serve(path: Option<PathBuf>, upgrade: bool) -> ExitCode {
             path.as_deref().map_or("appliance.toml".into(), |p| p.display().to_string())
         );
     }
+    let collected = store.clone();
     let registry = match Registry::new(&cfg, store) {
         Ok(r) => Arc::new(r.with_auth(auth.clone())),
         Err(e) => {
@@ -580,6 +651,12 @@ fn serve(path: Option<PathBuf>, upgrade: bool) -> ExitCode {
             }
         }) as Box<dyn Fn() + Send>
     });
+    // Also when gc.interval is "0s": it first puts back what an interrupted run left.
+    berth::store::gc::spawn(
+        collected,
+        berth::store::gc::Options::from_config(&cfg),
+        cfg.gc.interval.0,
+    );
     berth::frontdoor::serve(&cfg, registry, tls, upgrade, on_hup)
 }
 

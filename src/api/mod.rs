@@ -723,6 +723,9 @@ impl Registry {
                 ));
             }
         }
+        // From the checks to the last link, the collector waits: what the checks found
+        // (and marked as used) is what gets linked (see store::gc).
+        let _linking = self.store.link_guard().await?;
         self.check_references(n, &parsed).await?;
 
         self.store.blob_put_small(&d, bytes).await?;
@@ -768,7 +771,8 @@ impl Registry {
                 continue;
             }
             let present = if p.kind.is_index() {
-                !self.require_index_children || self.store.manifest_exists(n, &d).await?
+                // Marked as used even when not required, so the collector keeps it.
+                self.store.manifest_use(n, &d).await? || !self.require_index_children
             } else {
                 self.store.blob_size(n, &d).await?.is_some()
             };

@@ -5,13 +5,17 @@
 //! its place later. Every write follows one recipe: a temporary file in the same directory,
 //! fsync, rename into place, fsync the directory; a guard removes the temporary file on every
 //! error path. Blocking calls run on tokio's blocking pool, never on the async workers.
+//!
+//! For the garbage collector ([`super::gc`]) it also touches files (mtime = now, the
+//! on-disk "used" mark), takes advisory locks (`flock`), renames directories, measures and
+//! removes trees, and removes directories that hold no file.
 
 use super::Error;
 use bytes::Bytes;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
 
 /// Size of one read when streaming a blob out: large while few blobs stream (fewer
@@ -39,6 +43,46 @@ pub struct Meta {
     pub size: u64,
     pub is_dir: bool,
     pub modified: Option<SystemTime>,
+}
+
+/// Files and bytes under a path (what `du` would count as apparent size).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub files: u64,
+    pub bytes: u64,
+}
+
+impl Usage {
+    pub fn add(&mut self, other: Usage) {
+        self.files += other.files;
+        self.bytes += other.bytes;
+    }
+}
+
+/// An advisory lock (`flock`) on a file, released when dropped. Each holder opens the file
+/// itself: a lock belongs to one open file, so two holders in one process exclude each
+/// other exactly as two processes do.
+#[derive(Debug)]
+pub struct FileLock {
+    _file: File,
+}
+
+/// What [`FsDriver::try_lock`] found.
+#[derive(Debug)]
+pub enum Locked {
+    Held(FileLock),
+    /// Someone else holds a lock on the file.
+    Busy,
+    Missing,
+}
+
+/// What [`FsDriver::rename`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Renamed {
+    Done,
+    SourceMissing,
+    /// The target exists (and is not an empty directory); nothing was moved.
+    TargetExists,
 }
 
 impl FsDriver {
@@ -72,16 +116,20 @@ impl FsDriver {
     /// Size and kind of a path; `None` when it does not exist.
     pub async fn stat(&self, rel: &Path) -> Result<Option<Meta>, Error> {
         let path = self.abs(rel);
-        blocking(move || match fs::metadata(&path) {
-            Ok(m) => Ok(Some(Meta {
-                size: m.len(),
-                is_dir: m.is_dir(),
-                modified: m.modified().ok(),
-            })),
-            Err(e) if not_found(&e) => Ok(None),
-            Err(e) => Err(Error::io(&path, e)),
-        })
-        .await
+        blocking(move || meta_sync(&path)).await
+    }
+
+    /// Marks a file as used now (its mtime; left alone when it is already within
+    /// `fresh_within` of now) and then stats it by path; `None` when it is not there.
+    ///
+    /// The collector never removes what was used within its grace period, and reads the
+    /// mark again after moving a blob away (see `store::gc`). The stat comes after the
+    /// touch, so a file moved away in between is reported missing, never present. A store
+    /// berth may not change (another owner, a read-only mount) is served unmarked: a
+    /// collector with the same rights cannot remove anything from it either.
+    pub async fn touch(&self, rel: &Path, fresh_within: Duration) -> Result<Option<Meta>, Error> {
+        let path = self.abs(rel);
+        blocking(move || touch_sync(&path, fresh_within)).await
     }
 
     /// Writes `bytes` to `rel` durably and atomically: readers see the old file or the new
@@ -147,8 +195,17 @@ impl FsDriver {
         let marker = self.abs(marker);
         blocking(move || {
             let dir = parent(&data)?;
-            fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-            File::create(&data).map_err(|e| Error::io(&data, e))?;
+            mkdir_p(dir)?;
+            let mut made = File::create(&data);
+            if made
+                .as_ref()
+                .is_err_and(|e| e.kind() == io::ErrorKind::NotFound)
+            {
+                // The collector removed the emptied repository's directories meanwhile.
+                mkdir_p(dir)?;
+                made = File::create(&data);
+            }
+            made.map_err(|e| Error::io(&data, e))?;
             write_atomic_sync(&marker, &marker_body)
         })
         .await
@@ -179,18 +236,20 @@ impl FsDriver {
         let Some(mut file) = opened else {
             return Ok(None);
         };
-        let (tx, rx) = mpsc::channel(READ_AHEAD);
+        use std::sync::atomic::Ordering;
+        let streams = STREAMS.fetch_add(1, Ordering::AcqRel) + 1;
+        let done = scopeguard(|| {
+            STREAMS.fetch_sub(1, Ordering::AcqRel);
+        });
+        // Memory in flight per stream stays near 2-3 MiB either way.
+        let (chunk, ahead) = if streams >= BUSY_STREAMS {
+            (READ_CHUNK_BUSY as u64, READ_AHEAD)
+        } else {
+            (READ_CHUNK as u64, 2)
+        };
+        let (tx, rx) = mpsc::channel(ahead);
         tokio::task::spawn_blocking(move || {
-            use std::sync::atomic::Ordering;
-            let streams = STREAMS.fetch_add(1, Ordering::AcqRel) + 1;
-            let _done = scopeguard(|| {
-                STREAMS.fetch_sub(1, Ordering::AcqRel);
-            });
-            let chunk = if streams >= BUSY_STREAMS {
-                READ_CHUNK_BUSY
-            } else {
-                READ_CHUNK
-            } as u64;
+            let _done = done;
             let mut left = len;
             let mut pos = offset as i64;
             let mut prefetched = pos;
@@ -263,6 +322,153 @@ impl FsDriver {
         .await
     }
 
+    /// A shared advisory lock on `rel` (created empty if missing), waiting while someone
+    /// holds it exclusively.
+    pub async fn lock_shared(&self, rel: &Path) -> Result<FileLock, Error> {
+        let path = self.abs(rel);
+        blocking(move || {
+            let file = open_lock_file(&path)?;
+            file.lock_shared().map_err(|e| Error::io(&path, e))?;
+            Ok(FileLock { _file: file })
+        })
+        .await
+    }
+
+    /// An exclusive advisory lock on `rel` (created empty if missing), waiting for every
+    /// holder to let go.
+    pub async fn lock_exclusive(&self, rel: &Path) -> Result<FileLock, Error> {
+        let path = self.abs(rel);
+        blocking(move || {
+            let file = open_lock_file(&path)?;
+            file.lock().map_err(|e| Error::io(&path, e))?;
+            Ok(FileLock { _file: file })
+        })
+        .await
+    }
+
+    /// An exclusive advisory lock on `rel` if nobody holds one, without waiting. `create`
+    /// makes a missing file (a lock file); otherwise a missing file is reported as such (an
+    /// upload's data).
+    pub async fn try_lock(&self, rel: &Path, create: bool) -> Result<Locked, Error> {
+        let path = self.abs(rel);
+        blocking(move || {
+            let file = if create {
+                open_lock_file(&path)?
+            } else {
+                // Writable, as the lock of an upload's writer (`append_at`) is taken.
+                match OpenOptions::new().write(true).open(&path) {
+                    Ok(f) => f,
+                    Err(e) if not_found(&e) => return Ok(Locked::Missing),
+                    Err(e) => return Err(Error::io(&path, e)),
+                }
+            };
+            match file.try_lock() {
+                Ok(()) => Ok(Locked::Held(FileLock { _file: file })),
+                Err(std::fs::TryLockError::WouldBlock) => Ok(Locked::Busy),
+                Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
+            }
+        })
+        .await
+    }
+
+    /// Renames a file or directory (atomically; the target's parent is made if needed).
+    /// `durable` also fsyncs both parents. A target that exists and is not an empty
+    /// directory is left alone.
+    pub async fn rename(&self, from: &Path, to: &Path, durable: bool) -> Result<Renamed, Error> {
+        let from = self.abs(from);
+        let to = self.abs(to);
+        blocking(move || {
+            let dir = parent(&to)?;
+            mkdir_p(dir)?;
+            match fs::rename(&from, &to) {
+                Ok(()) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::DirectoryNotEmpty | io::ErrorKind::AlreadyExists
+                    ) =>
+                {
+                    return Ok(Renamed::TargetExists)
+                }
+                Err(e) if not_found(&e) => return Ok(Renamed::SourceMissing),
+                Err(e) => return Err(Error::io(&to, e)),
+            }
+            if durable {
+                sync_dir(dir)?;
+                sync_dir(parent(&from)?)?;
+            }
+            Ok(Renamed::Done)
+        })
+        .await
+    }
+
+    /// How many files `rel` holds and their total size (`rel` itself when it is a file);
+    /// `None` when it does not exist.
+    pub async fn usage(&self, rel: &Path) -> Result<Option<Usage>, Error> {
+        let path = self.abs(rel);
+        blocking(move || usage_sync(&path)).await
+    }
+
+    /// Removes a file or a directory tree; returns what it held (`None`: not there).
+    pub async fn remove_tree(&self, rel: &Path) -> Result<Option<Usage>, Error> {
+        let path = self.abs(rel);
+        blocking(move || {
+            let Some(usage) = usage_sync(&path)? else {
+                return Ok(None);
+            };
+            let removed = if path.is_dir() {
+                fs::remove_dir_all(&path)
+            } else {
+                fs::remove_file(&path)
+            };
+            match removed {
+                Ok(()) => Ok(Some(usage)),
+                Err(e) if not_found(&e) => Ok(Some(usage)),
+                Err(e) => Err(Error::io(&path, e)),
+            }
+        })
+        .await
+    }
+
+    /// Removes the directory tree `rel` if it holds no file at all (only directories),
+    /// bottom-up with `rmdir`, so a file created meanwhile stops it; never removes a file.
+    /// Returns whether `rel` is gone (or was never there).
+    pub async fn prune_empty(&self, rel: &Path) -> Result<bool, Error> {
+        let path = self.abs(rel);
+        blocking(move || {
+            match usage_sync(&path)? {
+                None => return Ok(true),
+                Some(u) if u.files > 0 => return Ok(false),
+                Some(_) => {}
+            }
+            rmdir_tree(&path)
+        })
+        .await
+    }
+
+    /// Removes `rel` and then its parents while they are empty directories, stopping
+    /// below `stop` (which is never removed).
+    pub async fn remove_empty_dirs_up(&self, rel: &Path, stop: &Path) -> Result<(), Error> {
+        let path = self.abs(rel);
+        let stop = self.abs(stop);
+        blocking(move || {
+            let mut cur = path.as_path();
+            while cur.starts_with(&stop) && cur != stop {
+                match fs::remove_dir(cur) {
+                    Ok(()) => {}
+                    Err(e) if not_found(&e) => {}
+                    Err(_) => break,
+                }
+                match cur.parent() {
+                    Some(p) => cur = p,
+                    None => break,
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
     /// Opens a file for reading on the calling (blocking) thread; for rehashing uploads.
     pub fn open_sync(&self, rel: &Path) -> Result<File, Error> {
         let path = self.abs(rel);
@@ -271,17 +477,22 @@ impl FsDriver {
 
     /// Makes the upload file at `from` the blob at `to`: fsync, rename, fsync the
     /// directories. A rename, never a copy. If `to` already exists (an identical concurrent
-    /// push), the existing file stays and `from` is removed.
+    /// push, or an older copy), the existing file stays and `from` is removed. Either way
+    /// the blob is marked as used now (see [`FsDriver::touch`]), however long ago its
+    /// bytes were written.
     pub async fn commit(&self, from: &Path, to: &Path) -> Result<(), Error> {
         let from = self.abs(from);
         let to = self.abs(to);
         blocking(move || {
-            if to.exists() {
+            if touch_sync(&to, Duration::ZERO)?.is_some() {
                 let _ = fs::remove_file(&from);
                 return Ok(());
             }
             File::open(&from)
-                .and_then(|f| f.sync_all())
+                .and_then(|f| {
+                    mark_used(&f)?;
+                    f.sync_all()
+                })
                 .map_err(|e| Error::io(&from, e))?;
             let dir = parent(&to)?;
             create_dir_all_durable(dir)?;
@@ -340,12 +551,23 @@ pub fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Err
         rand::random::<u64>()
     ));
     let guard = TempGuard(Some(tmp.clone()));
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(|e| Error::io(&tmp, e))?;
+    let open = || {
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)
+    };
+    let mut f = match open() {
+        // The collector removes the directories of a repository it emptied (store::gc);
+        // one may go between the mkdir and the open: make it again.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            create_dir_all_durable(dir)?;
+            open()
+        }
+        r => r,
+    }
+    .map_err(|e| Error::io(&tmp, e))?;
     f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
     f.sync_all().map_err(|e| Error::io(&tmp, e))?;
     fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
@@ -373,6 +595,21 @@ impl Drop for TempGuard {
 /// `mkdir -p`, fsyncing the parent of every directory it makes so the new entries survive
 /// a crash.
 fn create_dir_all_durable(dir: &Path) -> Result<(), Error> {
+    // A parent may vanish meanwhile (the collector prunes emptied repositories): again.
+    let mut attempts = 0;
+    loop {
+        match create_dir_all_durable_once(dir) {
+            Err(Error::Io { source, .. })
+                if source.kind() == io::ErrorKind::NotFound && attempts < 3 =>
+            {
+                attempts += 1
+            }
+            r => return r,
+        }
+    }
+}
+
+fn create_dir_all_durable_once(dir: &Path) -> Result<(), Error> {
     if dir.is_dir() {
         return Ok(());
     }
@@ -392,6 +629,157 @@ fn create_dir_all_durable(dir: &Path) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// `mkdir -p`, again when a parent vanishes meanwhile (bounded).
+fn mkdir_p(dir: &Path) -> Result<(), Error> {
+    let mut attempts = 0;
+    loop {
+        match fs::create_dir_all(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound && attempts < 3 => attempts += 1,
+            Err(e) => return Err(Error::io(dir, e)),
+        }
+    }
+}
+
+fn meta_sync(path: &Path) -> Result<Option<Meta>, Error> {
+    match fs::metadata(path) {
+        Ok(m) => Ok(Some(Meta {
+            size: m.len(),
+            is_dir: m.is_dir(),
+            modified: m.modified().ok(),
+        })),
+        Err(e) if not_found(&e) => Ok(None),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
+/// See [`FsDriver::touch`].
+fn touch_sync(path: &Path, fresh_within: Duration) -> Result<Option<Meta>, Error> {
+    let Some(before) = meta_sync(path)? else {
+        return Ok(None);
+    };
+    let fresh = before
+        .modified
+        .and_then(|m| m.checked_add(fresh_within))
+        .is_some_and(|m| m >= SystemTime::now());
+    if fresh && !fresh_within.is_zero() {
+        return Ok(Some(before));
+    }
+    match File::open(path) {
+        Ok(f) => mark_used(&f).map_err(|e| Error::io(path, e))?,
+        Err(e) if not_found(&e) => return Ok(None),
+        Err(e) => return Err(Error::io(path, e)),
+    }
+    meta_sync(path)
+}
+
+/// Sets a file's mtime to now; a file berth may not change keeps its time (see
+/// [`FsDriver::touch`]).
+fn mark_used(f: &File) -> io::Result<()> {
+    match f.set_modified(SystemTime::now()) {
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem
+            ) =>
+        {
+            Ok(())
+        }
+        r => r,
+    }
+}
+
+/// Opens (creating, empty, with its directory) a lock file, for writing: NFS emulates
+/// `flock` with byte-range locks, whose exclusive kind needs a writable file. Read-only
+/// when only that is allowed: a lock file made by another user (`sudo berth gc`) still
+/// locks on a local filesystem.
+fn open_lock_file(path: &Path) -> Result<File, Error> {
+    let open = || {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+    };
+    match open() {
+        Ok(f) => Ok(f),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem
+            ) =>
+        {
+            File::open(path).map_err(|e| Error::io(path, e))
+        }
+        Err(e) if not_found(&e) => {
+            mkdir_p(parent(path)?)?;
+            open().map_err(|e| Error::io(path, e))
+        }
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
+fn usage_sync(path: &Path) -> Result<Option<Usage>, Error> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if not_found(&e) => return Ok(None),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    if !meta.is_dir() {
+        return Ok(Some(Usage {
+            files: 1,
+            bytes: meta.len(),
+        }));
+    }
+    let mut usage = Usage::default();
+    let mut stack = vec![path.to_owned()];
+    while let Some(dir) = stack.pop() {
+        let rd = match fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if not_found(&e) => continue,
+            Err(e) => return Err(Error::io(&dir, e)),
+        };
+        for entry in rd {
+            let entry = entry.map_err(|e| Error::io(&dir, e))?;
+            let m = match entry.metadata() {
+                Ok(m) => m,
+                Err(e) if not_found(&e) => continue,
+                Err(e) => return Err(Error::io(&entry.path(), e)),
+            };
+            if m.is_dir() {
+                stack.push(entry.path());
+            } else {
+                usage.files += 1;
+                usage.bytes += m.len();
+            }
+        }
+    }
+    Ok(Some(usage))
+}
+
+/// `rmdir` every directory of a tree bottom-up; `false` as soon as one is not empty.
+fn rmdir_tree(path: &Path) -> Result<bool, Error> {
+    for name in list_dirs_sync(path)? {
+        if !rmdir_tree(&path.join(name))? {
+            return Ok(false);
+        }
+    }
+    match fs::remove_dir(path) {
+        Ok(()) => Ok(true),
+        Err(e) if not_found(&e) => Ok(true),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::DirectoryNotEmpty | io::ErrorKind::AlreadyExists
+            ) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(Error::io(path, e)),
+    }
 }
 
 fn sync_dir(dir: &Path) -> Result<(), Error> {

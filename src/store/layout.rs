@@ -4,6 +4,11 @@
 //! ```text
 //! <root>/docker/registry/v2/
 //!   blobs/<alg>/<first two hex>/<hex>/data              the bytes of a blob or manifest
+//!   .berth-gc.lock                                      berth only: one collector at a time
+//!   .berth-gc.last                                      berth only: empty; mtime = last run
+//!   .berth-link.lock                                    berth only: manifest pushes vs. the
+//!                                                       collector (store::gc)
+//!   .berth-trash/<alg>-<hex>/data                       berth only: a blob being collected
 //!   repositories/<name>/
 //!     _layers/<alg>/<hex>/link                          "<alg>:<hex>": blob linked to the repo
 //!     _manifests/revisions/<alg>/<hex>/link             manifest revision in the repo
@@ -17,12 +22,17 @@
 //! ```
 //!
 //! Link files hold the digest string with no trailing newline. Paths are relative to the
-//! store root; the driver joins them.
+//! store root; the driver joins them. registry:2 reads only `blobs/` and `repositories/`,
+//! so berth's own files beside them do not disturb it.
 
 use crate::oci::{Digest, RepositoryName, Tag, UploadId};
 use std::path::PathBuf;
 
 const V2: &str = "docker/registry/v2";
+
+pub fn blobs() -> PathBuf {
+    PathBuf::from(V2).join("blobs")
+}
 
 pub fn blob_data(d: &Digest) -> PathBuf {
     blob_dir(d).join("data")
@@ -54,9 +64,12 @@ pub fn manifests_dir(name: &RepositoryName) -> PathBuf {
     repository(name).join("_manifests")
 }
 
+pub fn layers_dir(name: &RepositoryName) -> PathBuf {
+    repository(name).join("_layers")
+}
+
 pub fn layer_link(name: &RepositoryName, d: &Digest) -> PathBuf {
-    repository(name)
-        .join("_layers")
+    layers_dir(name)
         .join(d.algorithm().as_str())
         .join(d.hex())
         .join("link")
@@ -66,9 +79,12 @@ pub fn revision_link(name: &RepositoryName, d: &Digest) -> PathBuf {
     revision_dir(name, d).join("link")
 }
 
+pub fn revisions_dir(name: &RepositoryName) -> PathBuf {
+    manifests_dir(name).join("revisions")
+}
+
 pub fn revision_dir(name: &RepositoryName, d: &Digest) -> PathBuf {
-    manifests_dir(name)
-        .join("revisions")
+    revisions_dir(name)
         .join(d.algorithm().as_str())
         .join(d.hex())
 }
@@ -93,8 +109,12 @@ pub fn tag_index_link(name: &RepositoryName, tag: &Tag, d: &Digest) -> PathBuf {
         .join("link")
 }
 
+pub fn uploads_dir(name: &RepositoryName) -> PathBuf {
+    repository(name).join("_uploads")
+}
+
 pub fn upload_dir(name: &RepositoryName, id: &UploadId) -> PathBuf {
-    repository(name).join("_uploads").join(id.as_str())
+    uploads_dir(name).join(id.as_str())
 }
 
 pub fn upload_data(name: &RepositoryName, id: &UploadId) -> PathBuf {
@@ -105,9 +125,12 @@ pub fn upload_started_at(name: &RepositoryName, id: &UploadId) -> PathBuf {
     upload_dir(name, id).join("startedat")
 }
 
+pub fn referrers_root(name: &RepositoryName) -> PathBuf {
+    repository(name).join("_referrers")
+}
+
 pub fn referrers_dir(name: &RepositoryName, subject: &Digest) -> PathBuf {
-    repository(name)
-        .join("_referrers")
+    referrers_root(name)
         .join(subject.algorithm().as_str())
         .join(subject.hex())
 }
@@ -117,6 +140,37 @@ pub fn referrer_link(name: &RepositoryName, subject: &Digest, referrer: &Digest)
         .join(referrer.algorithm().as_str())
         .join(referrer.hex())
         .join("link")
+}
+
+/// Held (try, exclusive) by the one collector running on this store.
+pub fn gc_lock() -> PathBuf {
+    PathBuf::from(V2).join(".berth-gc.lock")
+}
+
+/// Rewritten (empty) after every collection: its mtime schedules the next one.
+pub fn gc_last_run() -> PathBuf {
+    PathBuf::from(V2).join(".berth-gc.last")
+}
+
+/// Shared by manifest pushes from their checks to their last link, exclusive by the
+/// collector at its start and while it unlinks manifests.
+pub fn link_lock() -> PathBuf {
+    PathBuf::from(V2).join(".berth-link.lock")
+}
+
+/// Where the collector moves a blob before it decides; same filesystem as `blobs/`.
+pub fn trash() -> PathBuf {
+    PathBuf::from(V2).join(".berth-trash")
+}
+
+pub fn trash_blob(d: &Digest) -> PathBuf {
+    trash().join(format!("{}-{}", d.algorithm().as_str(), d.hex()))
+}
+
+/// The digest a name in [`trash`] stands for.
+pub fn trash_digest(name: &str) -> Option<Digest> {
+    let (alg, hex) = name.split_once('-')?;
+    format!("{alg}:{hex}").parse().ok()
 }
 
 #[cfg(test)]
@@ -161,6 +215,14 @@ mod tests {
             PathBuf::from(format!(
                 "docker/registry/v2/repositories/library/alpine/_manifests/tags/latest/index/sha256/{hex}/link"
             ))
+        );
+        assert_eq!(trash_digest("sha256-nope"), None);
+        assert_eq!(
+            trash_blob(&d())
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(trash_digest),
+            Some(d())
         );
     }
 }

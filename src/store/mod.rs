@@ -6,8 +6,12 @@
 //! blob that failed verification is never visible. Upload state lives on disk (the bytes
 //! received so far), with the running hash cached in memory: a second process, or this one
 //! after a restart, rebuilds the hash from the file.
+//!
+//! What tells a client that a blob or manifest is there also marks it as used (its mtime),
+//! so the garbage collector ([`gc`]) leaves it alone for the grace period.
 
 pub mod fs;
+pub mod gc;
 pub mod layout;
 
 use crate::oci::{Algorithm, Digest, Reference, RepositoryName, Tag, UploadId};
@@ -94,11 +98,13 @@ impl Store {
         self.blob_size_global(d).await
     }
 
-    /// Size of a blob in the shared blob store, whichever repository it came from.
+    /// Size of a blob in the shared blob store, whichever repository it came from. The
+    /// blob is marked as used: a client told it is there (a HEAD before a manifest push, a
+    /// mount) can rely on it for the collector's grace period.
     pub async fn blob_size_global(&self, d: &Digest) -> Result<Option<u64>, Error> {
         Ok(self
             .driver
-            .stat(&layout::blob_data(d))
+            .touch(&layout::blob_data(d), gc::TIMESTAMP_SLACK)
             .await?
             .filter(|m| !m.is_dir)
             .map(|m| m.size))
@@ -257,7 +263,7 @@ impl Store {
         let path = layout::blob_data(d);
         if self
             .driver
-            .stat(&path)
+            .touch(&path, std::time::Duration::ZERO)
             .await?
             .is_some_and(|m| m.size == bytes.len() as u64)
         {
@@ -277,8 +283,44 @@ impl Store {
 
     // ---- manifests and tags ----
 
+    /// Links manifest `d` into `repo` as a revision; one that is there already is marked
+    /// as used (a re-push keeps it from the collector, as a new link would).
     pub async fn manifest_link(&self, repo: &RepositoryName, d: &Digest) -> Result<(), Error> {
-        self.write_link(&layout::revision_link(repo, d), d).await
+        let link = layout::revision_link(repo, d);
+        if self.read_link(&link).await.ok().flatten().as_ref() == Some(d)
+            && self
+                .driver
+                .touch(&link, std::time::Duration::ZERO)
+                .await?
+                .is_some()
+        {
+            return Ok(());
+        }
+        self.driver
+            .write_atomic(&link, Bytes::from(d.to_string()))
+            .await
+    }
+
+    /// Whether `d` is a manifest revision of `repo`, marking it as used: an index being
+    /// pushed that names it keeps it from the collector (see [`gc`]).
+    pub async fn manifest_use(&self, repo: &RepositoryName, d: &Digest) -> Result<bool, Error> {
+        let link = layout::revision_link(repo, d);
+        if self
+            .driver
+            .touch(&link, std::time::Duration::ZERO)
+            .await?
+            .is_none()
+        {
+            return Ok(false);
+        }
+        Ok(self.read_link(&link).await?.as_ref() == Some(d))
+    }
+
+    /// Holds the collector off while a manifest push checks what it references and links
+    /// itself: a shared lock, taken after the body is read and held until the push is
+    /// answered (see [`gc`] for why). Dropping it lets go.
+    pub async fn link_guard(&self) -> Result<fs::FileLock, Error> {
+        self.driver.lock_shared(&layout::link_lock()).await
     }
 
     /// Whether `d` is a manifest revision of `repo`.
