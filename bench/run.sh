@@ -245,6 +245,7 @@ berth_config() {
 [http]
 listen = [$2]
 redirect_listen = []
+admin_listen = []
 shutdown_grace = "1s"
 [tls]
 $3

@@ -216,6 +216,10 @@ pub struct Http {
     /// http-01 challenges; `[]` switches them off. A port that cannot be bound is logged
     /// and skipped.
     pub redirect_listen: Vec<SocketAddr>,
+    /// The admin listener (plain HTTP): `/metrics` (Prometheus), `/healthz`, `/readyz`.
+    /// Keep it on loopback or a private network; `[]` switches it off. A port that cannot
+    /// be bound is logged and skipped.
+    pub admin_listen: Vec<SocketAddr>,
     /// Send `Strict-Transport-Security` on TLS responses.
     pub hsts: bool,
     /// Peers (addresses or CIDR blocks) whose `X-Forwarded-*` and `Forwarded` headers are
@@ -240,6 +244,7 @@ impl Default for Http {
             header_timeout: Duration::secs(10),
             io_timeout: Duration::secs(60),
             redirect_listen: vec![SocketAddr::from(([0, 0, 0, 0], 80))],
+            admin_listen: vec![SocketAddr::from(([127, 0, 0, 1], 5001))],
             hsts: false,
             trusted_proxies: Vec::new(),
             external_url: None,
@@ -404,6 +409,9 @@ pub struct Storage {
     pub root: PathBuf,
     /// Whether manifests, tags, blobs and uploads may be deleted through the API.
     pub delete_enabled: bool,
+    /// Refuse every write (503 UNAVAILABLE) while pulls go on, e.g. during maintenance
+    /// or a migration; SIGHUP applies a change. Garbage collection pauses too.
+    pub read_only: bool,
 }
 
 impl Default for Storage {
@@ -411,6 +419,7 @@ impl Default for Storage {
         Self {
             root: PathBuf::from("berth-data"),
             delete_enabled: true,
+            read_only: false,
         }
     }
 }

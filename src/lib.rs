@@ -10,6 +10,7 @@ pub mod auth;
 pub mod config;
 pub mod frontdoor;
 pub mod import;
+pub mod metrics;
 pub mod oci;
 pub mod store;
 pub mod tls;

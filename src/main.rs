@@ -205,6 +205,12 @@ fn gc(cfg: &Config, dry_run: bool, delete_untagged: bool) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if cfg.storage.read_only && !dry_run {
+        eprintln!(
+            "berth: storage.read_only is on: nothing is removed (--dry-run shows what would be)"
+        );
+        return ExitCode::from(1);
+    }
     let mut opts = gc::Options::from_config(cfg);
     opts.dry_run = dry_run;
     opts.delete_untagged |= delete_untagged;
@@ -631,26 +637,38 @@ fn serve(path: Option<PathBuf>, upgrade: bool) -> ExitCode {
         tracing::info!("for a public name, use Let's Encrypt: tls.mode = \"acme\", tls.hostnames = [\"registry.example.com\"], tls.acme.email (see [tls.acme] in the configuration)");
     }
     // SIGHUP re-reads the configuration and takes its permission rules (users come from
-    // the htpasswd file, which is watched anyway). A broken file keeps the current rules.
-    let on_hup: Option<Box<dyn Fn() + Send>> = auth.map(|auth| {
+    // the htpasswd file, which is watched anyway) and storage.read_only. A broken file
+    // keeps the current settings.
+    let on_hup: Option<Box<dyn Fn() + Send>> = {
         let mode = cfg.auth.mode;
-        Box::new(move || match load(path.as_deref()) {
+        let registry = registry.clone();
+        Some(Box::new(move || match load(path.as_deref()) {
             Ok(new) => {
-                if new.auth.mode != mode {
-                    tracing::warn!("auth.mode changed: restart berth to switch modes");
+                if let Some(auth) = &auth {
+                    if new.auth.mode != mode {
+                        tracing::warn!("auth.mode changed: restart berth to switch modes");
+                    }
+                    auth.reload_policy(&new.auth);
+                    tracing::info!(
+                        rules = new.auth.rules.len(),
+                        admins = new.auth.admins.len(),
+                        "permission rules reloaded"
+                    );
                 }
-                auth.reload_policy(&new.auth);
-                tracing::info!(
-                    rules = new.auth.rules.len(),
-                    admins = new.auth.admins.len(),
-                    "permission rules reloaded"
-                );
+                let store = registry.store();
+                if store.read_only() != new.storage.read_only {
+                    store.set_read_only(new.storage.read_only);
+                    tracing::warn!(
+                        read_only = new.storage.read_only,
+                        "storage.read_only changed"
+                    );
+                }
             }
-            Err(_) => {
-                tracing::warn!("configuration reload failed; the current permission rules stay")
-            }
-        }) as Box<dyn Fn() + Send>
-    });
+            Err(_) => tracing::warn!(
+                "configuration reload failed; the current permission rules and settings stay"
+            ),
+        }))
+    };
     // Also when gc.interval is "0s": it first puts back what an interrupted run left.
     berth::store::gc::spawn(
         collected,

@@ -21,6 +21,7 @@ fn spawn(dir: &std::path::Path, port: u16, upgrade: bool, log: &str) -> Child {
         .env("BERTH__STORAGE__ROOT", dir.join("store"))
         .env("BERTH__STATE__DIR", dir.join("state"))
         .env("BERTH__HTTP__SHUTDOWN_GRACE", "15s")
+        .env("BERTH__HTTP__ADMIN_LISTEN", "[]")
         .env_remove("BERTH_CONFIG")
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -117,6 +117,16 @@ fn token_realm(tokens: &Tokens, req: &http::request::Parts, tls: bool) -> String
     format!("{}://{host}/token", if tls { "https" } else { "http" })
 }
 
+/// What the front door logs and counts about an answered request, put in the response's
+/// extensions.
+#[derive(Debug, Clone)]
+pub struct Served {
+    /// The endpoint's short name ("manifest", "blob", ...; "unknown").
+    pub endpoint: &'static str,
+    /// The authenticated user, if any.
+    pub user: Option<String>,
+}
+
 /// Who is asking, as far as the handlers care.
 enum Caller<'a> {
     /// Access control is off.
@@ -128,6 +138,14 @@ enum Caller<'a> {
 }
 
 impl Caller<'_> {
+    fn user(&self) -> Option<String> {
+        match self {
+            Caller::Open => None,
+            Caller::Checked(_, u) => u.clone(),
+            Caller::Token(_, c) => Some(c.sub.clone()).filter(|s| !s.is_empty()),
+        }
+    }
+
     fn can_pull(&self, repo: &str) -> bool {
         match self {
             Caller::Open => true,
@@ -185,6 +203,7 @@ impl Registry {
                 .map(|r| Regex::new(r))
                 .collect::<std::result::Result<Vec<_>, _>>()
         };
+        store.set_read_only(config.storage.read_only);
         Ok(Self {
             store,
             delete_enabled: config.storage.delete_enabled,
@@ -196,6 +215,11 @@ impl Registry {
             urls_deny: compile(&config.manifests.foreign_urls_deny)?,
             auth: None,
         })
+    }
+
+    /// The store (the admin listener reports on it; SIGHUP toggles read-only).
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// Turns access control on.
@@ -445,30 +469,47 @@ impl Registry {
         let name = endpoint.as_ref().map(|e| e.name()).unwrap_or("unknown");
         let span = tracing::debug_span!("request", endpoint = name);
         let is_v2 = !matches!(endpoint, Ok(Endpoint::Root)) && req.uri.path().starts_with("/v2");
+        let writes = matches!(
+            req.method,
+            Method::PUT | Method::POST | Method::PATCH | Method::DELETE
+        );
+        let mut user = None;
         let mut resp = match endpoint {
-            // `instrument`, not `span.enter()`: a guard held across `.await` would tag
-            // other tasks' events on this worker with this request's span.
             Ok(Endpoint::Token) => self
                 .token(req)
                 .instrument(span)
                 .await
                 .unwrap_or_else(ApiError::into_response),
+            Ok(_) if writes && self.store.read_only() => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UNAVAILABLE",
+                "the registry is read-only for now (storage.read_only); pulls keep working",
+            )
+            .into_response(),
+            // `instrument`, not `span.enter()`: a guard held across `.await` would tag
+            // other tasks' events on this worker with this request's span.
             Ok(e) => {
                 let caller = match &self.auth {
                     Some(auth) => self.authorize(auth, &e, req).await,
                     None => Ok(Caller::Open),
                 };
                 match caller {
-                    Ok(caller) => self
-                        .dispatch(e, req, body, &caller)
-                        .instrument(span)
-                        .await
-                        .unwrap_or_else(ApiError::into_response),
+                    Ok(caller) => {
+                        user = caller.user();
+                        self.dispatch(e, req, body, &caller)
+                            .instrument(span)
+                            .await
+                            .unwrap_or_else(ApiError::into_response)
+                    }
                     Err(refused) => refused.into_response(),
                 }
             }
             Err(e) => e.into_response(),
         };
+        resp.extensions_mut().insert(Served {
+            endpoint: name,
+            user,
+        });
         if let Some(ExternalBase(base)) = req.extensions.get::<ExternalBase>() {
             absolutize_location(&mut resp, base);
         }
@@ -924,7 +965,8 @@ impl Registry {
                 let _ = self.store.upload_cancel(n, &id).await;
                 return Err(e);
             }
-            self.store.upload_commit(n, &id, &d).await?;
+            let size = self.store.upload_commit(n, &id, &d).await?;
+            crate::metrics::upload(size);
             return Ok(blob_created(n, &d));
         }
         Ok(upload_accepted(n, &id, 0, StatusCode::ACCEPTED))
@@ -965,7 +1007,8 @@ impl Registry {
         self.check_content_length(headers)?;
         let expected_len = self.check_content_range(headers, size)?;
         self.append(n, id, size, body, expected_len).await?;
-        self.store.upload_commit(n, id, &d).await?;
+        let size = self.store.upload_commit(n, id, &d).await?;
+        crate::metrics::upload(size);
         tracing::info!(repo = %n, digest = %d, "blob stored");
         Ok(blob_created(n, &d))
     }

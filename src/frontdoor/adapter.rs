@@ -33,6 +33,8 @@ pub enum Role {
     Registry,
     /// Redirect to https on `https_port` (the plain :80 listener when TLS is on).
     Redirect { https_port: u16 },
+    /// The admin listener: `/metrics`, `/healthz`, `/readyz`.
+    Admin,
 }
 
 /// Whose forwarded headers to believe, and the configured external URL.
@@ -159,6 +161,7 @@ pub struct App {
     limits: Limits,
     forwarding: Forwarding,
     acme: Option<Arc<Challenges>>,
+    tls: Option<Arc<crate::tls::Tls>>,
 }
 
 /// Marks a connection that has already served a request (its next header read may first
@@ -201,10 +204,17 @@ impl App {
             limits,
             forwarding,
             acme: None,
+            tls: None,
         }
     }
 
     /// Answers ACME http-01 challenges (on the plain :80 listener).
+    /// The certificate the admin listener reports on.
+    pub fn with_tls(mut self, tls: Option<Arc<crate::tls::Tls>>) -> Self {
+        self.tls = tls;
+        self
+    }
+
     pub fn with_acme(mut self, acme: Option<Arc<Challenges>>) -> Self {
         self.acme = acme;
         self
@@ -312,6 +322,7 @@ impl HttpServerApp for App {
                     _ => (redirect(&parts, https_port), false),
                 }
             }
+            (Role::Admin, None) => (self.admin(&parts).await, false),
             (Role::Registry, None) => self.registry_response(&mut session, &parts).await,
         };
         if is_tls && self.limits.hsts {
@@ -321,16 +332,37 @@ impl HttpServerApp for App {
             );
         }
         let status = resp.status();
+        let served = resp.extensions_mut().remove::<crate::api::Served>();
         let sent = write_response(&mut session, resp).await;
+        let (bytes_in, bytes_out) = (
+            session.body_bytes_read() as u64,
+            session.body_bytes_sent() as u64,
+        );
+        let took = started.elapsed();
+        let (endpoint, user) = match (&self.role, served) {
+            (Role::Registry, Some(s)) => (s.endpoint, s.user),
+            (Role::Registry, None) => ("frontdoor", None),
+            (Role::Redirect { .. }, _) => ("redirect", None),
+            (Role::Admin, _) => ("admin", None),
+        };
+        crate::metrics::request(
+            endpoint,
+            parts.method.as_str(),
+            status.as_u16(),
+            took,
+            bytes_in,
+            bytes_out,
+        );
         tracing::info!(
             target: "berth::access",
             method = %parts.method,
             path = %parts.uri.path(),
             status = status.as_u16(),
-            bytes_in = session.body_bytes_read(),
-            bytes_out = session.body_bytes_sent(),
-            ms = started.elapsed().as_millis() as u64,
+            bytes_in,
+            bytes_out,
+            ms = took.as_millis() as u64,
             client = %client,
+            user = user.as_deref().unwrap_or("-"),
             tls = is_tls,
             "request"
         );
@@ -390,6 +422,80 @@ impl App {
 }
 
 /// The key authorization for a pending http-01 token, else 404.
+/// How long a measured storage size is reused when nothing was uploaded or collected
+/// meanwhile (walking the blob tree is not free; another process may change it).
+const STORAGE_BYTES_TTL: Duration = Duration::from_secs(30);
+static STORAGE_BYTES: std::sync::Mutex<Option<(Instant, u64)>> = std::sync::Mutex::new(None);
+
+impl App {
+    /// The admin listener: Prometheus metrics, liveness and readiness.
+    async fn admin(&self, parts: &http::request::Parts) -> http::Response<Body> {
+        let text = |status: StatusCode, body: String| {
+            let mut r = http::Response::new(Body::Full(Bytes::from(body)));
+            *r.status_mut() = status;
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            r
+        };
+        let store = self.registry.store();
+        let cert_left = self.tls.as_ref().map(|t| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            t.summary().not_after - now
+        });
+        match parts.uri.path() {
+            "/healthz" => text(StatusCode::OK, "ok\n".into()),
+            "/readyz" => {
+                let mut problems = Vec::new();
+                if let Err(e) = store.writable().await {
+                    problems.push(format!("store not writable: {e}"));
+                }
+                if cert_left.is_some_and(|s| s <= 0) {
+                    problems.push("the served certificate has expired".to_owned());
+                }
+                if problems.is_empty() {
+                    text(StatusCode::OK, "ready\n".into())
+                } else {
+                    text(StatusCode::SERVICE_UNAVAILABLE, problems.join("\n") + "\n")
+                }
+            }
+            "/metrics" => {
+                let cached = *STORAGE_BYTES.lock().unwrap_or_else(|p| p.into_inner());
+                let changed = crate::metrics::storage_changed();
+                let storage_bytes = match cached {
+                    Some((at, b)) if !changed && at.elapsed() < STORAGE_BYTES_TTL => Some(b),
+                    _ => match store.blob_bytes().await {
+                        Ok(b) => {
+                            *STORAGE_BYTES.lock().unwrap_or_else(|p| p.into_inner()) =
+                                Some((Instant::now(), b));
+                            Some(b)
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot measure the store for /metrics");
+                            None
+                        }
+                    },
+                };
+                text(
+                    StatusCode::OK,
+                    crate::metrics::render(&crate::metrics::Gauges {
+                        storage_bytes,
+                        certificate_expiry_seconds: cert_left,
+                        read_only: store.read_only(),
+                    }),
+                )
+            }
+            _ => text(
+                StatusCode::NOT_FOUND,
+                "not found: /metrics, /healthz, /readyz\n".into(),
+            ),
+        }
+    }
+}
+
 fn http01(acme: &Challenges, token: &str) -> http::Response<Body> {
     let mut r = http::Response::new(Body::Empty);
     match acme.http01(token) {

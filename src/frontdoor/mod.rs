@@ -122,6 +122,41 @@ pub fn serve(
         }
     }
     server.add_service(service);
+    // The admin listener (metrics, health): probed first, skipped when it cannot bind,
+    // like the redirect listeners.
+    let admin_app = adapter::App::new(
+        registry.clone(),
+        adapter::Role::Admin,
+        limits,
+        forwarding.clone(),
+    )
+    .with_tls(tls.clone());
+    let mut admin = Service::new(
+        "berth admin".to_owned(),
+        conn::Gate::new(admin_app, policy.clone()),
+    );
+    let mut admin_any = false;
+    for addr in &config.http.admin_listen {
+        let probe = if upgrade {
+            Ok(None)
+        } else {
+            std::net::TcpListener::bind(addr).map(Some)
+        };
+        match probe {
+            Ok(probe) => {
+                drop(probe);
+                admin.add_tcp(&addr.to_string());
+                admin_any = true;
+                tracing::info!(%addr, "listening (admin: /metrics, /healthz, /readyz)");
+            }
+            Err(e) => {
+                tracing::warn!(%addr, error = %e, "cannot listen for the admin endpoints; serving without them")
+            }
+        }
+    }
+    if admin_any {
+        server.add_service(admin);
+    }
     if let Some(https_port) = config
         .listeners()
         .iter()

@@ -270,6 +270,11 @@ async fn schedule(store: Store, opts: Options, interval: Duration) {
             tokio::time::sleep(wait.min(RECHECK)).await;
             continue;
         }
+        if store.read_only() {
+            tracing::info!("garbage collection skipped: storage.read_only is on");
+            earliest = SystemTime::now() + RECHECK;
+            continue;
+        }
         match run(&store, &opts).await {
             Ok(Some(report)) => log_report(&report),
             Ok(None) => tracing::info!("garbage collection skipped: another collector is running"),
@@ -283,6 +288,12 @@ async fn schedule(store: Store, opts: Options, interval: Duration) {
 }
 
 fn log_report(report: &Report) {
+    crate::metrics::gc(
+        report.blobs.len() as u64,
+        report.manifests.len() as u64,
+        report.uploads.len() as u64,
+        report.bytes_freed,
+    );
     for item in report.items() {
         tracing::debug!(%item, "garbage collected");
     }

@@ -62,6 +62,8 @@ pub type BlobStream = mpsc::Receiver<io::Result<Bytes>>;
 pub struct Store {
     driver: FsDriver,
     hashes: Arc<Mutex<HashMap<UploadKey, (u64, sha2::Sha256)>>>,
+    /// `storage.read_only`, shared by every clone (the API and the collector).
+    read_only: Arc<std::sync::atomic::AtomicBool>,
 }
 
 type UploadKey = (RepositoryName, UploadId);
@@ -74,7 +76,42 @@ impl Store {
         Ok(Self {
             driver: FsDriver::open(root)?,
             hashes: Arc::default(),
+            read_only: Arc::default(),
         })
+    }
+
+    /// Whether writes are refused (`storage.read_only`).
+    pub fn read_only(&self) -> bool {
+        self.read_only.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn set_read_only(&self, on: bool) {
+        self.read_only
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Bytes of blob data in the store (a walk of the blob tree: for metrics, cached by
+    /// the caller).
+    pub async fn blob_bytes(&self) -> Result<u64, Error> {
+        Ok(self
+            .driver
+            .usage(&layout::blobs())
+            .await?
+            .map_or(0, |u| u.bytes))
+    }
+
+    /// Whether the store takes writes: a file made and removed at its root.
+    pub async fn writable(&self) -> Result<(), Error> {
+        self.driver
+            .write_atomic(
+                std::path::Path::new(".berth-ready"),
+                Bytes::from_static(b"ok"),
+            )
+            .await?;
+        self.driver
+            .remove_file(std::path::Path::new(".berth-ready"))
+            .await
+            .map(|_| ())
     }
 
     pub fn root(&self) -> &Path {

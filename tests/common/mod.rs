@@ -46,6 +46,7 @@ impl Berth {
                 .env("BERTH__STORAGE__ROOT", dir.path().join("store"))
                 .env("BERTH__HTTP__SHUTDOWN_GRACE", "2s")
                 .env("BERTH__HTTP__REDIRECT_LISTEN", "[]")
+                .env("BERTH__HTTP__ADMIN_LISTEN", "[]")
                 .env("BERTH__STATE__DIR", dir.path().join("state"))
                 .env_remove("BERTH_CONFIG")
                 .stdin(Stdio::null())

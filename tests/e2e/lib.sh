@@ -253,6 +253,7 @@ start_berth() {
     env BERTH__HTTP__LISTEN="[\"127.0.0.1:$port\"]" \
         BERTH__STORAGE__ROOT="$root" \
         BERTH__HTTP__SHUTDOWN_GRACE="${BERTH_GRACE:-2s}" \
+        BERTH__HTTP__ADMIN_LISTEN="[]" \
         NO_COLOR=1 \
         "$@" "$BERTH_BIN" serve >"$BERTH_LOG" 2>&1 &
     BERTH_PID=$!

@@ -233,7 +233,8 @@ OVR=(BERTH__STORAGE__ROOT="$ROOT/var/lib/berth"
     BERTH__STATE__DIR="$ROOT/var/lib/berth/state"
     BERTH__AUTH__HTPASSWD__PATH="$ROOT/etc/berth/htpasswd"
     BERTH__TLS__LISTEN="[\"127.0.0.1:$P443\"]"
-    BERTH__HTTP__REDIRECT_LISTEN="[\"127.0.0.1:$P80\"]")
+    BERTH__HTTP__REDIRECT_LISTEN="[\"127.0.0.1:$P80\"]"
+    BERTH__HTTP__ADMIN_LISTEN="[]")
 check "f: berth config check accepts the shipped appliance.toml" env -u BERTH_CONFIG "$B" config check "$CFG"
 env "${OVR[@]}" "$B" config show -c "$CFG" >"$T/show.toml" 2>&1
 check "f: shipped config: auth is htpasswd" grep -q '^mode = "htpasswd"' "$T/show.toml"

@@ -1,0 +1,267 @@
+//! Process-wide figures for Prometheus (`GET /metrics` on the admin listener): requests by
+//! endpoint, method and status with a latency histogram, bytes in and out, upload commits,
+//! garbage collection, storage size and certificate expiry. Counting is a few atomic
+//! operations and one short lock per request.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Upper bounds of the latency histogram, in seconds.
+const BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0,
+];
+
+#[derive(Default)]
+struct Latency {
+    buckets: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+#[derive(Default)]
+struct Requests {
+    /// (endpoint, method, status) -> count
+    counts: BTreeMap<(&'static str, String, u16), u64>,
+    latency: BTreeMap<&'static str, Latency>,
+}
+
+static REQUESTS: Mutex<Option<Requests>> = Mutex::new(None);
+static BYTES_IN: AtomicU64 = AtomicU64::new(0);
+static BYTES_OUT: AtomicU64 = AtomicU64::new(0);
+static UPLOADS: AtomicU64 = AtomicU64::new(0);
+static UPLOAD_BYTES: AtomicU64 = AtomicU64::new(0);
+static GC_RUNS: AtomicU64 = AtomicU64::new(0);
+static GC_BLOBS: AtomicU64 = AtomicU64::new(0);
+static GC_MANIFESTS: AtomicU64 = AtomicU64::new(0);
+static GC_UPLOADS: AtomicU64 = AtomicU64::new(0);
+static GC_BYTES: AtomicU64 = AtomicU64::new(0);
+/// Set when the store's size changed (an upload, a collection), so the next scrape measures
+/// it again instead of reusing the cached figure.
+static STORAGE_CHANGED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Whether the store's size may have changed since the last call.
+pub fn storage_changed() -> bool {
+    STORAGE_CHANGED.swap(false, Ordering::Relaxed)
+}
+
+/// Counts one answered request.
+pub fn request(
+    endpoint: &'static str,
+    method: &str,
+    status: u16,
+    took: Duration,
+    bytes_in: u64,
+    bytes_out: u64,
+) {
+    BYTES_IN.fetch_add(bytes_in, Ordering::Relaxed);
+    BYTES_OUT.fetch_add(bytes_out, Ordering::Relaxed);
+    let secs = took.as_secs_f64();
+    let mut guard = REQUESTS.lock().unwrap_or_else(|p| p.into_inner());
+    let r = guard.get_or_insert_with(Requests::default);
+    // Methods are few; anything odd is folded so a client cannot grow the map.
+    let method = match method {
+        "GET" | "HEAD" | "PUT" | "POST" | "PATCH" | "DELETE" => method,
+        _ => "OTHER",
+    };
+    *r.counts
+        .entry((endpoint, method.to_owned(), status))
+        .or_insert(0) += 1;
+    let l = r.latency.entry(endpoint).or_default();
+    l.count += 1;
+    l.sum += secs;
+    for (i, le) in BUCKETS.iter().enumerate() {
+        if secs <= *le {
+            l.buckets[i] += 1;
+        }
+    }
+}
+
+/// Counts a committed blob upload.
+pub fn upload(bytes: u64) {
+    STORAGE_CHANGED.store(true, Ordering::Relaxed);
+    UPLOADS.fetch_add(1, Ordering::Relaxed);
+    UPLOAD_BYTES.fetch_add(bytes, Ordering::Relaxed);
+}
+
+/// Counts a finished garbage collection.
+pub fn gc(blobs: u64, manifests: u64, uploads: u64, bytes: u64) {
+    STORAGE_CHANGED.store(true, Ordering::Relaxed);
+    GC_RUNS.fetch_add(1, Ordering::Relaxed);
+    GC_BLOBS.fetch_add(blobs, Ordering::Relaxed);
+    GC_MANIFESTS.fetch_add(manifests, Ordering::Relaxed);
+    GC_UPLOADS.fetch_add(uploads, Ordering::Relaxed);
+    GC_BYTES.fetch_add(bytes, Ordering::Relaxed);
+}
+
+/// Figures measured at scrape time.
+pub struct Gauges {
+    /// Bytes of blob data in the store.
+    pub storage_bytes: Option<u64>,
+    /// Seconds until the served certificate expires (negative: expired).
+    pub certificate_expiry_seconds: Option<i64>,
+    pub read_only: bool,
+}
+
+/// The Prometheus text exposition of everything counted so far.
+pub fn render(g: &Gauges) -> String {
+    let mut out = String::new();
+    let counter = |out: &mut String, name: &str, help: &str, v: u64| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+        );
+    };
+    {
+        let guard = REQUESTS.lock().unwrap_or_else(|p| p.into_inner());
+        let empty = Requests::default();
+        let r = guard.as_ref().unwrap_or(&empty);
+        out.push_str(
+            "# HELP berth_http_requests_total Requests answered, by endpoint, method and status.\n",
+        );
+        out.push_str("# TYPE berth_http_requests_total counter\n");
+        for ((endpoint, method, status), n) in &r.counts {
+            let _ = writeln!(
+                out,
+                "berth_http_requests_total{{endpoint=\"{endpoint}\",method=\"{method}\",status=\"{status}\"}} {n}"
+            );
+        }
+        out.push_str("# HELP berth_http_request_duration_seconds Time from the request header to the end of the response.\n");
+        out.push_str("# TYPE berth_http_request_duration_seconds histogram\n");
+        for (endpoint, l) in &r.latency {
+            for (le, n) in BUCKETS.iter().zip(l.buckets) {
+                let _ = writeln!(
+                    out,
+                    "berth_http_request_duration_seconds_bucket{{endpoint=\"{endpoint}\",le=\"{le}\"}} {n}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "berth_http_request_duration_seconds_bucket{{endpoint=\"{endpoint}\",le=\"+Inf\"}} {}\nberth_http_request_duration_seconds_sum{{endpoint=\"{endpoint}\"}} {}\nberth_http_request_duration_seconds_count{{endpoint=\"{endpoint}\"}} {}",
+                l.count, l.sum, l.count
+            );
+        }
+    }
+    counter(
+        &mut out,
+        "berth_http_received_bytes_total",
+        "Request body bytes read.",
+        BYTES_IN.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut out,
+        "berth_http_sent_bytes_total",
+        "Response body bytes written.",
+        BYTES_OUT.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut out,
+        "berth_uploads_total",
+        "Blob uploads committed.",
+        UPLOADS.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut out,
+        "berth_upload_bytes_total",
+        "Bytes of committed blob uploads.",
+        UPLOAD_BYTES.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut out,
+        "berth_gc_runs_total",
+        "Garbage collections finished by this process.",
+        GC_RUNS.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut out,
+        "berth_gc_blobs_removed_total",
+        "Blobs removed by garbage collection.",
+        GC_BLOBS.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut out,
+        "berth_gc_manifests_removed_total",
+        "Manifest revisions unlinked by garbage collection.",
+        GC_MANIFESTS.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut out,
+        "berth_gc_uploads_purged_total",
+        "Abandoned upload sessions purged.",
+        GC_UPLOADS.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut out,
+        "berth_gc_freed_bytes_total",
+        "Bytes freed by garbage collection.",
+        GC_BYTES.load(Ordering::Relaxed),
+    );
+    if let Some(b) = g.storage_bytes {
+        let _ = writeln!(out, "# HELP berth_storage_blob_bytes Bytes of blob data in the store.\n# TYPE berth_storage_blob_bytes gauge\nberth_storage_blob_bytes {b}");
+    }
+    if let Some(s) = g.certificate_expiry_seconds {
+        let _ = writeln!(out, "# HELP berth_certificate_expiry_seconds Seconds until the served certificate expires.\n# TYPE berth_certificate_expiry_seconds gauge\nberth_certificate_expiry_seconds {s}");
+        let _ = writeln!(out, "# HELP berth_certificate_days_left Whole days until the served certificate expires.\n# TYPE berth_certificate_days_left gauge\nberth_certificate_days_left {}", s.div_euclid(86_400));
+    }
+    let _ = writeln!(
+        out,
+        "# HELP berth_read_only Whether writes are refused (storage.read_only).\n# TYPE berth_read_only gauge\nberth_read_only {}",
+        u8::from(g.read_only)
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_counts_and_histogram() {
+        request("blob", "GET", 200, Duration::from_millis(3), 0, 1000);
+        request("blob", "GET", 200, Duration::from_millis(300), 0, 24);
+        request("blob", "BREW", 405, Duration::from_millis(1), 0, 0);
+        let text = render(&Gauges {
+            storage_bytes: Some(42),
+            certificate_expiry_seconds: Some(86_400 * 3 + 5),
+            read_only: true,
+        });
+        assert!(
+            text.contains(
+                "berth_http_requests_total{endpoint=\"blob\",method=\"GET\",status=\"200\"} 2"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("method=\"OTHER\",status=\"405\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "berth_http_request_duration_seconds_bucket{endpoint=\"blob\",le=\"0.005\"} 2"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "berth_http_request_duration_seconds_bucket{endpoint=\"blob\",le=\"0.25\"} 2"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "berth_http_request_duration_seconds_bucket{endpoint=\"blob\",le=\"0.5\"} 3"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("berth_storage_blob_bytes 42"));
+        assert!(text.contains("berth_certificate_days_left 3"));
+        assert!(text.contains("berth_read_only 1"));
+        // Every sample line is "name{labels} value" or "name value".
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let (_, v) = line.rsplit_once(' ').expect("value");
+            assert!(v.parse::<f64>().is_ok(), "{line}");
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! Operations: the admin listener (Prometheus `/metrics`, `/healthz`, `/readyz`), the
+//! access log's user, and read-only mode toggled by SIGHUP.
+
+mod common;
+
+use common::*;
+use std::collections::HashMap;
+use std::process::Command;
+
+/// Parses the Prometheus text format into "name{labels}" -> value.
+fn scrape(port: u16) -> HashMap<String, f64> {
+    let r = call(
+        "GET",
+        &format!("http://127.0.0.1:{port}/metrics"),
+        &[],
+        None,
+    );
+    assert_eq!(r.status, 200);
+    assert!(r
+        .header("Content-Type")
+        .is_some_and(|c| c.starts_with("text/plain; version=0.0.4")));
+    let text = String::from_utf8(r.body).expect("utf-8");
+    let mut out = HashMap::new();
+    for line in text.lines() {
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        let (name, value) = line.rsplit_once(' ').expect("sample line");
+        let v: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line:?}"));
+        out.insert(name.to_owned(), v);
+    }
+    out
+}
+
+#[test]
+fn metrics_and_health_on_the_admin_listener() {
+    let admin = free_port();
+    let tls_port = free_port();
+    let admin_listen = format!("[\"127.0.0.1:{admin}\"]");
+    let tls_listen = format!("[\"127.0.0.1:{tls_port}\"]");
+    let b = Berth::start(&[
+        ("BERTH__HTTP__ADMIN_LISTEN", admin_listen.as_str()),
+        ("BERTH__TLS__MODE", "self-signed"),
+        ("BERTH__TLS__LISTEN", tls_listen.as_str()),
+        ("BERTH__TLS__HOSTNAMES", "[\"127.0.0.1\"]"),
+    ]);
+    let get = |path: &str| call("GET", &format!("http://127.0.0.1:{admin}{path}"), &[], None);
+    assert_eq!(get("/healthz").status, 200);
+    let r = get("/readyz");
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        get("/v2/").status,
+        404,
+        "the registry is not on the admin listener"
+    );
+    assert_eq!(
+        call("GET", &b.url("/metrics"), &[], None).status,
+        404,
+        "nor metrics on the public one"
+    );
+
+    let before = scrape(admin);
+    let days = before["berth_certificate_days_left"];
+    assert!(
+        (300.0..=800.0).contains(&days),
+        "self-signed certificate: {days} days"
+    );
+    assert_eq!(before["berth_read_only"], 0.0);
+    let put = "berth_http_requests_total{endpoint=\"manifest\",method=\"PUT\",status=\"201\"}";
+    let layer = vec![9u8; 300_000];
+    push_image(&b, "ops/app", "v1", &layer);
+    let r = call(
+        "GET",
+        &b.url("/v2/ops/app/manifests/v1"),
+        &[("Accept", OCI_MANIFEST)],
+        None,
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        call("GET", &b.url("/v2/ops/nothing/manifests/v1"), &[], None).status,
+        404
+    );
+    let after = scrape(admin);
+    let n = |m: &HashMap<String, f64>, k: &str| m.get(k).copied().unwrap_or(0.0);
+    assert_eq!(n(&after, put) - n(&before, put), 1.0);
+    assert_eq!(
+        n(&after, "berth_uploads_total") - n(&before, "berth_uploads_total"),
+        2.0
+    );
+    assert!(
+        n(&after, "berth_upload_bytes_total") - n(&before, "berth_upload_bytes_total") >= 300_000.0
+    );
+    let get200 = "berth_http_requests_total{endpoint=\"manifest\",method=\"GET\",status=\"200\"}";
+    assert_eq!(n(&after, get200) - n(&before, get200), 1.0);
+    let get404 = "berth_http_requests_total{endpoint=\"manifest\",method=\"GET\",status=\"404\"}";
+    assert_eq!(n(&after, get404) - n(&before, get404), 1.0);
+    assert!(
+        n(&after, "berth_http_received_bytes_total")
+            - n(&before, "berth_http_received_bytes_total")
+            >= 300_000.0
+    );
+    assert!(
+        n(&after, "berth_storage_blob_bytes") - n(&before, "berth_storage_blob_bytes") >= 300_000.0
+    );
+    let count = "berth_http_request_duration_seconds_count{endpoint=\"manifest\"}";
+    assert!(n(&after, count) >= 3.0);
+    let inf = "berth_http_request_duration_seconds_bucket{endpoint=\"manifest\",le=\"+Inf\"}";
+    assert_eq!(n(&after, inf), n(&after, count));
+
+    // The store stops taking writes: /readyz says so.
+    use std::os::unix::fs::PermissionsExt;
+    let root = b.root();
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o555)).expect("chmod");
+    let r = get("/readyz");
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    // root ignores directory permissions; only check when they applied.
+    let root_user = Command::new("id").arg("-u").output().expect("id").stdout == b"0\n";
+    if !root_user {
+        assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+    }
+}
+
+#[test]
+fn read_only_mode_refuses_writes_and_sighup_toggles_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conf = dir.path().join("appliance.toml");
+    let write =
+        |on: bool| std::fs::write(&conf, format!("[storage]\nread_only = {on}\n")).expect("config");
+    write(false);
+    let conf_s = conf.to_string_lossy().into_owned();
+    let b = Berth::start(&[("BERTH_CONFIG", conf_s.as_str())]);
+    push_image(&b, "ro/app", "v1", b"layer one");
+    write(true);
+    let hup = || {
+        assert!(Command::new("kill")
+            .args(["-HUP", &b.pid().to_string()])
+            .status()
+            .expect("kill")
+            .success())
+    };
+    hup();
+    assert!(b.wait_log("storage.read_only changed"), "{}", b.logs());
+    let r = call("POST", &b.url("/v2/ro/app/blobs/uploads/"), &[], None);
+    assert_eq!(r.status, 503);
+    assert_eq!(r.error_code(), "UNAVAILABLE");
+    assert!(String::from_utf8_lossy(&r.body).contains("read-only"));
+    let r = call("DELETE", &b.url("/v2/ro/app/manifests/v1"), &[], None);
+    assert_eq!(r.status, 503);
+    // Pulls go on.
+    let r = call(
+        "GET",
+        &b.url("/v2/ro/app/manifests/v1"),
+        &[("Accept", OCI_MANIFEST)],
+        None,
+    );
+    assert_eq!(r.status, 200);
+    // The collector leaves a read-only store alone.
+    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["gc", "-c", &conf_s])
+        .env("BERTH__STORAGE__ROOT", b.root())
+        .output()
+        .expect("berth gc");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("read_only"));
+    write(false);
+    hup();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let s = call("POST", &b.url("/v2/ro/app/blobs/uploads/"), &[], None).status;
+        if s == 202 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "writes did not come back: {s}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // The access log names the endpoint's user ("-" without auth).
+    assert!(
+        b.logs().contains("user=\"-\"") || b.logs().contains("user=-"),
+        "{}",
+        b.logs()
+    );
+}
