@@ -56,6 +56,13 @@ enum Command {
         #[arg(long)]
         delete_untagged: bool,
     },
+    /// Manage repositories.
+    Repo {
+        #[command(subcommand)]
+        command: RepoCommand,
+        #[arg(short, long, env = "BERTH_CONFIG", global = true)]
+        config: Option<PathBuf>,
+    },
     /// Write man pages and shell completions into DIR (for packaging).
     #[command(hide = true)]
     GenAssets { dir: PathBuf },
@@ -66,6 +73,13 @@ enum Command {
         #[arg(short, long, env = "BERTH_CONFIG", global = true)]
         config: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum RepoCommand {
+    /// Delete a whole repository (tags, manifests, blob links, uploads); nested
+    /// repositories stay, and the space comes back at the next garbage collection.
+    Rm { name: String },
 }
 
 #[derive(Subcommand)]
@@ -187,6 +201,13 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         Command::GenAssets { dir } => gen_assets(&dir),
+        Command::Repo {
+            command: RepoCommand::Rm { name },
+            config,
+        } => match load(config.as_deref()) {
+            Ok(cfg) => repo_rm(&cfg, &name),
+            Err(code) => code,
+        },
         Command::User { command, config } => match load(config.as_deref()) {
             Ok(cfg) => user(&cfg, command),
             Err(code) => code,
@@ -244,6 +265,57 @@ fn gc(cfg: &Config, dry_run: bool, delete_untagged: bool) -> ExitCode {
         }
         Err(e) => {
             eprintln!("berth: garbage collection failed: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `berth repo rm NAME`: the same deletion as `DELETE /berth/v1/repositories/NAME`.
+fn repo_rm(cfg: &Config, name: &str) -> ExitCode {
+    let repo: berth::oci::RepositoryName = match name.parse() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("berth: {name:?} is not a repository name: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if cfg.storage.read_only {
+        eprintln!("berth: storage.read_only is on: nothing is deleted");
+        return ExitCode::from(1);
+    }
+    let store = match Store::open(&cfg.storage.root) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("berth: cannot open storage.root: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("berth: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(store.repository_delete(&repo)) {
+        Ok(true) => {
+            println!(
+                "deleted {repo}; its blobs are freed by the next garbage collection (berth gc)"
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(false) => {
+            eprintln!(
+                "berth: no repository {repo} in {}",
+                cfg.storage.root.display()
+            );
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("berth: {e}");
             ExitCode::from(1)
         }
     }

@@ -287,6 +287,25 @@ fn challenges_permissions_catalog_and_one_bcrypt_per_login() {
         "mount from an unreadable repository: upload instead"
     );
 
+    // Deleting a whole repository needs delete on it.
+    let r = call(
+        "DELETE",
+        &b.url("/berth/v1/repositories/bob/app"),
+        &[("Authorization", &alice)],
+        None,
+    );
+    assert_eq!(r.status, 403);
+    assert_eq!(
+        call(
+            "DELETE",
+            &b.url("/berth/v1/repositories/bob/app"),
+            &[],
+            None
+        )
+        .status,
+        401
+    );
+
     // _catalog lists what the caller may pull.
     let names = |auth: &str| -> Vec<String> {
         let h: Vec<(&str, &str)> = if auth.is_empty() {

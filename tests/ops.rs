@@ -185,3 +185,97 @@ fn read_only_mode_refuses_writes_and_sighup_toggles_it() {
         b.logs()
     );
 }
+
+#[test]
+fn a_whole_repository_is_deleted_and_its_space_comes_back_at_gc() {
+    let b = Berth::start(&[]);
+    let (_, d_outer) = push_image(&b, "team/app", "v1", b"outer layer, only here");
+    push_image(&b, "team/app/sub", "v1", b"nested layer");
+    let catalog = |b: &Berth| -> Vec<String> {
+        call("GET", &b.url("/v2/_catalog"), &[], None).json()["repositories"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .map(|v| v.as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    assert_eq!(catalog(&b), vec!["team/app", "team/app/sub"]);
+    let r = call(
+        "DELETE",
+        &b.url("/berth/v1/repositories/team/app"),
+        &[],
+        None,
+    );
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        catalog(&b),
+        vec!["team/app/sub"],
+        "the nested repository stays"
+    );
+    let r = call(
+        "GET",
+        &b.url(&format!("/v2/team/app/manifests/{d_outer}")),
+        &[],
+        None,
+    );
+    assert_eq!(r.status, 404);
+    let r = call(
+        "GET",
+        &b.url("/v2/team/app/sub/manifests/v1"),
+        &[("Accept", OCI_MANIFEST)],
+        None,
+    );
+    assert_eq!(r.status, 200);
+    let r = call(
+        "DELETE",
+        &b.url("/berth/v1/repositories/team/app"),
+        &[],
+        None,
+    );
+    assert_eq!(r.status, 404);
+    assert_eq!(r.error_code(), "NAME_UNKNOWN");
+    let outer_blob = sha256(b"outer layer, only here");
+    let blob_file = b.root().join(format!(
+        "docker/registry/v2/blobs/sha256/{}/{}/data",
+        &outer_blob[7..9],
+        &outer_blob[7..]
+    ));
+    assert!(
+        blob_file.exists(),
+        "the blob stays until the collector runs"
+    );
+    let dir = b.stop();
+    let root = dir.path().join("store");
+    let berth = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(args)
+            .env_remove("BERTH_CONFIG")
+            .env("BERTH__STORAGE__ROOT", &root)
+            .env("BERTH__GC__GRACE_PERIOD", "0s")
+            .output()
+            .expect("berth")
+    };
+    // The collector adds a second of slack to the grace period (whole-second mtimes).
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let out = berth(&["gc"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !blob_file.exists(),
+        "gc freed the deleted repository's blob"
+    );
+    let out = berth(&["repo", "rm", "team/app/sub"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("deleted team/app/sub"));
+    let out = berth(&["repo", "rm", "team/app/sub"]);
+    assert_eq!(out.status.code(), Some(1));
+    let b = Berth::start_in(dir, &[]);
+    assert!(catalog(&b).is_empty());
+}

@@ -27,6 +27,8 @@ pub enum Endpoint {
     Referrers(RepositoryName, Digest),
     /// `/token`: the built-in token service (token auth only).
     Token,
+    /// `/berth/v1/repositories/<name>`: berth's admin API (DELETE a whole repository).
+    Repository(RepositoryName),
 }
 
 impl Endpoint {
@@ -43,6 +45,7 @@ impl Endpoint {
             Endpoint::Upload(..) => "upload",
             Endpoint::Referrers(..) => "referrers",
             Endpoint::Token => "token",
+            Endpoint::Repository(_) => "repository",
         }
     }
 
@@ -54,7 +57,8 @@ impl Endpoint {
             | Endpoint::Blob(n, _)
             | Endpoint::UploadStart(n)
             | Endpoint::Upload(n, _)
-            | Endpoint::Referrers(n, _) => Some(n),
+            | Endpoint::Referrers(n, _)
+            | Endpoint::Repository(n) => Some(n),
             Endpoint::Root | Endpoint::Base | Endpoint::Catalog | Endpoint::Token => None,
         }
     }
@@ -73,6 +77,9 @@ impl Endpoint {
         }
         if path == "/token" {
             return Ok(Endpoint::Token);
+        }
+        if let Some(name) = path.strip_prefix("/berth/v1/repositories/") {
+            return Ok(Endpoint::Repository(name_of(name.trim_end_matches('/'))?));
         }
         let Some(rest) = path.strip_prefix("/v2") else {
             return Err(not_found());

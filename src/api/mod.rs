@@ -600,6 +600,15 @@ impl Registry {
             }
             (Endpoint::Upload(n, id), Method::DELETE) => self.upload_cancel(&n, &id).await,
             (Endpoint::Referrers(n, d), Method::GET) => self.referrers(&n, &d, &q).await,
+            (Endpoint::Repository(n), Method::DELETE) => {
+                self.check_delete_enabled()?;
+                if !self.store.repository_delete(&n).await? {
+                    return Err(ApiError::name_unknown(&n));
+                }
+                tracing::info!(repo = %n, "repository deleted");
+                let body = serde_json::json!({ "deleted": n.as_str() });
+                Ok(json(StatusCode::ACCEPTED, body.to_string().into()))
+            }
             (e, m) => Err(ApiError::unsupported(
                 StatusCode::METHOD_NOT_ALLOWED,
                 format!("{m} is not supported on the {} endpoint", e.name()),

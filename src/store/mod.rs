@@ -452,6 +452,24 @@ impl Store {
         Ok(Some(tags))
     }
 
+    /// Deletes a whole repository: its tags, manifest links, blob links, upload sessions
+    /// and referrer index; repositories nested below it stay, and the blobs come back at
+    /// the next garbage collection. `false` when there was no such repository.
+    pub async fn repository_delete(&self, repo: &RepositoryName) -> Result<bool, Error> {
+        let dir = layout::repository(repo);
+        let _linking = self.link_guard().await?;
+        let mut any = false;
+        for part in ["_manifests", "_layers", "_uploads", "_referrers"] {
+            any |= self.driver.remove_dir_all(&dir.join(part)).await?;
+        }
+        if any {
+            self.driver
+                .remove_empty_dirs_up(&dir, &layout::repositories())
+                .await?;
+        }
+        Ok(any)
+    }
+
     /// Every repository that holds blobs or manifests, in distribution's catalog order
     /// ([`catalog_order`]); a repository with only an upload in progress is not listed.
     pub async fn repositories(&self) -> Result<Vec<RepositoryName>, Error> {
