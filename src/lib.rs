@@ -14,3 +14,28 @@ pub mod metrics;
 pub mod oci;
 pub mod store;
 pub mod tls;
+
+/// Runs `task` on a thread of its own with a single-threaded tokio runtime: the
+/// background jobs (certificate reloads, ACME, garbage collection, the SIGTERM drain)
+/// stay off pingora's request runtimes. `what` names the job in the error logged when
+/// the thread or runtime cannot start.
+pub fn spawn_background<F, Fut>(name: &str, what: &'static str, task: F)
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    let spawned = std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt.block_on(task()),
+                Err(e) => tracing::error!(error = %e, "{what} is unavailable"),
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "{what} is unavailable");
+    }
+}

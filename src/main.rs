@@ -219,13 +219,6 @@ fn main() -> ExitCode {
 /// removed item on stdout (the same lines with --dry-run), then the total.
 fn gc(cfg: &Config, dry_run: bool, delete_untagged: bool) -> ExitCode {
     use berth::store::gc;
-    let store = match Store::open(&cfg.storage.root) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("berth: cannot open storage.root: {e}");
-            return ExitCode::from(1);
-        }
-    };
     if cfg.storage.read_only && !dry_run {
         eprintln!(
             "berth: storage.read_only is on: nothing is removed (--dry-run shows what would be)"
@@ -235,15 +228,9 @@ fn gc(cfg: &Config, dry_run: bool, delete_untagged: bool) -> ExitCode {
     let mut opts = gc::Options::from_config(cfg);
     opts.dry_run = dry_run;
     opts.delete_untagged |= delete_untagged;
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("berth: {e}");
-            return ExitCode::from(1);
-        }
+    let (store, rt) = match offline_store(cfg) {
+        Ok(x) => x,
+        Err(code) => return code,
     };
     match rt.block_on(gc::run(&store, &opts)) {
         Ok(Some(report)) => {
@@ -270,6 +257,22 @@ fn gc(cfg: &Config, dry_run: bool, delete_untagged: bool) -> ExitCode {
     }
 }
 
+/// The store and a runtime for a command that works on it without the server.
+fn offline_store(cfg: &Config) -> Result<(Store, tokio::runtime::Runtime), ExitCode> {
+    let store = Store::open(&cfg.storage.root).map_err(|e| {
+        eprintln!("berth: cannot open storage.root: {e}");
+        ExitCode::from(1)
+    })?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("berth: {e}");
+            ExitCode::from(1)
+        })?;
+    Ok((store, rt))
+}
+
 /// `berth repo rm NAME`: the same deletion as `DELETE /berth/v1/repositories/NAME`.
 fn repo_rm(cfg: &Config, name: &str) -> ExitCode {
     let repo: berth::oci::RepositoryName = match name.parse() {
@@ -283,22 +286,9 @@ fn repo_rm(cfg: &Config, name: &str) -> ExitCode {
         eprintln!("berth: storage.read_only is on: nothing is deleted");
         return ExitCode::from(1);
     }
-    let store = match Store::open(&cfg.storage.root) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("berth: cannot open storage.root: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("berth: {e}");
-            return ExitCode::from(1);
-        }
+    let (store, rt) = match offline_store(cfg) {
+        Ok(x) => x,
+        Err(code) => return code,
     };
     match rt.block_on(store.repository_delete(&repo)) {
         Ok(true) => {

@@ -151,6 +151,30 @@ fn start_with_users(dir: &Path, extra: &[(&str, &str)]) -> Berth {
     Berth::start_probe(&env, "/")
 }
 
+/// berth with the test users in `mode`, serving self-signed TLS on loopback; returns it,
+/// a certs directory holding its CA (for --cert-dir) and the registry's address.
+fn start_tls_with_users(dir: &Path, mode: &str) -> (Berth, String, String) {
+    let tls_port = free_port();
+    let listen = format!("[\"127.0.0.1:{tls_port}\"]");
+    let b = start_with_users(
+        dir,
+        &[
+            ("BERTH__AUTH__MODE", mode),
+            ("BERTH__TLS__MODE", "self-signed"),
+            ("BERTH__TLS__LISTEN", listen.as_str()),
+            ("BERTH__TLS__HOSTNAMES", "[\"127.0.0.1\"]"),
+        ],
+    );
+    let certs = dir.join("certs.d");
+    std::fs::create_dir_all(&certs).expect("mkdir");
+    std::fs::copy(b.dir.path().join("state/tls/ca.crt"), certs.join("ca.crt")).expect("ca");
+    (
+        b,
+        certs.to_string_lossy().into_owned(),
+        format!("127.0.0.1:{tls_port}"),
+    )
+}
+
 #[test]
 fn challenges_permissions_catalog_and_one_bcrypt_per_login() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -348,29 +372,8 @@ fn challenges_permissions_catalog_and_one_bcrypt_per_login() {
 #[test]
 fn skopeo_and_podman_with_credentials_over_tls() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let tls_port = free_port();
-    let listen = format!("[\"127.0.0.1:{tls_port}\"]");
-    let b = start_with_users(
-        dir.path(),
-        &[
-            ("BERTH__TLS__MODE", "self-signed"),
-            ("BERTH__TLS__LISTEN", listen.as_str()),
-            ("BERTH__TLS__HOSTNAMES", "[\"127.0.0.1\"]"),
-        ],
-    );
-    let certs = dir.path().join("certs.d");
-    std::fs::create_dir_all(&certs).expect("mkdir");
-    std::fs::copy(b.dir.path().join("state/tls/ca.crt"), certs.join("ca.crt")).expect("ca");
-    let certs_s = certs.to_string_lossy().into_owned();
+    let (_b, certs_s, reg) = start_tls_with_users(dir.path(), "htpasswd");
     let image = make_oci_layout(&dir.path().join("layout"));
-    let reg = format!("127.0.0.1:{tls_port}");
-    let skopeo = |args: &[&str]| {
-        Command::new("skopeo")
-            .arg("--insecure-policy")
-            .args(args)
-            .output()
-            .expect("skopeo")
-    };
     let out = skopeo(&[
         "copy",
         "--dest-cert-dir",
@@ -760,23 +763,8 @@ fn builtin_token_service_grants_what_the_rules_allow() {
 #[test]
 fn podman_and_skopeo_with_builtin_tokens_over_tls() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let tls_port = free_port();
-    let listen = format!("[\"127.0.0.1:{tls_port}\"]");
-    let b = start_with_users(
-        dir.path(),
-        &[
-            ("BERTH__AUTH__MODE", "token"),
-            ("BERTH__TLS__MODE", "self-signed"),
-            ("BERTH__TLS__LISTEN", listen.as_str()),
-            ("BERTH__TLS__HOSTNAMES", "[\"127.0.0.1\"]"),
-        ],
-    );
-    let certs = dir.path().join("certs.d");
-    std::fs::create_dir_all(&certs).expect("mkdir");
-    std::fs::copy(b.dir.path().join("state/tls/ca.crt"), certs.join("ca.crt")).expect("ca");
-    let certs_s = certs.to_string_lossy().into_owned();
+    let (b, certs_s, reg) = start_tls_with_users(dir.path(), "token");
     let image = make_oci_layout(&dir.path().join("layout"));
-    let reg = format!("127.0.0.1:{tls_port}");
     let out = skopeo(&[
         "copy",
         "--dest-cert-dir",

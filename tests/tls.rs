@@ -566,7 +566,8 @@ fn plain_listener_redirects_to_https_and_hsts_is_sent() {
         ("BERTH__STATE__DIR", state.as_str()),
     ]);
     assert!(
-        b2.logs().contains("cannot listen for https redirects"),
+        b2.logs()
+            .contains("cannot listen (plain HTTP, redirects to https)"),
         "{}",
         b2.logs()
     );

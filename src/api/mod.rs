@@ -127,6 +127,21 @@ pub struct Served {
     pub user: Option<String>,
 }
 
+impl Transport {
+    /// The request's transport; without one (the core used directly, as in unit tests),
+    /// a secure channel from nowhere in particular.
+    fn of(req: &http::request::Parts) -> Transport {
+        req.extensions
+            .get::<Transport>()
+            .cloned()
+            .unwrap_or(Transport {
+                secure: true,
+                tls: false,
+                client: String::new(),
+            })
+    }
+}
+
 /// Who is asking, as far as the handlers care.
 enum Caller<'a> {
     /// Access control is off.
@@ -257,15 +272,7 @@ impl Registry {
         e: &Endpoint,
         req: &http::request::Parts,
     ) -> Result<Caller<'a>> {
-        let t = req
-            .extensions
-            .get::<Transport>()
-            .cloned()
-            .unwrap_or(Transport {
-                secure: true,
-                tls: false,
-                client: String::new(),
-            });
+        let t = Transport::of(req);
         let header = req
             .headers
             .get(header::AUTHORIZATION)
@@ -406,15 +413,7 @@ impl Registry {
                 "the token service takes GET with Basic credentials",
             ));
         }
-        let t = req
-            .extensions
-            .get::<Transport>()
-            .cloned()
-            .unwrap_or(Transport {
-                secure: true,
-                tls: false,
-                client: String::new(),
-            });
+        let t = Transport::of(req);
         let q = query_pairs(req.uri.query());
         let service = auth
             .tokens

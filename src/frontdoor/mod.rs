@@ -135,26 +135,12 @@ pub fn serve(
         "berth admin".to_owned(),
         conn::Gate::new(admin_app, policy.clone()),
     );
-    let mut admin_any = false;
-    for addr in &config.http.admin_listen {
-        let probe = if upgrade {
-            Ok(None)
-        } else {
-            std::net::TcpListener::bind(addr).map(Some)
-        };
-        match probe {
-            Ok(probe) => {
-                drop(probe);
-                admin.add_tcp(&addr.to_string());
-                admin_any = true;
-                tracing::info!(%addr, "listening (admin: /metrics, /healthz, /readyz)");
-            }
-            Err(e) => {
-                tracing::warn!(%addr, error = %e, "cannot listen for the admin endpoints; serving without them")
-            }
-        }
-    }
-    if admin_any {
+    if add_optional_listeners(
+        &mut admin,
+        &config.http.admin_listen,
+        upgrade,
+        "admin: /metrics, /healthz, /readyz",
+    ) {
         server.add_service(admin);
     }
     if let Some(https_port) = config
@@ -171,28 +157,12 @@ pub fn serve(
         )
         .with_acme(acme.clone());
         let mut redirect = Service::new("berth redirect".to_owned(), conn::Gate::new(app, policy));
-        let mut any = false;
-        for addr in &config.http.redirect_listen {
-            // pingora exits when a listener cannot bind; probe first and skip instead (not
-            // when upgrading: the old process still holds the port and hands it over).
-            let probe = if upgrade {
-                Ok(None)
-            } else {
-                std::net::TcpListener::bind(addr).map(Some)
-            };
-            match probe {
-                Ok(probe) => {
-                    drop(probe);
-                    redirect.add_tcp(&addr.to_string());
-                    any = true;
-                    tracing::info!(%addr, "listening (plain HTTP, redirects to https)");
-                }
-                Err(e) => {
-                    tracing::warn!(%addr, error = %e, "cannot listen for https redirects; serving without them")
-                }
-            }
-        }
-        if any {
+        if add_optional_listeners(
+            &mut redirect,
+            &config.http.redirect_listen,
+            upgrade,
+            "plain HTTP, redirects to https",
+        ) {
             server.add_service(redirect);
         } else if config.tls_plan() == TlsPlan::Acme
             && config.tls.acme.challenges.iter().all(|c| c == "http-01")
@@ -207,6 +177,38 @@ pub fn serve(
     }
     notify_when_listening(config.listeners().into_iter().map(|(a, _)| a).collect());
     server.run_forever()
+}
+
+/// Adds the plain listeners of a service that berth can do without (redirects, admin):
+/// pingora exits when a listener cannot bind, so each is probed first and skipped with a
+/// warning (not when upgrading: the old process still holds the port and hands it over).
+/// Whether any was added.
+fn add_optional_listeners<A>(
+    service: &mut Service<A>,
+    addrs: &[std::net::SocketAddr],
+    upgrade: bool,
+    what: &str,
+) -> bool {
+    let mut any = false;
+    for addr in addrs {
+        let probe = if upgrade {
+            Ok(None)
+        } else {
+            std::net::TcpListener::bind(addr).map(Some)
+        };
+        match probe {
+            Ok(probe) => {
+                drop(probe);
+                service.add_tcp(&addr.to_string());
+                any = true;
+                tracing::info!(%addr, "listening ({what})");
+            }
+            Err(e) => {
+                tracing::warn!(%addr, error = %e, "cannot listen ({what}); serving without it")
+            }
+        }
+    }
+    any
 }
 
 /// Tells systemd (`Type=notify`) that berth is ready once every listener accepts
@@ -276,70 +278,40 @@ fn sd_notify(path: &std::ffi::OsStr, msg: &str) -> std::io::Result<()> {
 /// an idle registry restarts in a moment and a transfer in progress is never cut short
 /// before the grace period ends. Idle keep-alive connections are closed, as nginx does.
 fn spawn_drain_watch() {
-    let spawned = std::thread::Builder::new()
-        .name("berth-drain".into())
-        .spawn(|| {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
+    crate::spawn_background("berth-drain", "early exit after SIGTERM", || async {
+        let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        else {
+            return;
+        };
+        term.recv().await;
+        // Give pingora the moment it needs to stop its listeners.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut quiet = 0;
+        loop {
+            quiet = if adapter::in_flight() == 0 {
+                quiet + 1
+            } else {
+                0
             };
-            rt.block_on(async {
-                let Ok(mut term) =
-                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                else {
-                    return;
-                };
-                term.recv().await;
-                // Give pingora the moment it needs to stop its listeners.
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                let mut quiet = 0;
-                loop {
-                    quiet = if adapter::in_flight() == 0 {
-                        quiet + 1
-                    } else {
-                        0
-                    };
-                    if quiet >= 3 {
-                        tracing::info!("SIGTERM: no request in flight; exiting");
-                        std::process::exit(0);
-                    }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            });
-        });
-    if let Err(e) = spawned {
-        tracing::warn!(error = %e, "early exit after SIGTERM is unavailable");
-    }
+            if quiet >= 3 {
+                tracing::info!("SIGTERM: no request in flight; exiting");
+                std::process::exit(0);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
 }
 
 /// Runs the ACME lifecycle on its own thread, starting a moment after the listeners (the
 /// CA's validation may come at once).
 fn spawn_acme(manager: crate::tls::acme::Manager) {
-    let spawned = std::thread::Builder::new()
-        .name("berth-acme".into())
-        .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    tracing::error!(error = %e, "ACME is unavailable");
-                    return;
-                }
-            };
-            rt.block_on(async move {
-                // pingora starts its listeners right after this thread; a probe
-                // connection would be logged as a failed handshake, so just wait.
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                manager.run().await
-            })
-        });
-    if let Err(e) = spawned {
-        tracing::error!(error = %e, "ACME is unavailable");
-    }
+    crate::spawn_background("berth-acme", "ACME", move || async move {
+        // pingora starts its listeners right after this thread; a probe connection would
+        // be logged as a failed handshake, so just wait.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        manager.run().await
+    });
 }
 
 /// Reloads certificates on SIGHUP and when their files change; a bad new certificate is

@@ -219,24 +219,9 @@ pub async fn last_run(store: &Store) -> Option<SystemTime> {
 /// from the store's last run, so that processes sharing the store do not each collect;
 /// first puts back what an interrupted run left in the trash.
 pub fn spawn(store: Store, opts: Options, interval: Duration) {
-    let spawned = std::thread::Builder::new()
-        .name("berth-gc".into())
-        .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    tracing::error!(error = %e, "garbage collection is unavailable");
-                    return;
-                }
-            };
-            rt.block_on(schedule(store, opts, interval));
-        });
-    if let Err(e) = spawned {
-        tracing::error!(error = %e, "garbage collection is unavailable");
-    }
+    crate::spawn_background("berth-gc", "garbage collection", move || {
+        schedule(store, opts, interval)
+    });
 }
 
 async fn schedule(store: Store, opts: Options, interval: Duration) {
