@@ -25,6 +25,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub gc: Gc,
     pub uploads: Uploads,
+    pub notifications: Notifications,
     pub log: Log,
 }
 
@@ -67,6 +68,67 @@ impl Default for Uploads {
     fn default() -> Self {
         Self {
             purge_after: Duration::secs(24 * 3600),
+        }
+    }
+}
+
+/// `[notifications]`: webhooks told of every push, pull, delete and mount, in registry:2's
+/// envelope format (see `notify`). Undelivered events wait on disk under
+/// `<state.dir>/notifications/<name>/` and are retried, also across restarts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Notifications {
+    /// `[[notifications.endpoints]]` tables, or inline:
+    /// `endpoints = [{ name = "ci", url = "https://ci.example.com/hook" }]`.
+    pub endpoints: Vec<NotifyEndpoint>,
+}
+
+/// One webhook (registry:2's `notifications.endpoints[]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyEndpoint {
+    /// Names the endpoint in logs and its queue directory: letters, digits, '.', '_', '-'.
+    pub name: String,
+    /// Where events are POSTed: an http:// or https:// URL.
+    pub url: String,
+    /// Extra request headers, e.g. `{ Authorization = "Bearer ..." }`.
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// One delivery attempt (connect, TLS, request, response header) must finish within this.
+    pub timeout: Duration,
+    /// Failures in a row that are each retried after `backoff`; after them the wait doubles.
+    pub threshold: u32,
+    /// Wait after a failed delivery...
+    pub backoff: Duration,
+    /// ...doubling up to this. Events are never dropped: they wait, in order.
+    pub backoff_max: Duration,
+    /// Events whose target has one of these media types are not sent here (registry:2's
+    /// `ignoredmediatypes` and `ignore.mediatypes`), e.g. ["application/octet-stream"]
+    /// for manifests only.
+    pub ignored_media_types: Vec<String>,
+    /// Actions not sent here: "push", "pull", "delete", "mount" (registry:2's
+    /// `ignore.actions`).
+    pub ignore_actions: Vec<String>,
+    /// PEM roots for an https endpoint with a private CA (else the system's roots).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca: Option<PathBuf>,
+    /// Keep the settings but send nothing (events are not queued either).
+    pub disabled: bool,
+}
+
+impl Default for NotifyEndpoint {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            url: String::new(),
+            headers: std::collections::BTreeMap::new(),
+            timeout: Duration::secs(5),
+            threshold: 1,
+            backoff: Duration::secs(1),
+            backoff_max: Duration::secs(300),
+            ignored_media_types: Vec::new(),
+            ignore_actions: Vec::new(),
+            ca: None,
+            disabled: false,
         }
     }
 }
@@ -803,6 +865,9 @@ impl Config {
             }
         }
         // Each run walks the whole store: back to back, that is all the disk would do.
+        if let Err((key, message)) = crate::notify::check_config(&self.notifications) {
+            return Err(invalid(&key, message));
+        }
         if !self.gc.interval.0.is_zero() && self.gc.interval.0 < StdDuration::from_millis(100) {
             return Err(invalid(
                 "gc.interval",
@@ -814,9 +879,16 @@ impl Config {
         Ok(())
     }
 
-    /// The configuration as TOML, secrets redacted (there are none yet).
+    /// The configuration as TOML, secrets (webhook header values) redacted.
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+        // Webhook headers carry tokens.
+        let mut shown = self.clone();
+        for e in &mut shown.notifications.endpoints {
+            for v in e.headers.values_mut() {
+                *v = "<redacted>".into();
+            }
+        }
+        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }
 }
 

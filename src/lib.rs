@@ -11,6 +11,7 @@ pub mod config;
 pub mod frontdoor;
 pub mod import;
 pub mod metrics;
+pub mod notify;
 pub mod oci;
 pub mod store;
 pub mod tls;

@@ -674,8 +674,15 @@ fn serve(path: Option<PathBuf>, upgrade: bool) -> ExitCode {
         );
     }
     let collected = store.clone();
+    let notifier = match berth::notify::Notifier::start(&cfg) {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("berth: notifications: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let registry = match Registry::new(&cfg, store) {
-        Ok(r) => Arc::new(r.with_auth(auth.clone())),
+        Ok(r) => Arc::new(r.with_auth(auth.clone()).with_notifier(notifier)),
         Err(e) => {
             eprintln!("berth: configuration error: {e}");
             return ExitCode::from(2);

@@ -12,6 +12,7 @@ pub mod manifest;
 use crate::auth::token::Claims;
 use crate::auth::{Action, Auth, Refusal, Tokens};
 use crate::config::Config;
+use crate::notify::{Action as NotifyAction, Event};
 use crate::oci::{Digest, Reference, RepositoryName, Tag, UploadId};
 use crate::store::{BlobStream, Store, UploadWriter};
 use bytes::{Bytes, BytesMut};
@@ -204,6 +205,20 @@ pub struct Registry {
     urls_allow: Vec<Regex>,
     urls_deny: Vec<Regex>,
     auth: Option<Arc<Auth>>,
+    notifier: Option<Arc<crate::notify::Notifier>>,
+}
+
+/// Webhook events a handler produced, put in its response's extensions; `handle` adds
+/// who asked and how, and hands them to the notifier.
+#[derive(Clone)]
+struct PendingEvents(Vec<crate::notify::Event>);
+
+/// Attaches `events` to a response (nothing when there are none).
+fn with_events(mut resp: Response<Body>, events: Vec<crate::notify::Event>) -> Response<Body> {
+    if !events.is_empty() {
+        resp.extensions_mut().insert(PendingEvents(events));
+    }
+    resp
 }
 
 type Result<T> = std::result::Result<T, ApiError>;
@@ -229,12 +244,70 @@ impl Registry {
             urls_allow: compile(&config.manifests.foreign_urls_allow)?,
             urls_deny: compile(&config.manifests.foreign_urls_deny)?,
             auth: None,
+            notifier: None,
         })
     }
 
     /// The store (the admin listener reports on it; SIGHUP toggles read-only).
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Turns webhook notifications on.
+    pub fn with_notifier(mut self, n: Option<Arc<crate::notify::Notifier>>) -> Self {
+        self.notifier = n;
+        self
+    }
+
+    /// Whether handlers should build events (only when someone listens).
+    fn notifying(&self) -> bool {
+        self.notifier.is_some()
+    }
+
+    /// What this request's events carry.
+    fn notify_context(
+        &self,
+        req: &http::request::Parts,
+        caller: &Caller<'_>,
+    ) -> crate::notify::Context {
+        let t = Transport::of(req);
+        let host = req
+            .headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .or_else(|| req.uri.authority().map(|a| a.as_str()))
+            .unwrap_or_default();
+        let ua = req
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let url_base = match req.extensions.get::<ExternalBase>() {
+            Some(ExternalBase(b)) => Some(b.clone()),
+            None if !host.is_empty() => {
+                Some(format!("{}://{host}", if t.tls { "https" } else { "http" }))
+            }
+            None => None,
+        };
+        crate::notify::Context {
+            request: crate::notify::RequestRecord::new(req.method.as_str(), host, ua, &t.client),
+            actor: caller.user().unwrap_or_default(),
+            url_base,
+        }
+    }
+
+    /// Tells the webhooks. Writes wait until the event is on disk (a client told of
+    /// success is sure to be notified); pulls do not wait.
+    async fn notify(&self, ctx: &crate::notify::Context, events: Vec<crate::notify::Event>) {
+        let Some(n) = &self.notifier else { return };
+        for event in events {
+            let event = event.context(ctx);
+            if event.action == crate::notify::Action::Pull {
+                n.emit(event);
+            } else {
+                n.emit_persisted(event).await;
+            }
+        }
     }
 
     /// Turns access control on.
@@ -495,10 +568,18 @@ impl Registry {
                 match caller {
                     Ok(caller) => {
                         user = caller.user();
-                        self.dispatch(e, req, body, &caller)
+                        let mut resp = self
+                            .dispatch(e, req, body, &caller)
                             .instrument(span)
                             .await
-                            .unwrap_or_else(ApiError::into_response)
+                            .unwrap_or_else(ApiError::into_response);
+                        if let Some(PendingEvents(events)) =
+                            resp.extensions_mut().remove::<PendingEvents>()
+                        {
+                            self.notify(&self.notify_context(req, &caller), events)
+                                .await;
+                        }
+                        resp
                     }
                     Err(refused) => refused.into_response(),
                 }
@@ -606,7 +687,15 @@ impl Registry {
                 }
                 tracing::info!(repo = %n, "repository deleted");
                 let body = serde_json::json!({ "deleted": n.as_str() });
-                Ok(json(StatusCode::ACCEPTED, body.to_string().into()))
+                let events = if self.notifying() {
+                    vec![Event::new(NotifyAction::Delete, &n)]
+                } else {
+                    Vec::new()
+                };
+                Ok(with_events(
+                    json(StatusCode::ACCEPTED, body.to_string().into()),
+                    events,
+                ))
             }
             (e, m) => Err(ApiError::unsupported(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -729,7 +818,14 @@ impl Registry {
         set(h, header::CONTENT_LENGTH, &bytes.len().to_string());
         set(h, "Docker-Content-Digest", &d.to_string());
         set(h, header::ETAG, &format!("\"{d}\""));
-        Ok(resp)
+        if head || !self.notifying() {
+            return Ok(resp);
+        }
+        let mut e = Event::new(NotifyAction::Pull, n).manifest(&d, &media_type, bytes.len() as u64);
+        if let Reference::Tag(t) = r {
+            e = e.tag(t);
+        }
+        Ok(with_events(resp, vec![e]))
     }
 
     async fn manifest_put(
@@ -777,6 +873,7 @@ impl Registry {
         let _linking = self.store.link_guard().await?;
         self.check_references(n, &parsed).await?;
 
+        let size = bytes.len() as u64;
         self.store.blob_put_small(&d, bytes).await?;
         self.store.manifest_link(n, &d).await?;
         let subject = parsed.subject();
@@ -805,7 +902,22 @@ impl Registry {
                 h.append("OCI-Tag", v);
             }
         }
-        Ok(resp)
+        if !self.notifying() {
+            return Ok(resp);
+        }
+        let media_type = parsed
+            .body
+            .media_type
+            .clone()
+            .unwrap_or_else(|| parsed.kind.media_type().to_owned());
+        // One event per tag, each with its own id.
+        let pushed = || Event::new(NotifyAction::Push, n).manifest(&d, &media_type, size);
+        let events = if tags.is_empty() {
+            vec![pushed()]
+        } else {
+            tags.iter().map(|t| pushed().tag(t)).collect()
+        };
+        Ok(with_events(resp, events))
     }
 
     /// Every blob and child manifest the manifest names must be in the repository, except
@@ -870,7 +982,12 @@ impl Registry {
         if !found {
             return Err(ApiError::manifest_unknown(r));
         }
-        Ok(empty(StatusCode::ACCEPTED))
+        let events = match (self.notifying(), r) {
+            (false, _) => Vec::new(),
+            (true, Reference::Tag(t)) => vec![Event::new(NotifyAction::Delete, n).tag(t)],
+            (true, Reference::Digest(d)) => vec![Event::new(NotifyAction::Delete, n).digest(d)],
+        };
+        Ok(with_events(empty(StatusCode::ACCEPTED), events))
     }
 
     // ---- blobs ----
@@ -924,7 +1041,13 @@ impl Registry {
         if let Some((a, b)) = range {
             set(h, header::CONTENT_RANGE, &format!("bytes {a}-{b}/{size}"));
         }
-        Ok(resp)
+        if head || !self.notifying() {
+            return Ok(resp);
+        }
+        Ok(with_events(
+            resp,
+            vec![Event::new(NotifyAction::Pull, n).blob(d, size)],
+        ))
     }
 
     async fn blob_delete(&self, n: &RepositoryName, d: &Digest) -> Result<Response<Body>> {
@@ -932,10 +1055,25 @@ impl Registry {
         if !self.store.blob_unlink(n, d).await? {
             return Err(ApiError::blob_unknown(d));
         }
-        Ok(empty(StatusCode::ACCEPTED))
+        let events = if self.notifying() {
+            vec![Event::new(NotifyAction::Delete, n).digest(d)]
+        } else {
+            Vec::new()
+        };
+        Ok(with_events(empty(StatusCode::ACCEPTED), events))
     }
 
     // ---- uploads ----
+
+    /// 201 for a stored blob, with its push event.
+    fn pushed_blob(&self, n: &RepositoryName, d: &Digest, size: u64) -> Response<Body> {
+        let events = if self.notifying() {
+            vec![Event::new(NotifyAction::Push, n).blob(d, size)]
+        } else {
+            Vec::new()
+        };
+        with_events(blob_created(n, d), events)
+    }
 
     async fn upload_start(
         &self,
@@ -957,9 +1095,17 @@ impl Registry {
                 // Not honoured: the client uploads instead (the spec allows this).
                 None => None,
             };
-            if present.is_some() {
+            if let Some(size) = present {
                 self.store.blob_link(n, &d).await?;
-                return Ok(blob_created(n, &d));
+                let mut events = Vec::new();
+                if self.notifying() {
+                    let mut e = Event::new(NotifyAction::Mount, n).blob(&d, size);
+                    if let Some(f) = &from {
+                        e = e.mounted_from(f);
+                    }
+                    events.push(e);
+                }
+                return Ok(with_events(blob_created(n, &d), events));
             }
         }
         let id = self.store.upload_start(n).await?;
@@ -975,7 +1121,7 @@ impl Registry {
             }
             let size = self.store.upload_commit(n, &id, &d).await?;
             crate::metrics::upload(size);
-            return Ok(blob_created(n, &d));
+            return Ok(self.pushed_blob(n, &d, size));
         }
         Ok(upload_accepted(n, &id, 0, StatusCode::ACCEPTED))
     }
@@ -1018,7 +1164,7 @@ impl Registry {
         let size = self.store.upload_commit(n, id, &d).await?;
         crate::metrics::upload(size);
         tracing::info!(repo = %n, digest = %d, "blob stored");
-        Ok(blob_created(n, &d))
+        Ok(self.pushed_blob(n, &d, size))
     }
 
     async fn upload_cancel(&self, n: &RepositoryName, id: &UploadId) -> Result<Response<Body>> {

@@ -295,6 +295,7 @@ fn spawn_drain_watch() {
                 0
             };
             if quiet >= 3 {
+                crate::notify::flush_all(Duration::from_secs(2));
                 tracing::info!("SIGTERM: no request in flight; exiting");
                 std::process::exit(0);
             }
