@@ -446,7 +446,7 @@ fn pushes_and_collections_interleave_without_losing_a_tagged_blob() {
                             String::from_utf8_lossy(&r.body)
                         )),
                     }
-                    if i % 4 == 0 {
+                    if i.is_multiple_of(4) {
                         let gone = format!("v{}", (i + 1) % 3);
                         let r = call(
                             "DELETE",
