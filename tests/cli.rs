@@ -3,25 +3,13 @@
 
 mod common;
 
-use std::process::Command;
+use common::run_berth;
 
-fn berth(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
-    cmd.args(args).env_remove("BERTH_CONFIG");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("run berth");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use std::process::Command;
 
 #[test]
 fn version() {
-    let (code, out, _) = berth(&["--version"], &[]);
+    let (code, out, _) = run_berth(&["--version"], &[]);
     assert_eq!(code, 0);
     assert_eq!(out.trim(), format!("berth {}", env!("CARGO_PKG_VERSION")));
 }
@@ -29,7 +17,7 @@ fn version() {
 #[test]
 fn config_check_accepts_the_shipped_file() {
     let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/appliance.toml");
-    let (code, out, err) = berth(&["config", "check", shipped], &[]);
+    let (code, out, err) = run_berth(&["config", "check", shipped], &[]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("ok"));
 }
@@ -43,21 +31,21 @@ fn config_check_names_file_line_and_key() {
         "[http]\nlisten = [\"127.0.0.1:5000\"]\n\n[storage]\nrooot = \"/srv\"\n",
     )
     .expect("write");
-    let (code, _, err) = berth(&["config", "check", f.to_str().expect("utf8")], &[]);
+    let (code, _, err) = run_berth(&["config", "check", f.to_str().expect("utf8")], &[]);
     assert_eq!(code, 2);
     assert!(err.contains("bad.toml"), "{err}");
     assert!(err.contains("line 5"), "{err}");
     assert!(err.contains("rooot"), "{err}");
 
     std::fs::write(&f, "[limits]\nmanifest_max = \"4 parsecs\"\n").expect("write");
-    let (code, _, err) = berth(&["config", "check", f.to_str().expect("utf8")], &[]);
+    let (code, _, err) = run_berth(&["config", "check", f.to_str().expect("utf8")], &[]);
     assert_eq!(code, 2);
     assert!(
         err.contains("manifest_max") && err.contains("line 2"),
         "{err}"
     );
 
-    let (code, _, err) = berth(
+    let (code, _, err) = run_berth(
         &["config", "check"],
         &[("BERTH__HTTP__LISTEN", "[\"nonsense\"]")],
     );
@@ -67,7 +55,7 @@ fn config_check_names_file_line_and_key() {
 
 #[test]
 fn config_show_prints_the_effective_config() {
-    let (code, out, err) = berth(
+    let (code, out, err) = run_berth(
         &["config", "show"],
         &[
             ("REGISTRY_HTTP_ADDR", ":5999"),
@@ -85,13 +73,13 @@ fn config_show_prints_the_effective_config() {
     let dir = tempfile::tempdir().expect("tempdir");
     let f = dir.path().join("shown.toml");
     std::fs::write(&f, &out).expect("write");
-    let (code, _, err) = berth(&["config", "check", f.to_str().expect("utf8")], &[]);
+    let (code, _, err) = run_berth(&["config", "check", f.to_str().expect("utf8")], &[]);
     assert_eq!(code, 0, "{err}");
 }
 
 #[test]
 fn serve_refuses_bad_config_before_listening() {
-    let (code, _, err) = berth(&["serve"], &[("BERTH__STORAGE__NOPE", "1")]);
+    let (code, _, err) = run_berth(&["serve"], &[("BERTH__STORAGE__NOPE", "1")]);
     assert_eq!(code, 2);
     assert!(err.contains("BERTH__STORAGE__NOPE"), "{err}");
 }
@@ -120,11 +108,11 @@ fn connection_settings_are_checked() {
             "limits.connections_max",
         ),
     ] {
-        let (code, _, err) = berth(&["config", "check"], &[env]);
+        let (code, _, err) = run_berth(&["config", "check"], &[env]);
         assert_eq!(code, 2, "{env:?} was accepted");
         assert!(err.contains(key), "{env:?}: {err}");
     }
-    let (code, _, err) = berth(
+    let (code, _, err) = run_berth(
         &["config", "check"],
         &[
             ("BERTH__HTTP__PROXY_PROTOCOL", "true"),
@@ -137,7 +125,7 @@ fn connection_settings_are_checked() {
 
 #[test]
 fn letsencrypt_variables_and_nested_overrides() {
-    let (code, out, err) = berth(
+    let (code, out, err) = run_berth(
         &["config", "show"],
         &[
             ("REGISTRY_HTTP_TLS_LETSENCRYPT_EMAIL", "ops@example.com"),
@@ -156,14 +144,14 @@ fn letsencrypt_variables_and_nested_overrides() {
         "{out}"
     );
     assert!(out.contains("directory_url = \"staging\""), "{out}");
-    let (code, _, err) = berth(&["config", "check"], &[("BERTH__TLS__ACME__NOPE", "1")]);
+    let (code, _, err) = run_berth(&["config", "check"], &[("BERTH__TLS__ACME__NOPE", "1")]);
     assert_eq!(code, 2);
     assert!(err.contains("tls.acme.nope"), "{err}");
     // ACME without names, or with an address, is refused with the key named.
-    let (code, _, err) = berth(&["config", "check"], &[("BERTH__TLS__MODE", "acme")]);
+    let (code, _, err) = run_berth(&["config", "check"], &[("BERTH__TLS__MODE", "acme")]);
     assert_eq!(code, 2);
     assert!(err.contains("tls.acme.hostnames"), "{err}");
-    let (code, _, err) = berth(
+    let (code, _, err) = run_berth(
         &["config", "check"],
         &[
             ("BERTH__TLS__MODE", "acme"),
@@ -177,7 +165,7 @@ fn letsencrypt_variables_and_nested_overrides() {
 #[test]
 fn config_check_accepts_the_packaged_file() {
     let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/appliance.toml");
-    let (code, out, err) = berth(&["config", "check", shipped], &[]);
+    let (code, out, err) = run_berth(&["config", "check", shipped], &[]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("ok"));
 }
@@ -192,7 +180,7 @@ fn import_distribution_translates_debians_config() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("appliance.toml");
     let out_s = out.to_string_lossy().into_owned();
-    let (code, _, err) = berth(
+    let (code, _, err) = run_berth(
         &["config", "import-distribution", debian, "-o", &out_s],
         &[],
     );
@@ -201,12 +189,12 @@ fn import_distribution_translates_debians_config() {
     assert!(err.contains("review:"), "{err}");
     let text = std::fs::read_to_string(&out).expect("output");
     assert!(text.contains("/var/lib/docker-registry"), "{text}");
-    let (code, _, err) = berth(&["config", "check", &out_s], &[]);
+    let (code, _, err) = run_berth(&["config", "check", &out_s], &[]);
     assert_eq!(code, 0, "{err}");
-    let (code, _, err) = berth(&["config", "show", "-c", &out_s], &[]);
+    let (code, _, err) = run_berth(&["config", "show", "-c", &out_s], &[]);
     assert_eq!(code, 0, "{err}");
     // It never overwrites a file.
-    let (code, _, _) = berth(
+    let (code, _, _) = run_berth(
         &["config", "import-distribution", debian, "-o", &out_s],
         &[],
     );
@@ -218,7 +206,7 @@ fn import_distribution_translates_debians_config() {
         "version: 0.1\nstorage:\n  s3:\n    bucket: b\nhttp:\n  addr: :5000\n",
     )
     .expect("yaml");
-    let (code, _, err) = berth(
+    let (code, _, err) = run_berth(
         &["config", "import-distribution", &s3.to_string_lossy()],
         &[],
     );
@@ -283,7 +271,7 @@ fn a_registry2_deployment_is_served_by_berth_from_its_imported_config() {
 
     // The imported configuration, as is: same address, same store.
     let toml = dir.path().join("appliance.toml");
-    let (code, _, err) = berth(
+    let (code, _, err) = run_berth(
         &[
             "config",
             "import-distribution",

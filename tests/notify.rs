@@ -10,7 +10,6 @@ use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -433,20 +432,6 @@ fn ignored_actions_and_media_types_are_not_sent() {
     );
 }
 
-fn berth(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
-    cmd.args(args).env_remove("BERTH_CONFIG");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("run berth");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn endpoint_settings_are_checked_and_shown_without_secrets() {
     let var = "BERTH__NOTIFICATIONS__ENDPOINTS";
@@ -477,15 +462,15 @@ fn endpoint_settings_are_checked_and_shown_without_secrets() {
             "BERTH__NOTIFICATIONS__ENDPOINTS",
         ),
     ] {
-        let (code, _, err) = berth(&["config", "check"], &[(var, value)]);
+        let (code, _, err) = run_berth(&["config", "check"], &[(var, value)]);
         assert_eq!(code, 2, "{value} was accepted");
         assert!(err.contains(key), "{value}: {err}");
     }
 
     let good = r#"[{name = "hook", url = "https://hooks.example.com/registry", timeout = "3s", headers = {Authorization = "Bearer s3cret"}, ignore_actions = ["pull"]}]"#;
-    let (code, _, err) = berth(&["config", "check"], &[(var, good)]);
+    let (code, _, err) = run_berth(&["config", "check"], &[(var, good)]);
     assert_eq!(code, 0, "{err}");
-    let (code, out, err) = berth(&["config", "show"], &[(var, good)]);
+    let (code, out, err) = run_berth(&["config", "show"], &[(var, good)]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("https://hooks.example.com/registry"), "{out}");
     assert!(!out.contains("s3cret"), "a header value is shown: {out}");
@@ -493,6 +478,6 @@ fn endpoint_settings_are_checked_and_shown_without_secrets() {
     let dir = tempfile::tempdir().expect("tempdir");
     let f = dir.path().join("shown.toml");
     std::fs::write(&f, &out).expect("write");
-    let (code, _, err) = berth(&["config", "check", f.to_str().expect("utf8")], &[]);
+    let (code, _, err) = run_berth(&["config", "check", f.to_str().expect("utf8")], &[]);
     assert_eq!(code, 0, "{err}");
 }

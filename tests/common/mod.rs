@@ -447,3 +447,19 @@ impl Drop for HeldTls {
         let _ = self.0.wait();
     }
 }
+
+/// Runs the berth binary (no BERTH_CONFIG from the environment) with `env` overrides;
+/// returns its exit code, stdout and stderr.
+pub fn run_berth(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
+    cmd.args(args).env_remove("BERTH_CONFIG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run berth");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
