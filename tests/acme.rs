@@ -66,11 +66,26 @@ impl Pebble {
             tls_port,
         };
         std::mem::swap(&mut p.child, &mut p.dns);
-        p.child = p.spawn_pebble();
-        p
+        // Another test may take a port between free_port() and pebble's bind: new ports.
+        for _attempt in 0..3 {
+            if let Some(c) = p.try_spawn_pebble() {
+                p.child = c;
+                return p;
+            }
+            p.port = free_port();
+            p.mgmt = free_port();
+        }
+        panic!("pebble did not start: {}", p.log());
     }
 
     fn spawn_pebble(&self) -> Child {
+        self.try_spawn_pebble()
+            .unwrap_or_else(|| panic!("pebble did not start: {}", self.log()))
+    }
+
+    /// Starts pebble and waits for its directory; `None` (pebble stopped) when it does
+    /// not answer within 20 s.
+    fn try_spawn_pebble(&self) -> Option<Child> {
         let config = serde_json::json!({"pebble": {
             "listenAddress": format!("127.0.0.1:{}", self.port),
             "managementListenAddress": format!("127.0.0.1:{}", self.mgmt),
@@ -101,13 +116,16 @@ impl Pebble {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if curl_ok(&self.directory(), &self.ca()) {
-                return child;
+                return Some(child);
+            }
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                break;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
         let _ = child.kill();
         let _ = child.wait();
-        panic!("pebble did not start: {}", self.log());
+        None
     }
 
     fn directory(&self) -> String {
