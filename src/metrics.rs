@@ -24,7 +24,7 @@ struct Latency {
 #[derive(Default)]
 struct Requests {
     /// (endpoint, method, status) -> count
-    counts: BTreeMap<(&'static str, String, u16), u64>,
+    counts: BTreeMap<(&'static str, &'static str, u16), u64>,
     latency: BTreeMap<&'static str, Latency>,
 }
 
@@ -61,14 +61,18 @@ pub fn request(
     let secs = took.as_secs_f64();
     let mut guard = REQUESTS.lock().unwrap_or_else(|p| p.into_inner());
     let r = guard.get_or_insert_with(Requests::default);
-    // Methods are few; anything odd is folded so a client cannot grow the map.
+    // Methods are few; anything odd is folded so a client cannot grow the map, and the
+    // key needs no allocation.
     let method = match method {
-        "GET" | "HEAD" | "PUT" | "POST" | "PATCH" | "DELETE" => method,
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "PUT" => "PUT",
+        "POST" => "POST",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
         _ => "OTHER",
     };
-    *r.counts
-        .entry((endpoint, method.to_owned(), status))
-        .or_insert(0) += 1;
+    *r.counts.entry((endpoint, method, status)).or_insert(0) += 1;
     let l = r.latency.entry(endpoint).or_default();
     l.count += 1;
     l.sum += secs;
@@ -103,6 +107,9 @@ pub struct Gauges {
     /// Seconds until the served certificate expires (negative: expired).
     pub certificate_expiry_seconds: Option<i64>,
     pub read_only: bool,
+    /// Webhook events waiting on disk, by endpoint; and events dropped since the start.
+    pub notifications_queued: Vec<(String, u64)>,
+    pub notifications_dropped: u64,
 }
 
 /// The Prometheus text exposition of everything counted so far.
@@ -205,6 +212,18 @@ pub fn render(g: &Gauges) -> String {
         let _ = writeln!(out, "# HELP berth_certificate_expiry_seconds Seconds until the served certificate expires.\n# TYPE berth_certificate_expiry_seconds gauge\nberth_certificate_expiry_seconds {s}");
         let _ = writeln!(out, "# HELP berth_certificate_days_left Whole days until the served certificate expires.\n# TYPE berth_certificate_days_left gauge\nberth_certificate_days_left {}", s.div_euclid(86_400));
     }
+    if !g.notifications_queued.is_empty() {
+        out.push_str("# HELP berth_notifications_queued Webhook events waiting on disk for delivery.\n# TYPE berth_notifications_queued gauge\n");
+        for (name, n) in &g.notifications_queued {
+            let _ = writeln!(out, "berth_notifications_queued{{endpoint=\"{name}\"}} {n}");
+        }
+        counter(
+            &mut out,
+            "berth_notifications_dropped_total",
+            "Pull events dropped because the notification writer fell behind.",
+            g.notifications_dropped,
+        );
+    }
     let _ = writeln!(
         out,
         "# HELP berth_read_only Whether writes are refused (storage.read_only).\n# TYPE berth_read_only gauge\nberth_read_only {}",
@@ -226,6 +245,8 @@ mod tests {
             storage_bytes: Some(42),
             certificate_expiry_seconds: Some(86_400 * 3 + 5),
             read_only: true,
+            notifications_queued: vec![("ci".into(), 3)],
+            notifications_dropped: 0,
         });
         assert!(
             text.contains(
@@ -258,6 +279,10 @@ mod tests {
         assert!(text.contains("berth_storage_blob_bytes 42"));
         assert!(text.contains("berth_certificate_days_left 3"));
         assert!(text.contains("berth_read_only 1"));
+        assert!(
+            text.contains("berth_notifications_queued{endpoint=\"ci\"} 3"),
+            "{text}"
+        );
         // Every sample line is "name{labels} value" or "name value".
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let (_, v) = line.rsplit_once(' ').expect("value");

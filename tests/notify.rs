@@ -481,3 +481,60 @@ fn endpoint_settings_are_checked_and_shown_without_secrets() {
     let (code, _, err) = run_berth(&["config", "check", f.to_str().expect("utf8")], &[]);
     assert_eq!(code, 0, "{err}");
 }
+
+#[test]
+fn a_skopeo_push_is_queued_while_the_endpoint_is_down_and_counted_in_metrics() {
+    // Nothing listens on the endpoint's port: every event waits on disk.
+    let down = free_port();
+    let admin = free_port();
+    let hooks = hook_env(down, "");
+    let admin_listen = format!("[\"127.0.0.1:{admin}\"]");
+    let b = Berth::start(&[
+        ("BERTH__NOTIFICATIONS__ENDPOINTS", hooks.as_str()),
+        ("BERTH__HTTP__ADMIN_LISTEN", admin_listen.as_str()),
+    ]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = make_oci_layout(&dir.path().join("layout"));
+    let out = std::process::Command::new("skopeo")
+        .args(["--insecure-policy", "copy", "--dest-tls-verify=false"])
+        .arg(&image)
+        .arg(format!("docker://127.0.0.1:{}/hooked/app:v1", b.port))
+        .output()
+        .expect("skopeo");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The push events (config, layer, manifest with its tag) are on disk, made by skopeo.
+    let queue = b.dir.path().join("state/notifications/hook");
+    let events: Vec<Value> = std::fs::read_dir(&queue)
+        .expect("queue dir")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+        .map(|e| serde_json::from_slice(&std::fs::read(e.path()).expect("read")).expect("json"))
+        .collect();
+    let pushes = events
+        .iter()
+        .filter(|env| env["events"][0]["action"] == "push")
+        .count();
+    assert!(pushes >= 3, "{events:#?}");
+    let tagged = events.iter().any(|env| {
+        env["events"][0]["target"]["tag"] == "v1"
+            && s(&env["events"][0]["request"]["useragent"]).starts_with("skopeo/")
+    });
+    assert!(tagged, "no manifest push from skopeo: {events:#?}");
+    // /metrics (curl) shows the queue depth.
+    let out = std::process::Command::new("curl")
+        .args(["-sSf"])
+        .arg(format!("http://127.0.0.1:{admin}/metrics"))
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let queued = text
+        .lines()
+        .find_map(|l| l.strip_prefix("berth_notifications_queued{endpoint=\"hook\"} "))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no queue gauge in {text}"));
+    assert!(queued >= 3, "{text}");
+}

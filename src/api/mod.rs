@@ -259,9 +259,15 @@ impl Registry {
         self
     }
 
-    /// Whether handlers should build events (only when someone listens).
-    fn notifying(&self) -> bool {
-        self.notifier.is_some()
+    /// Whether handlers should build events of `action`: only when an endpoint takes
+    /// them (a registry whose webhooks ignore pulls builds nothing per blob GET).
+    fn notifying(&self, action: NotifyAction) -> bool {
+        self.notifier.as_ref().is_some_and(|n| n.wants(action))
+    }
+
+    /// The notifier, for the admin listener's figures.
+    pub fn notifier(&self) -> Option<&crate::notify::Notifier> {
+        self.notifier.as_deref()
     }
 
     /// What this request's events carry.
@@ -552,12 +558,6 @@ impl Registry {
                 .instrument(span)
                 .await
                 .unwrap_or_else(ApiError::into_response),
-            Ok(_) if writes && self.store.read_only() => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "UNAVAILABLE",
-                "the registry is read-only for now (storage.read_only); pulls keep working",
-            )
-            .into_response(),
             // `instrument`, not `span.enter()`: a guard held across `.await` would tag
             // other tasks' events on this worker with this request's span.
             Ok(e) => {
@@ -566,6 +566,16 @@ impl Registry {
                     None => Ok(Caller::Open),
                 };
                 match caller {
+                    // Only an authorized caller learns that writes are paused.
+                    Ok(caller) if writes && self.store.read_only() => {
+                        user = caller.user();
+                        ApiError::new(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "UNAVAILABLE",
+                            "the registry is read-only for now (storage.read_only); pulls keep working",
+                        )
+                        .into_response()
+                    }
                     Ok(caller) => {
                         user = caller.user();
                         let mut resp = self
@@ -687,7 +697,7 @@ impl Registry {
                 }
                 tracing::info!(repo = %n, "repository deleted");
                 let body = serde_json::json!({ "deleted": n.as_str() });
-                let events = if self.notifying() {
+                let events = if self.notifying(NotifyAction::Delete) {
                     vec![Event::new(NotifyAction::Delete, &n)]
                 } else {
                     Vec::new()
@@ -818,7 +828,7 @@ impl Registry {
         set(h, header::CONTENT_LENGTH, &bytes.len().to_string());
         set(h, "Docker-Content-Digest", &d.to_string());
         set(h, header::ETAG, &format!("\"{d}\""));
-        if head || !self.notifying() {
+        if head || !self.notifying(NotifyAction::Pull) {
             return Ok(resp);
         }
         let mut e = Event::new(NotifyAction::Pull, n).manifest(&d, &media_type, bytes.len() as u64);
@@ -902,7 +912,7 @@ impl Registry {
                 h.append("OCI-Tag", v);
             }
         }
-        if !self.notifying() {
+        if !self.notifying(NotifyAction::Push) {
             return Ok(resp);
         }
         let media_type = parsed
@@ -982,7 +992,7 @@ impl Registry {
         if !found {
             return Err(ApiError::manifest_unknown(r));
         }
-        let events = match (self.notifying(), r) {
+        let events = match (self.notifying(NotifyAction::Delete), r) {
             (false, _) => Vec::new(),
             (true, Reference::Tag(t)) => vec![Event::new(NotifyAction::Delete, n).tag(t)],
             (true, Reference::Digest(d)) => vec![Event::new(NotifyAction::Delete, n).digest(d)],
@@ -1041,7 +1051,7 @@ impl Registry {
         if let Some((a, b)) = range {
             set(h, header::CONTENT_RANGE, &format!("bytes {a}-{b}/{size}"));
         }
-        if head || !self.notifying() {
+        if head || !self.notifying(NotifyAction::Pull) {
             return Ok(resp);
         }
         Ok(with_events(
@@ -1055,7 +1065,7 @@ impl Registry {
         if !self.store.blob_unlink(n, d).await? {
             return Err(ApiError::blob_unknown(d));
         }
-        let events = if self.notifying() {
+        let events = if self.notifying(NotifyAction::Delete) {
             vec![Event::new(NotifyAction::Delete, n).digest(d)]
         } else {
             Vec::new()
@@ -1067,7 +1077,7 @@ impl Registry {
 
     /// 201 for a stored blob, with its push event.
     fn pushed_blob(&self, n: &RepositoryName, d: &Digest, size: u64) -> Response<Body> {
-        let events = if self.notifying() {
+        let events = if self.notifying(NotifyAction::Push) {
             vec![Event::new(NotifyAction::Push, n).blob(d, size)]
         } else {
             Vec::new()
@@ -1098,7 +1108,7 @@ impl Registry {
             if let Some(size) = present {
                 self.store.blob_link(n, &d).await?;
                 let mut events = Vec::new();
-                if self.notifying() {
+                if self.notifying(NotifyAction::Mount) {
                     let mut e = Event::new(NotifyAction::Mount, n).blob(&d, size);
                     if let Some(f) = &from {
                         e = e.mounted_from(f);

@@ -587,12 +587,13 @@ impl Signer {
                 (der.secret_pkcs8_der().to_vec(), false)
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let doc = EcdsaKeyPair::generate_pkcs8(alg, &rng)
-                    .map_err(|_| "generating the token signing key failed".to_owned())?;
-                let pem = pem_encode("PRIVATE KEY", doc.as_ref());
+                // rcgen makes the key and its PKCS#8 PEM, as for the local CA.
+                let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+                    .map_err(|e| format!("generating the token signing key failed: {e}"))?;
+                let pem = key.serialize_pem();
                 crate::tls::selfsigned::write_secret(path, pem.as_bytes())
                     .map_err(|e| e.to_string())?;
-                (doc.as_ref().to_vec(), true)
+                (key.serialize_der(), true)
             }
             Err(e) => return Err(format!("{}: cannot read: {e}", path.display())),
         };
@@ -639,33 +640,6 @@ impl Signer {
         out.push_str(&base64url(sig.as_ref()));
         Ok(out)
     }
-}
-
-fn pem_encode(label: &str, der: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut b64 = String::new();
-    for chunk in der.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                b64.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                b64.push('=');
-            }
-        }
-    }
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(line).unwrap_or_default());
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
 }
 
 #[cfg(test)]
@@ -799,6 +773,5 @@ mod tests {
             assert_eq!(base64_decode(&base64url(&data)).expect("decode"), data);
         }
         assert_eq!(base64url(b"\xfb\xff"), "-_8");
-        assert!(pem_encode("X", b"ab").contains("YWI=\n"));
     }
 }

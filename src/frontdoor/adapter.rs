@@ -485,6 +485,12 @@ impl App {
                         storage_bytes,
                         certificate_expiry_seconds: cert_left,
                         read_only: store.read_only(),
+                        notifications_queued: self
+                            .registry
+                            .notifier()
+                            .map(|n| n.queued())
+                            .unwrap_or_default(),
+                        notifications_dropped: self.registry.notifier().map_or(0, |n| n.dropped()),
                     }),
                 )
             }

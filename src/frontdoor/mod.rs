@@ -320,67 +320,65 @@ fn spawn_acme(manager: crate::tls::acme::Manager) {
 /// so that SIGHUP never ends the process.
 fn spawn_reloader(tls: Option<Arc<Tls>>, on_hup: Option<Box<dyn Fn() + Send>>) {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let spawned = std::thread::Builder::new().name("berth-tls-reload".into()).spawn(move || {
-        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-            Ok(rt) => rt,
+    crate::spawn_background("berth-reload", "reloading on SIGHUP", move || async move {
+        let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => Some(s),
             Err(e) => {
-                tracing::error!(error = %e, "certificate reloading is unavailable");
-                let _ = ready_tx.send(());
-                return;
+                tracing::error!(error = %e, "SIGHUP handler unavailable");
+                None
             }
         };
-        rt.block_on(async move {
-            let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    tracing::error!(error = %e, "SIGHUP handler unavailable");
-                    None
+        let _ = ready_tx.send(());
+        let files = tls
+            .as_ref()
+            .map(|t| t.source.watched_files())
+            .unwrap_or_default();
+        let mut seen = stamps(&files);
+        loop {
+            let hup_fired = async {
+                match hup.as_mut() {
+                    Some(h) => h.recv().await.is_some(),
+                    None => std::future::pending().await,
                 }
             };
-            let _ = ready_tx.send(());
-            let files = tls.as_ref().map(|t| t.source.watched_files()).unwrap_or_default();
-            let mut seen = stamps(&files);
-            loop {
-                let hup_fired = async {
-                    match hup.as_mut() {
-                        Some(h) => h.recv().await.is_some(),
-                        None => std::future::pending().await,
-                    }
-                };
-                let reason = tokio::select! {
-                    _ = hup_fired => "SIGHUP",
-                    _ = tokio::time::sleep(WATCH_INTERVAL) => {
-                        let now = stamps(&files);
-                        if now != seen {
-                            seen = now;
-                            "file change"
-                        } else if tls.as_ref().is_some_and(|t| t.needs_renewal()) {
-                            "renewal"
-                        } else {
-                            continue;
-                        }
-                    }
-                };
-                if reason == "SIGHUP" {
-                    if let Some(f) = &on_hup {
-                        f();
+            // Without TLS there is nothing to watch: only SIGHUP wakes this thread.
+            let watch = async {
+                match &tls {
+                    Some(_) => tokio::time::sleep(WATCH_INTERVAL).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let reason = tokio::select! {
+                _ = hup_fired => "SIGHUP",
+                _ = watch => {
+                    let now = stamps(&files);
+                    if now != seen {
+                        seen = now;
+                        "file change"
+                    } else if tls.as_ref().is_some_and(|t| t.needs_renewal()) {
+                        "renewal"
+                    } else {
+                        continue;
                     }
                 }
-                let Some(tls) = &tls else { continue };
-                match tls.reload() {
-                    Ok(s) => tracing::info!(reason, serial = %s.serial, "certificate swapped in"),
-                    Err(e) => tracing::warn!(reason, error = %e, "certificate reload failed; the current certificate keeps serving"),
+            };
+            if reason == "SIGHUP" {
+                if let Some(f) = &on_hup {
+                    f();
                 }
             }
-        });
-    });
-    match spawned {
-        // Wait until SIGHUP is caught, so an early SIGHUP cannot kill the process.
-        Ok(_) => {
-            let _ = ready_rx.recv_timeout(Duration::from_secs(5));
+            let Some(tls) = &tls else { continue };
+            match tls.reload() {
+                Ok(s) => tracing::info!(reason, serial = %s.serial, "certificate swapped in"),
+                Err(e) => {
+                    tracing::warn!(reason, error = %e, "certificate reload failed; the current certificate keeps serving")
+                }
+            }
         }
-        Err(e) => tracing::error!(error = %e, "certificate reloading is unavailable"),
-    }
+    });
+    // Wait until SIGHUP is caught, so an early SIGHUP cannot kill the process (returns at
+    // once when the thread could not start).
+    let _ = ready_rx.recv_timeout(Duration::from_secs(5));
 }
 
 fn stamps(files: &[PathBuf]) -> Vec<Option<(SystemTime, u64)>> {
