@@ -168,6 +168,23 @@ class Table(unittest.TestCase):
         self.assertNotIn("berth TLS", text)  # only the contenders that ran
         self.assertIn("90%", text)  # 900 MB/s of min(1800, 1000)
 
+    def test_server_cpu_per_byte(self):
+        results = {
+            ("berth_tls", "pull_warm"): 800.0, ("berth_tls", "cpu.pull_warm"): 2.0,
+            ("berth_tls", "pull_warm.bytes"): 3e9, ("machine", "aes128gcm"): 3000.0,
+            ("nginx_registry", "pull_warm"): 300.0,
+            ("nginx_registry", "cpu.pull_warm"): 6.0,
+            ("nginx_registry", "pull_warm.bytes"): 3e9,
+        }
+        text = lib.render(results, ["berth_tls", "nginx_registry"])
+        row = next(line for line in text.splitlines() if "per server CPU-second" in line)
+        self.assertIn("1,500", row)  # 3 GB in 2 s of CPU
+        self.assertIn("3.00x +", row)  # against 500 MB per CPU-second
+        cpu = next(line for line in text.splitlines() if "server CPU: pull warm" in line)
+        self.assertIn("0.33x +", cpu)
+        self.assertIn("50%", text)  # 1,500 of 3,000 MB/s AES
+        self.assertIn("27%", text)  # 800 of 3,000
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -33,6 +33,7 @@ static BYTES_IN: AtomicU64 = AtomicU64::new(0);
 static BYTES_OUT: AtomicU64 = AtomicU64::new(0);
 static UPLOADS: AtomicU64 = AtomicU64::new(0);
 static UPLOAD_BYTES: AtomicU64 = AtomicU64::new(0);
+static SENDFILE_BYTES: AtomicU64 = AtomicU64::new(0);
 static GC_RUNS: AtomicU64 = AtomicU64::new(0);
 static GC_BLOBS: AtomicU64 = AtomicU64::new(0);
 static GC_MANIFESTS: AtomicU64 = AtomicU64::new(0);
@@ -84,6 +85,11 @@ pub fn request(
 }
 
 /// Counts a committed blob upload.
+/// Blob bytes sent zero-copy (sendfile) rather than through the response writer.
+pub fn sendfile(bytes: u64) {
+    SENDFILE_BYTES.fetch_add(bytes, Ordering::Relaxed);
+}
+
 pub fn upload(bytes: u64) {
     STORAGE_CHANGED.store(true, Ordering::Relaxed);
     UPLOADS.fetch_add(1, Ordering::Relaxed);
@@ -162,6 +168,12 @@ pub fn render(g: &Gauges) -> String {
         "berth_http_sent_bytes_total",
         "Response body bytes written.",
         BYTES_OUT.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut out,
+        "berth_sendfile_bytes_total",
+        "Blob bytes sent with sendfile (plain HTTP/1.1), part of berth_http_sent_bytes_total.",
+        SENDFILE_BYTES.load(Ordering::Relaxed),
     );
     counter(
         &mut out,

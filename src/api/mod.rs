@@ -14,7 +14,7 @@ use crate::auth::{Action, Auth, Refusal, Tokens};
 use crate::config::Config;
 use crate::notify::{Action as NotifyAction, Event};
 use crate::oci::{Digest, Reference, RepositoryName, Tag, UploadId};
-use crate::store::{BlobStream, Store, UploadWriter};
+use crate::store::{BlobFile, Store, UploadWriter};
 use bytes::{Bytes, BytesMut};
 use endpoint::{query_pairs, Endpoint};
 use error::ApiError;
@@ -28,8 +28,9 @@ use tracing::Instrument;
 pub enum Body {
     Empty,
     Full(Bytes),
-    /// A blob streamed from the store; the length is in `Content-Length`.
-    Stream(BlobStream),
+    /// Bytes of a blob in the store; the length is in `Content-Length`. The front door
+    /// decides how they travel (zero-copy or streamed).
+    Blob(BlobFile),
 }
 
 impl std::fmt::Debug for Body {
@@ -37,7 +38,7 @@ impl std::fmt::Debug for Body {
         match self {
             Body::Empty => f.write_str("Body::Empty"),
             Body::Full(b) => write!(f, "Body::Full({} bytes)", b.len()),
-            Body::Stream(_) => f.write_str("Body::Stream"),
+            Body::Blob(b) => write!(f, "Body::Blob({} bytes)", b.len),
         }
     }
 }
@@ -1035,7 +1036,7 @@ impl Registry {
             Body::Empty
         } else {
             match self.store.blob_read(d, offset, len).await? {
-                Some(s) => Body::Stream(s),
+                Some(s) => Body::Blob(s),
                 None => return Err(ApiError::blob_unknown(d)),
             }
         };

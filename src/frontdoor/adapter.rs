@@ -333,10 +333,10 @@ impl HttpServerApp for App {
         }
         let status = resp.status();
         let served = resp.extensions_mut().remove::<crate::api::Served>();
-        let sent = write_response(&mut session, resp).await;
+        let sent = write_response(&mut session, resp, !is_tls, self.limits.io).await;
         let (bytes_in, bytes_out) = (
             session.body_bytes_read() as u64,
-            session.body_bytes_sent() as u64,
+            session.body_bytes_sent() as u64 + sent.as_ref().map_or(0, |s| s.bypassed),
         );
         let took = started.elapsed();
         let (endpoint, user) = match (&self.role, served) {
@@ -602,11 +602,57 @@ impl RequestBody for SessionBody<'_> {
     }
 }
 
+/// What [`write_response`] did beside pingora's writer.
+struct Sent {
+    /// Body bytes that went out by sendfile, which pingora does not count.
+    bypassed: u64,
+}
+
+/// Writes the response. A blob over plain HTTP/1.1 (`plain`) goes out zero-copy when the
+/// connection allows it ([`super::sendfile`]); everything else through pingora.
 async fn write_response(
     session: &mut ServerSession,
     resp: http::Response<Body>,
-) -> pingora_core::Result<()> {
+    plain: bool,
+    io_timeout: Duration,
+) -> pingora_core::Result<Sent> {
     let (parts, body) = resp.into_parts();
+    let body = match body {
+        Body::Blob(blob) if plain => match super::sendfile::socket_of(session) {
+            Some(socket) => {
+                let keepalive = session.as_http1().is_some_and(|s| s.will_keepalive());
+                let head = super::sendfile::head(&parts, keepalive);
+                let len = blob.len;
+                let sent = tokio::task::spawn_blocking(move || {
+                    super::sendfile::send(socket, &head, blob, io_timeout)
+                })
+                .await;
+                return match sent {
+                    Ok(Ok(n)) => {
+                        crate::metrics::sendfile(n);
+                        Ok(Sent { bypassed: n })
+                    }
+                    Ok(Err(e)) => {
+                        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                            tracing::error!(error = %e, "reading a blob failed mid-response");
+                        }
+                        Err(pingora_core::Error::because(
+                            pingora_core::ErrorType::WriteError,
+                            format!("sending a {len}-byte blob"),
+                            e,
+                        ))
+                    }
+                    Err(e) => Err(pingora_core::Error::because(
+                        pingora_core::ErrorType::InternalError,
+                        "blob sender task",
+                        e,
+                    )),
+                };
+            }
+            None => Body::Blob(blob),
+        },
+        other => other,
+    };
     let mut header = ResponseHeader::build(parts.status, Some(parts.headers.len()))?;
     for (name, value) in parts.headers.iter() {
         header.append_header(name.clone(), value.clone())?;
@@ -620,10 +666,12 @@ async fn write_response(
     match body {
         Body::Empty => session.write_response_body(Bytes::new(), true).await?,
         Body::Full(b) => session.write_response_body(b, true).await?,
-        Body::Stream(mut rx) => {
-            while let Some(chunk) = rx.recv().await {
-                match chunk {
-                    Ok(b) => session.write_response_body(b, false).await?,
+        Body::Blob(blob) => {
+            let mut reader = blob.reader();
+            loop {
+                match reader.next().await {
+                    Ok(Some(b)) => session.write_response_body(b, false).await?,
+                    Ok(None) => break,
                     Err(e) => {
                         tracing::error!(error = %e, "reading a blob failed mid-response");
                         return Err(pingora_core::Error::because(
@@ -637,7 +685,7 @@ async fn write_response(
             session.write_response_body(Bytes::new(), true).await?;
         }
     }
-    Ok(())
+    Ok(Sent { bypassed: 0 })
 }
 
 fn content_length(h: &http::HeaderMap) -> Option<u64> {

@@ -3,6 +3,7 @@
 
 pub mod adapter;
 pub mod conn;
+pub mod sendfile;
 
 use crate::api::Registry;
 use crate::config::{Config, TlsPlan, TlsVersion};

@@ -13,28 +13,195 @@
 use super::Error;
 use bytes::Bytes;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
-use tokio::sync::mpsc;
 
-/// Size of one read when streaming a blob out: large while few blobs stream (fewer
-/// syscalls and wake-ups per byte), small when many do (memory stays flat).
-const READ_CHUNK: usize = 1024 * 1024;
-const READ_CHUNK_BUSY: usize = 256 * 1024;
+/// Size of one read when streaming a blob out: small enough that the bytes are still in
+/// the CPU's cache when TLS encrypts them, large enough to keep syscalls rare; smaller
+/// still when many blobs stream at once (memory stays flat).
+const READ_CHUNK: usize = 256 * 1024;
+const READ_CHUNK_BUSY: usize = 128 * 1024;
 /// Streams at or above which the small chunks are used.
 const BUSY_STREAMS: usize = 4;
 /// How far ahead of the reader the kernel is asked to fetch from disk, so that a cold
 /// blob's disk reads overlap with sending it.
-const PREFETCH: i64 = 8 << 20;
+const PREFETCH: u64 = 8 << 20;
 /// Blobs streaming out right now.
 static STREAMS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-/// Chunks in flight between the reading thread and the connection.
-const READ_AHEAD: usize = 4;
+/// Buffers a reader keeps for reuse: chunks handed out may still sit in an HTTP/2 send
+/// queue when the next one is read.
+const POOL: usize = 3;
 
 #[derive(Debug, Clone)]
 pub struct FsDriver {
     root: PathBuf,
+}
+
+/// Some bytes of an open blob, on their way to a client: either read into memory chunk by
+/// chunk ([`BlobFile::into_stream`]), or handed to the kernel whole by the front door's
+/// zero-copy path (plain HTTP/1.1), which uses the fields directly.
+#[derive(Debug)]
+pub struct BlobFile {
+    pub file: File,
+    pub path: PathBuf,
+    /// The first byte to send.
+    pub offset: u64,
+    /// How many bytes to send.
+    pub len: u64,
+}
+
+impl BlobFile {
+    /// Reads the bytes chunk by chunk, for the paths that must see them (TLS, HTTP/2).
+    pub fn reader(self) -> BlobReader {
+        use std::sync::atomic::Ordering;
+        let streams = STREAMS.fetch_add(1, Ordering::AcqRel) + 1;
+        let chunk = if streams >= BUSY_STREAMS {
+            READ_CHUNK_BUSY
+        } else {
+            READ_CHUNK
+        };
+        BlobReader {
+            prefetch: Prefetch::new(self.offset),
+            pos: self.offset,
+            end: self.offset + self.len,
+            file: std::sync::Arc::new(self.file),
+            path: self.path,
+            chunk,
+            pool: Vec::with_capacity(POOL),
+        }
+    }
+}
+
+/// Reads a blob's bytes in order. Pages already in the page cache are read on the calling
+/// task (`preadv2` with `RWF_NOWAIT` never blocks on the disk), which saves a thread
+/// hand-off per chunk; a chunk that would wait for the disk is read on the blocking pool.
+/// Buffers are reused once the connection has let go of them, so a transfer neither
+/// allocates nor page-faults per chunk.
+#[derive(Debug)]
+pub struct BlobReader {
+    file: std::sync::Arc<File>,
+    path: PathBuf,
+    pos: u64,
+    end: u64,
+    chunk: usize,
+    prefetch: Prefetch,
+    pool: Vec<Bytes>,
+}
+
+impl Drop for BlobReader {
+    fn drop(&mut self) {
+        STREAMS.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+impl BlobReader {
+    /// The next chunk, or `None` after the last byte.
+    pub async fn next(&mut self) -> io::Result<Option<Bytes>> {
+        if self.pos >= self.end {
+            return Ok(None);
+        }
+        let want = ((self.end - self.pos) as usize).min(self.chunk);
+        let mut buf = self.buffer(want);
+        self.prefetch
+            .ahead_of(&self.file, self.pos, self.end - self.pos);
+        let pos = self.pos;
+        let fast = {
+            let mut slices = [io::IoSliceMut::new(&mut buf)];
+            rustix::io::preadv2(
+                &*self.file,
+                &mut slices,
+                pos,
+                rustix::io::ReadWriteFlags::NOWAIT,
+            )
+        };
+        let n = match fast {
+            Ok(n) if n > 0 => n,
+            // Not in the page cache (or NOWAIT unsupported): wait for the disk off the
+            // async workers.
+            _ => {
+                let file = self.file.clone();
+                let (b, r) = tokio::task::spawn_blocking(move || {
+                    use std::os::unix::fs::FileExt;
+                    let r = file.read_at(&mut buf, pos);
+                    (buf, r)
+                })
+                .await
+                .map_err(io::Error::other)?;
+                buf = b;
+                r?
+            }
+        };
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("{} is shorter than expected", self.path.display()),
+            ));
+        }
+        buf.truncate(n);
+        self.pos += n as u64;
+        let out = buf.freeze();
+        if self.pool.len() < POOL {
+            self.pool.push(out.clone());
+        }
+        Ok(Some(out))
+    }
+
+    /// A zeroed buffer of `len` bytes: a pooled one the connection no longer holds, else a
+    /// new one (pooled when there is room).
+    fn buffer(&mut self, len: usize) -> bytes::BytesMut {
+        if let Some(i) = self.pool.iter().position(|b| b.is_unique()) {
+            let b = self.pool.swap_remove(i);
+            if let Ok(mut m) = b.try_into_mut() {
+                m.clear();
+                if m.try_reclaim(len) {
+                    m.resize(len, 0);
+                    return m;
+                }
+            }
+        }
+        bytes::BytesMut::zeroed(len)
+    }
+}
+
+/// Keeps the kernel fetching [`PREFETCH`] bytes ahead of a sequential reader, so that a
+/// cold blob's disk reads overlap with sending it (a no-op for cached pages).
+#[derive(Debug)]
+pub struct Prefetch {
+    until: u64,
+}
+
+impl Prefetch {
+    pub fn new(from: u64) -> Self {
+        Self { until: from }
+    }
+
+    /// Call before reading at `pos` with `left` bytes still to read. Asking for pages that
+    /// are cached still walks the page cache, so a window whose last byte is cached (a warm
+    /// blob) is not asked for.
+    pub fn ahead_of(&mut self, file: &File, pos: u64, left: u64) {
+        let window = PREFETCH;
+        if self.until < pos + window / 2 && left > READ_CHUNK_BUSY as u64 {
+            let span = window.min(left);
+            let mut last = [0u8; 1];
+            let cached = rustix::io::preadv2(
+                file,
+                &mut [io::IoSliceMut::new(&mut last)],
+                pos + span - 1,
+                rustix::io::ReadWriteFlags::NOWAIT,
+            )
+            .is_ok_and(|n| n == 1);
+            if !cached {
+                let _ = nix::fcntl::posix_fadvise(
+                    file,
+                    pos as i64,
+                    span as i64,
+                    nix::fcntl::PosixFadviseAdvice::POSIX_FADV_WILLNEED,
+                );
+            }
+            self.until = pos + window;
+        }
+    }
 }
 
 /// What `stat` reports.
@@ -211,82 +378,26 @@ impl FsDriver {
         .await
     }
 
-    /// Streams `len` bytes of a file starting at `offset`, read on the blocking pool, in
-    /// chunks of [`READ_CHUNK`]. Returns `None` when the file does not exist.
-    pub async fn read_stream(
+    /// Opens `len` bytes of a file starting at `offset` for sending. Returns `None` when
+    /// the file does not exist.
+    pub async fn open_range(
         &self,
         rel: &Path,
         offset: u64,
         len: u64,
-    ) -> Result<Option<mpsc::Receiver<io::Result<Bytes>>>, Error> {
+    ) -> Result<Option<BlobFile>, Error> {
         let path = self.abs(rel);
-        let opened = blocking({
-            let path = path.clone();
-            move || match File::open(&path) {
-                Ok(mut f) => {
-                    f.seek(SeekFrom::Start(offset))
-                        .map_err(|e| Error::io(&path, e))?;
-                    Ok(Some(f))
-                }
-                Err(e) if not_found(&e) => Ok(None),
-                Err(e) => Err(Error::io(&path, e)),
-            }
+        blocking(move || match File::open(&path) {
+            Ok(file) => Ok(Some(BlobFile {
+                file,
+                path,
+                offset,
+                len,
+            })),
+            Err(e) if not_found(&e) => Ok(None),
+            Err(e) => Err(Error::io(&path, e)),
         })
-        .await?;
-        let Some(mut file) = opened else {
-            return Ok(None);
-        };
-        use std::sync::atomic::Ordering;
-        let streams = STREAMS.fetch_add(1, Ordering::AcqRel) + 1;
-        let done = scopeguard(|| {
-            STREAMS.fetch_sub(1, Ordering::AcqRel);
-        });
-        // Memory in flight per stream stays near 2-3 MiB either way.
-        let (chunk, ahead) = if streams >= BUSY_STREAMS {
-            (READ_CHUNK_BUSY as u64, READ_AHEAD)
-        } else {
-            (READ_CHUNK as u64, 2)
-        };
-        let (tx, rx) = mpsc::channel(ahead);
-        tokio::task::spawn_blocking(move || {
-            let _done = done;
-            let mut left = len;
-            let mut pos = offset as i64;
-            let mut prefetched = pos;
-            while left > 0 {
-                // Keep the kernel fetching PREFETCH ahead (a no-op for cached pages).
-                if prefetched < pos + PREFETCH / 2 && left > chunk {
-                    let _ = nix::fcntl::posix_fadvise(
-                        &file,
-                        pos,
-                        PREFETCH.min(left as i64),
-                        nix::fcntl::PosixFadviseAdvice::POSIX_FADV_WILLNEED,
-                    );
-                    prefetched = pos + PREFETCH;
-                }
-                let want = left.min(chunk);
-                // read_to_end fills spare capacity without zeroing it first.
-                let mut buf = Vec::with_capacity(want as usize);
-                let r = (&mut file).take(want).read_to_end(&mut buf);
-                let msg = match r {
-                    Ok(0) => Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        format!("{} is shorter than expected", path.display()),
-                    )),
-                    Ok(n) => {
-                        left -= n as u64;
-                        pos += n as i64;
-                        Ok(Bytes::from(buf))
-                    }
-                    Err(e) => Err(e),
-                };
-                let failed = msg.is_err();
-                if tx.blocking_send(msg).is_err() || failed {
-                    return;
-                }
-            }
-        });
-        Ok(Some(rx))
+        .await
     }
 
     /// Opens an upload file for appending at exactly `offset` (its current size).
@@ -844,18 +955,6 @@ fn walk_for_marker(
 }
 
 /// Runs `f` when dropped.
-fn scopeguard<F: FnOnce()>(f: F) -> impl Drop {
-    struct Guard<F: FnOnce()>(Option<F>);
-    impl<F: FnOnce()> Drop for Guard<F> {
-        fn drop(&mut self) {
-            if let Some(f) = self.0.take() {
-                f();
-            }
-        }
-    }
-    Guard(Some(f))
-}
-
 fn not_found(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR)
 }
@@ -917,25 +1016,55 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn read_stream_returns_the_range() {
+    async fn open_range_streams_the_range() {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = FsDriver::open(dir.path()).expect("open");
-        let body: Vec<u8> = (0..READ_CHUNK * 2 + 17).map(|i| (i % 251) as u8).collect();
+        let body: Vec<u8> = (0..READ_CHUNK * 8 + 17).map(|i| (i % 251) as u8).collect();
         d.write_atomic(Path::new("f"), Bytes::from(body.clone()))
             .await
             .expect("write");
         let mut rx = d
-            .read_stream(Path::new("f"), 10, body.len() as u64 - 20)
+            .open_range(Path::new("f"), 10, body.len() as u64 - 20)
             .await
-            .expect("stream")
-            .expect("exists");
+            .expect("open")
+            .expect("exists")
+            .reader();
         let mut got = Vec::new();
-        while let Some(c) = rx.recv().await {
-            got.extend_from_slice(&c.expect("chunk"));
+        let mut held = Vec::new();
+        let mut i = 0;
+        while let Some(c) = rx.next().await.expect("chunk") {
+            // Hold every other chunk, as an HTTP/2 send queue might: buffers are reused
+            // once released, and never while held.
+            if i % 2 == 1 {
+                held.push((got.len(), c.clone()));
+            }
+            got.extend_from_slice(&c);
+            i += 1;
         }
+        assert!(i >= 8, "{i} chunks");
         assert_eq!(got, &body[10..body.len() - 10]);
+        for (at, c) in held {
+            assert!(
+                c[..] == got[at..at + c.len()],
+                "a held chunk was overwritten"
+            );
+        }
+        let mut short = d
+            .open_range(Path::new("f"), 0, body.len() as u64 + 1)
+            .await
+            .expect("open")
+            .expect("exists")
+            .reader();
+        let e = loop {
+            match short.next().await {
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("a short file ended without an error"),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
         assert!(d
-            .read_stream(Path::new("nope"), 0, 1)
+            .open_range(Path::new("nope"), 0, 1)
             .await
             .expect("ok")
             .is_none());

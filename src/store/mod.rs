@@ -54,8 +54,7 @@ impl Error {
     }
 }
 
-/// Bytes of a blob on their way out, read ahead on a blocking thread.
-pub type BlobStream = mpsc::Receiver<io::Result<Bytes>>;
+pub use fs::{BlobFile, Prefetch};
 
 /// The store. Cheap to clone.
 #[derive(Clone)]
@@ -147,15 +146,15 @@ impl Store {
             .map(|m| m.size))
     }
 
-    /// Streams `len` bytes of a blob from `offset`.
+    /// Opens `len` bytes of a blob from `offset` for sending.
     pub async fn blob_read(
         &self,
         d: &Digest,
         offset: u64,
         len: u64,
-    ) -> Result<Option<BlobStream>, Error> {
+    ) -> Result<Option<BlobFile>, Error> {
         self.driver
-            .read_stream(&layout::blob_data(d), offset, len)
+            .open_range(&layout::blob_data(d), offset, len)
             .await
     }
 
