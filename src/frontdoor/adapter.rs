@@ -623,16 +623,12 @@ async fn write_response(
                 let keepalive = session.as_http1().is_some_and(|s| s.will_keepalive());
                 let head = super::sendfile::head(&parts, keepalive);
                 let len = blob.len;
-                let sent = tokio::task::spawn_blocking(move || {
-                    super::sendfile::send(socket, &head, blob, io_timeout)
-                })
-                .await;
-                return match sent {
-                    Ok(Ok(n)) => {
+                return match super::sendfile::send(socket, &head, blob, io_timeout).await {
+                    Ok(n) => {
                         crate::metrics::sendfile(n);
                         Ok(Sent { bypassed: n })
                     }
-                    Ok(Err(e)) => {
+                    Err(e) => {
                         if e.kind() == std::io::ErrorKind::UnexpectedEof {
                             tracing::error!(error = %e, "reading a blob failed mid-response");
                         }
@@ -642,11 +638,6 @@ async fn write_response(
                             e,
                         ))
                     }
-                    Err(e) => Err(pingora_core::Error::because(
-                        pingora_core::ErrorType::InternalError,
-                        "blob sender task",
-                        e,
-                    )),
                 };
             }
             None => Body::Blob(blob),

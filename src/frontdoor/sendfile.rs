@@ -7,9 +7,10 @@
 //! pingora owns the connection and only lends its number (`UniqueID::id` is the raw fd), and
 //! this crate forbids `unsafe`, so the socket is duplicated by number with `pidfd_getfd(2)`
 //! on our own pidfd, which yields an owned descriptor safely. The duplicate shares the
-//! connection's open file (so its `O_NONBLOCK` too); writes wait for room with `poll(2)`.
-//! The transfer runs on the blocking pool: sendfile reads the file synchronously, and a cold
-//! blob must not stall an async worker.
+//! connection's open file (so its `O_NONBLOCK` too) and is registered with the runtime's
+//! reactor, so waiting for a slow client costs no thread. sendfile reads the file
+//! synchronously, so a slice whose pages are not in the page cache is sent from the
+//! blocking pool: a cold blob must not stall an async worker.
 //!
 //! Anything unusual takes the streamed path instead: TLS, HTTP/2, a request body still
 //! unread, a kernel or seccomp filter without `pidfd_getfd`, a descriptor that is not a
@@ -20,14 +21,18 @@ use crate::store::Prefetch;
 use pingora_core::protocols::http::ServerSession;
 use rustix::fd::OwnedFd;
 use std::io;
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tokio::io::Interest;
 
-/// Bytes handed to one sendfile call; the kernel sends what the socket buffer takes.
-const SLICE: usize = 8 << 20;
+/// Bytes handed to one sendfile call (the kernel sends what the socket buffer takes): small
+/// enough that one call does not hold an async worker for long.
+const SLICE: usize = 1 << 20;
+/// The buffer pages of a cold slice are read through.
+const SCRATCH: usize = 64 << 10;
 
-/// A duplicate of the session's socket, when the zero-copy path can be used for it.
-pub fn socket_of(session: &mut ServerSession) -> Option<OwnedFd> {
+/// A duplicate of the session's TCP socket, when the zero-copy path can be used for it.
+pub fn socket_of(session: &mut ServerSession) -> Option<std::net::TcpStream> {
     let h1 = session.as_http1()?;
     if h1.response_written().is_some() || !session.is_body_done() {
         return None;
@@ -39,7 +44,12 @@ pub fn socket_of(session: &mut ServerSession) -> Option<OwnedFd> {
             .ok()?;
     let is_socket = rustix::fs::fstat(&fd)
         .is_ok_and(|st| rustix::fs::FileType::from_raw_mode(st.st_mode).is_socket());
-    is_socket.then_some(fd)
+    if !is_socket {
+        return None;
+    }
+    // A TCP socket has an IP address (a Unix socket fails here).
+    let tcp = std::net::TcpStream::from(fd);
+    tcp.local_addr().is_ok().then_some(tcp)
 }
 
 /// This process's pidfd, opened once; `None` (logged once) where the kernel or a seccomp
@@ -93,73 +103,102 @@ pub fn head(parts: &http::response::Parts, keepalive: bool) -> Vec<u8> {
     h
 }
 
-/// Writes `head`, then the blob's bytes, to `socket`. Blocking; each wait for room in the
-/// socket is bounded by `io_timeout`. Returns the body bytes sent (all of them on `Ok`).
-pub fn send(socket: OwnedFd, head: &[u8], blob: BlobFile, io_timeout: Duration) -> io::Result<u64> {
+/// Writes `head`, then the blob's bytes, to `socket`. Waiting for room in the socket is
+/// asynchronous (the duplicate is registered with the runtime's reactor) and each wait is
+/// bounded by `io_timeout`, so a slow client holds no thread. Slices whose pages are in the
+/// page cache are sent on the calling task; a slice that must come from the disk is first
+/// read into the page cache on the blocking pool. Returns the body bytes sent (all of
+/// them on `Ok`).
+pub async fn send(
+    socket: std::net::TcpStream,
+    head: &[u8],
+    blob: BlobFile,
+    io_timeout: Duration,
+) -> io::Result<u64> {
+    // Non-blocking already: the flag belongs to the open file pingora set up.
+    let socket = tokio::net::TcpStream::from_std(socket)?;
     let mut written = 0;
     while written < head.len() {
-        match rustix::io::write(&socket, &head[written..]) {
+        writable(&socket, io_timeout).await?;
+        match socket.try_write(&head[written..]) {
             Ok(n) => written += n,
-            Err(rustix::io::Errno::AGAIN) => wait_writable(&socket, io_timeout)?,
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(e.into()),
+            Err(e) if retry(&e) => {}
+            Err(e) => return Err(e),
         }
     }
-    let end = blob.offset + blob.len;
-    let mut pos = blob.offset;
+    let BlobFile {
+        file,
+        path,
+        offset,
+        len,
+    } = blob;
+    let file = Arc::new(file);
+    let end = offset + len;
+    let mut pos = offset;
     let mut prefetch = Prefetch::new(pos);
+    let mut scratch = Vec::new();
     while pos < end {
-        prefetch.ahead_of(&blob.file, pos, end - pos);
         let want = ((end - pos) as usize).min(SLICE);
-        match rustix::fs::sendfile(&socket, &blob.file, Some(&mut pos), want) {
+        if !crate::store::cached(&file, pos + want as u64 - 1) {
+            prefetch.ahead_of(&file, pos, end - pos);
+            let f = file.clone();
+            let at = pos;
+            scratch = tokio::task::spawn_blocking(move || page_in(&f, at, want, scratch))
+                .await
+                .map_err(io::Error::other)?;
+        }
+        writable(&socket, io_timeout).await?;
+        let mut at = pos;
+        let sent = socket.try_io(Interest::WRITABLE, || {
+            Ok(rustix::fs::sendfile(&socket, &*file, Some(&mut at), want)?)
+        });
+        match sent {
             Ok(0) => {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
-                    format!("{} is shorter than expected", blob.path.display()),
+                    format!("{} is shorter than expected", path.display()),
                 ))
             }
-            Ok(_) => {}
-            Err(rustix::io::Errno::AGAIN) => wait_writable(&socket, io_timeout)?,
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(e.into()),
+            Ok(n) => pos += n as u64,
+            Err(e) if retry(&e) => {}
+            Err(e) => return Err(e),
         }
     }
-    Ok(pos - blob.offset)
+    Ok(pos - offset)
+}
+
+/// Reads `len` bytes of `file` from `at` into the page cache, through a small scratch
+/// buffer (returned for reuse), so that sendfile then finds them without waiting. Errors
+/// and a short file are left for sendfile to report.
+fn page_in(file: &std::fs::File, at: u64, len: usize, mut scratch: Vec<u8>) -> Vec<u8> {
+    use std::os::unix::fs::FileExt;
+    scratch.resize(SCRATCH, 0);
+    let mut done = 0;
+    while done < len {
+        let n = (len - done).min(SCRATCH);
+        match file.read_at(&mut scratch[..n], at + done as u64) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => done += k,
+        }
+    }
+    scratch
+}
+
+fn retry(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
+    )
 }
 
 /// Waits until `socket` takes more bytes, at most `limit`.
-fn wait_writable(socket: &OwnedFd, limit: Duration) -> io::Result<()> {
-    use rustix::event::{PollFd, PollFlags};
-    let deadline = Instant::now() + limit;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "client did not read the blob (http.io_timeout)",
-            ));
-        }
-        let mut fds = [PollFd::new(socket, PollFlags::OUT)];
-        let timeout = rustix::event::Timespec::try_from(left).unwrap_or(rustix::event::Timespec {
-            tv_sec: 1,
-            tv_nsec: 0,
-        });
-        match rustix::event::poll(&mut fds, Some(&timeout)) {
-            Ok(0) => {}
-            Ok(_) => {
-                let got = fds[0].revents();
-                if got.intersects(PollFlags::ERR | PollFlags::HUP) && !got.contains(PollFlags::OUT)
-                {
-                    return Err(io::Error::new(
-                        io::ErrorKind::ConnectionReset,
-                        "client closed the connection",
-                    ));
-                }
-                return Ok(());
-            }
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(e.into()),
-        }
+async fn writable(socket: &tokio::net::TcpStream, limit: Duration) -> io::Result<()> {
+    match tokio::time::timeout(limit, socket.writable()).await {
+        Ok(r) => r,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "client did not read the blob (http.io_timeout)",
+        )),
     }
 }
 
@@ -187,10 +226,10 @@ mod tests {
         assert!(head(&parts, true).ends_with(b"connection: keep-alive\r\n\r\n"));
     }
 
-    /// Over a real socket pair: the header, then exactly the requested range, even when the
-    /// reader is slower than the socket buffer (EAGAIN and poll on the way).
-    #[test]
-    fn sends_the_header_and_the_range() {
+    /// Over a real socket pair: the header, then exactly the requested range of a file that
+    /// is not in the page cache, even when the reader is slower than the socket buffer.
+    #[tokio::test]
+    async fn sends_the_header_and_the_range() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("blob");
         let body: Vec<u8> = (0..5_000_000u32).map(|i| (i % 251) as u8).collect();
@@ -216,22 +255,38 @@ mod tests {
         });
         let (server, _) = listener.accept().expect("accept");
         server.set_nonblocking(true).expect("nonblocking");
-        let socket = OwnedFd::from(server);
+        let socket = server;
+        // Out of the page cache, so the cold path (paging in on the blocking pool) runs.
+        let f = std::fs::File::open(&path).expect("open");
+        f.sync_all().expect("fsync");
+        nix::fcntl::posix_fadvise(
+            &f,
+            0,
+            0,
+            nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+        )
+        .expect("fadvise");
+        assert!(
+            !crate::store::cached(&f, body.len() as u64 / 2),
+            "the file stayed in the page cache"
+        );
         let blob = BlobFile {
             file: std::fs::File::open(&path).expect("open"),
             path: path.clone(),
             offset: 7,
             len: body.len() as u64 - 17,
         };
-        let sent = send(socket, b"HEAD\r\n", blob, Duration::from_secs(20)).expect("send");
+        let sent = send(socket, b"HEAD\r\n", blob, Duration::from_secs(20))
+            .await
+            .expect("send");
         assert_eq!(sent, body.len() as u64 - 17);
         let got = reader.join().expect("reader");
         assert_eq!(&got[..6], b"HEAD\r\n");
         assert!(got[6..] == body[7..body.len() - 10], "body differs");
     }
 
-    #[test]
-    fn a_short_file_is_an_error() {
+    #[tokio::test]
+    async fn a_short_file_is_an_error() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("blob");
         std::fs::write(&path, b"0123456789").expect("write");
@@ -239,19 +294,22 @@ mod tests {
         let client =
             std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
         let (server, _) = listener.accept().expect("accept");
+        server.set_nonblocking(true).expect("nonblocking");
         let blob = BlobFile {
             file: std::fs::File::open(&path).expect("open"),
             path,
             offset: 0,
             len: 20,
         };
-        let e = send(OwnedFd::from(server), b"", blob, Duration::from_secs(5)).expect_err("short");
+        let e = send(server, b"", blob, Duration::from_secs(5))
+            .await
+            .expect_err("short");
         assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
         drop(client);
     }
 
-    #[test]
-    fn a_client_that_never_reads_times_out() {
+    #[tokio::test]
+    async fn a_client_that_never_reads_times_out() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("blob");
         std::fs::write(&path, vec![7u8; 64 << 20]).expect("write");
@@ -266,7 +324,8 @@ mod tests {
             offset: 0,
             len: 64 << 20,
         };
-        let e = send(OwnedFd::from(server), b"", blob, Duration::from_millis(300))
+        let e = send(server, b"", blob, Duration::from_millis(300))
+            .await
             .expect_err("timeout");
         assert_eq!(e.kind(), io::ErrorKind::TimedOut);
         drop(client);

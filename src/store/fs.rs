@@ -183,15 +183,7 @@ impl Prefetch {
         let window = PREFETCH;
         if self.until < pos + window / 2 && left > READ_CHUNK_BUSY as u64 {
             let span = window.min(left);
-            let mut last = [0u8; 1];
-            let cached = rustix::io::preadv2(
-                file,
-                &mut [io::IoSliceMut::new(&mut last)],
-                pos + span - 1,
-                rustix::io::ReadWriteFlags::NOWAIT,
-            )
-            .is_ok_and(|n| n == 1);
-            if !cached {
+            if !cached(file, pos + span - 1) {
                 let _ = nix::fcntl::posix_fadvise(
                     file,
                     pos as i64,
@@ -202,6 +194,20 @@ impl Prefetch {
             self.until = pos + window;
         }
     }
+}
+
+/// Whether the page holding byte `at` of `file` is in the page cache (a one-byte read that
+/// may not wait for the disk). A heuristic for a range ending there: pages are evicted one
+/// by one, so the rest of the range may still have to be read from the disk.
+pub fn cached(file: &File, at: u64) -> bool {
+    let mut byte = [0u8; 1];
+    rustix::io::preadv2(
+        file,
+        &mut [io::IoSliceMut::new(&mut byte)],
+        at,
+        rustix::io::ReadWriteFlags::NOWAIT,
+    )
+    .is_ok_and(|n| n == 1)
 }
 
 /// What `stat` reports.

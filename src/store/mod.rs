@@ -54,7 +54,7 @@ impl Error {
     }
 }
 
-pub use fs::{BlobFile, Prefetch};
+pub use fs::{cached, BlobFile, Prefetch};
 
 /// The store. Cheap to clone.
 #[derive(Clone)]
