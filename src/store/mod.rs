@@ -67,8 +67,9 @@ pub struct Store {
 
 type UploadKey = (RepositoryName, UploadId);
 
-/// Chunks buffered between the connection and the hashing/writing thread.
-const WRITE_QUEUE: usize = 16;
+/// Chunks (pingora reads up to 64 KiB each) buffered between the connection and the
+/// hashing/writing thread: enough to keep both busy, 512 KiB at most per upload.
+const WRITE_QUEUE: usize = 8;
 
 impl Store {
     pub fn open(root: &Path) -> Result<Self, Error> {
