@@ -1,4 +1,5 @@
-//! The only code that touches pingora's `ServerSession`: it turns a session into `http`
+//! The only code that touches pingora's `ServerSession` (with [`super::sendfile`], which
+//! borrows its socket for zero-copy blob responses): it turns a session into `http`
 //! request parts plus a streaming [`RequestBody`], hands them to the registry core, and
 //! streams the core's response back. No body is ever buffered whole here.
 
