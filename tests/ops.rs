@@ -40,8 +40,9 @@ fn scrape(port: u16) -> HashMap<String, f64> {
     out
 }
 
-#[test]
-fn metrics_and_health_on_the_admin_listener() {
+/// berth with its admin listener and self-signed TLS on free ports: (berth, admin port,
+/// TLS port).
+fn start_with_admin_and_tls() -> (Berth, u16, u16) {
     let admin = free_port();
     let tls_port = free_port();
     let admin_listen = format!("[\"127.0.0.1:{admin}\"]");
@@ -52,6 +53,12 @@ fn metrics_and_health_on_the_admin_listener() {
         ("BERTH__TLS__LISTEN", tls_listen.as_str()),
         ("BERTH__TLS__HOSTNAMES", "[\"127.0.0.1\"]"),
     ]);
+    (b, admin, tls_port)
+}
+
+#[test]
+fn metrics_and_health_on_the_admin_listener() {
+    let (b, admin, _) = start_with_admin_and_tls();
     let get = |path: &str| call("GET", &format!("http://127.0.0.1:{admin}{path}"), &[], None);
     assert_eq!(get("/healthz").status, 200);
     let r = get("/readyz");
@@ -297,16 +304,7 @@ fn a_whole_repository_is_deleted_and_its_space_comes_back_at_gc() {
 /// with `berth_sendfile_bytes_total`, which only the zero-copy path counts.
 #[test]
 fn plain_blob_pulls_are_sent_zero_copy_and_tls_ones_streamed() {
-    let admin = free_port();
-    let tls_port = free_port();
-    let admin_listen = format!("[\"127.0.0.1:{admin}\"]");
-    let tls_listen = format!("[\"127.0.0.1:{tls_port}\"]");
-    let b = Berth::start(&[
-        ("BERTH__HTTP__ADMIN_LISTEN", admin_listen.as_str()),
-        ("BERTH__TLS__MODE", "self-signed"),
-        ("BERTH__TLS__LISTEN", tls_listen.as_str()),
-        ("BERTH__TLS__HOSTNAMES", "[\"127.0.0.1\"]"),
-    ]);
+    let (b, admin, tls_port) = start_with_admin_and_tls();
     // Bigger than any socket buffer, and not a multiple of a page.
     let blob: Vec<u8> = (0..9_000_017u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)

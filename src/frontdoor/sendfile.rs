@@ -285,11 +285,20 @@ mod tests {
         assert!(got[6..] == body[7..body.len() - 10], "body differs");
     }
 
-    #[tokio::test]
-    async fn a_short_file_is_an_error() {
+    /// A file holding `contents`, a blob of its first `len` bytes (which may be more than
+    /// it has), and a connected loopback pair: (dir, client, non-blocking server, blob).
+    fn connected_with_blob(
+        contents: &[u8],
+        len: u64,
+    ) -> (
+        tempfile::TempDir,
+        std::net::TcpStream,
+        std::net::TcpStream,
+        BlobFile,
+    ) {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("blob");
-        std::fs::write(&path, b"0123456789").expect("write");
+        std::fs::write(&path, contents).expect("write");
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let client =
             std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
@@ -299,8 +308,14 @@ mod tests {
             file: std::fs::File::open(&path).expect("open"),
             path,
             offset: 0,
-            len: 20,
+            len,
         };
+        (dir, client, server, blob)
+    }
+
+    #[tokio::test]
+    async fn a_short_file_is_an_error() {
+        let (_dir, client, server, blob) = connected_with_blob(b"0123456789", 20);
         let e = send(server, b"", blob, Duration::from_secs(5))
             .await
             .expect_err("short");
@@ -310,20 +325,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_client_that_never_reads_times_out() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("blob");
-        std::fs::write(&path, vec![7u8; 64 << 20]).expect("write");
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let client =
-            std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
-        let (server, _) = listener.accept().expect("accept");
-        server.set_nonblocking(true).expect("nonblocking");
-        let blob = BlobFile {
-            file: std::fs::File::open(&path).expect("open"),
-            path,
-            offset: 0,
-            len: 64 << 20,
-        };
+        let (_dir, client, server, blob) = connected_with_blob(&vec![7u8; 64 << 20], 64 << 20);
         let e = send(server, b"", blob, Duration::from_millis(300))
             .await
             .expect_err("timeout");
