@@ -792,10 +792,7 @@ impl Registry {
         headers: &HeaderMap,
         head: bool,
     ) -> Result<Response<Body>> {
-        let Some(d) = self.store.manifest_resolve(n, r).await? else {
-            return Err(ApiError::manifest_unknown(r));
-        };
-        let Some(bytes) = self.store.blob_read_small(&d).await? else {
+        let Some((d, bytes)) = self.store.manifest_fetch(n, r).await? else {
             return Err(ApiError::manifest_unknown(r));
         };
         let parsed = Parsed::from_stored(&bytes);

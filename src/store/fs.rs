@@ -210,6 +210,32 @@ pub fn cached(file: &File, at: u64) -> bool {
     .is_ok_and(|n| n == 1)
 }
 
+/// Synchronous reads for [`FsDriver::reading`]; only exists on the blocking pool.
+#[derive(Debug)]
+pub struct Reader {
+    root: PathBuf,
+}
+
+impl Reader {
+    /// Reads a small file whole; `None` when it does not exist.
+    pub fn read(&self, rel: &Path) -> Result<Option<Vec<u8>>, Error> {
+        read_sync(&self.root.join(rel))
+    }
+
+    /// As [`FsDriver::touch`].
+    pub fn touch(&self, rel: &Path, fresh_within: Duration) -> Result<Option<Meta>, Error> {
+        touch_sync(&self.root.join(rel), fresh_within)
+    }
+}
+
+fn read_sync(path: &Path) -> Result<Option<Vec<u8>>, Error> {
+    match fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if not_found(&e) => Ok(None),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
 /// What `stat` reports.
 #[derive(Debug, Clone, Copy)]
 pub struct Meta {
@@ -278,12 +304,20 @@ impl FsDriver {
     /// Reads a small file whole; `None` when it does not exist.
     pub async fn read(&self, rel: &Path) -> Result<Option<Vec<u8>>, Error> {
         let path = self.abs(rel);
-        blocking(move || match fs::read(&path) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if not_found(&e) => Ok(None),
-            Err(e) => Err(Error::io(&path, e)),
-        })
-        .await
+        blocking(move || read_sync(&path)).await
+    }
+
+    /// Runs `f` on the blocking pool with synchronous small-file reads of this store: a
+    /// request that needs several reads (a tag, a revision link, the manifest) pays one
+    /// thread hand-off instead of one per read, which dominates small requests.
+    pub async fn reading<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Reader) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
+        let reader = Reader {
+            root: self.root.clone(),
+        };
+        blocking(move || f(&reader)).await
     }
 
     /// Size and kind of a path; `None` when it does not exist.

@@ -56,6 +56,20 @@ impl Error {
 
 pub use fs::{cached, BlobFile, Prefetch};
 
+/// The digest a link file holds.
+fn parse_link(path: &Path, bytes: &[u8]) -> Result<Digest, Error> {
+    let text = std::str::from_utf8(bytes).map_err(|_| Error::Corrupt {
+        path: path.to_owned(),
+        why: "not UTF-8".into(),
+    })?;
+    text.trim()
+        .parse()
+        .map_err(|e: crate::oci::ParseError| Error::Corrupt {
+            path: path.to_owned(),
+            why: e.to_string(),
+        })
+}
+
 /// The store. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -122,17 +136,29 @@ impl Store {
 
     /// Size of a blob if it is linked into `repo` (as a layer, config or manifest) and its
     /// bytes are present.
+    /// One blocking call (a blob HEAD is the most frequent request of a push).
     pub async fn blob_size(&self, repo: &RepositoryName, d: &Digest) -> Result<Option<u64>, Error> {
-        let linked = self.read_link(&layout::layer_link(repo, d)).await?.as_ref() == Some(d)
-            || self
-                .read_link(&layout::revision_link(repo, d))
-                .await?
-                .as_ref()
-                == Some(d);
-        if !linked {
-            return Ok(None);
-        }
-        self.blob_size_global(d).await
+        let repo = repo.clone();
+        let d = d.clone();
+        self.driver
+            .reading(move |fs| {
+                let links = |path: &Path| -> Result<bool, Error> {
+                    Ok(match fs.read(path)? {
+                        Some(bytes) => parse_link(path, &bytes)? == d,
+                        None => false,
+                    })
+                };
+                if !links(&layout::layer_link(&repo, &d))?
+                    && !links(&layout::revision_link(&repo, &d))?
+                {
+                    return Ok(None);
+                }
+                Ok(fs
+                    .touch(&layout::blob_data(&d), gc::TIMESTAMP_SLACK)?
+                    .filter(|m| !m.is_dir)
+                    .map(|m| m.size))
+            })
+            .await
     }
 
     /// Size of a blob in the shared blob store, whichever repository it came from. The
@@ -369,20 +395,37 @@ impl Store {
             == Some(d))
     }
 
-    /// The digest a reference names in `repo`, if that manifest is present.
-    pub async fn manifest_resolve(
+    /// What a manifest GET/HEAD needs: the digest a reference names in `repo` and the
+    /// manifest's bytes, if that manifest is present (a tag's link, the revision link, the
+    /// blob) in one blocking call.
+    pub async fn manifest_fetch(
         &self,
         repo: &RepositoryName,
         r: &Reference,
-    ) -> Result<Option<Digest>, Error> {
-        let d = match r {
-            Reference::Tag(t) => match self.read_link(&layout::tag_current_link(repo, t)).await? {
-                Some(d) => d,
-                None => return Ok(None),
-            },
-            Reference::Digest(d) => d.clone(),
-        };
-        Ok(self.manifest_exists(repo, &d).await?.then_some(d))
+    ) -> Result<Option<(Digest, Bytes)>, Error> {
+        let repo = repo.clone();
+        let r = r.clone();
+        self.driver
+            .reading(move |fs| {
+                let link = |path: &Path| match fs.read(path)? {
+                    Some(bytes) => parse_link(path, &bytes).map(Some),
+                    None => Ok(None),
+                };
+                let d = match r {
+                    Reference::Tag(t) => match link(&layout::tag_current_link(&repo, &t))? {
+                        Some(d) => d,
+                        None => return Ok(None),
+                    },
+                    Reference::Digest(d) => d,
+                };
+                if link(&layout::revision_link(&repo, &d))?.as_ref() != Some(&d) {
+                    return Ok(None);
+                }
+                Ok(fs
+                    .read(&layout::blob_data(&d))?
+                    .map(|b| (d, Bytes::from(b))))
+            })
+            .await
     }
 
     /// Points `tag` at `d`, keeping the tag's history in its index.
@@ -534,20 +577,10 @@ impl Store {
     // ---- links ----
 
     async fn read_link(&self, path: &Path) -> Result<Option<Digest>, Error> {
-        let Some(bytes) = self.driver.read(path).await? else {
-            return Ok(None);
-        };
-        let text = std::str::from_utf8(&bytes).map_err(|_| Error::Corrupt {
-            path: path.to_owned(),
-            why: "not UTF-8".into(),
-        })?;
-        text.trim()
-            .parse()
-            .map(Some)
-            .map_err(|e: crate::oci::ParseError| Error::Corrupt {
-                path: path.to_owned(),
-                why: e.to_string(),
-            })
+        match self.driver.read(path).await? {
+            Some(bytes) => parse_link(path, &bytes).map(Some),
+            None => Ok(None),
+        }
     }
 
     async fn write_link(&self, path: &Path, d: &Digest) -> Result<(), Error> {
