@@ -9,8 +9,8 @@
 //! on our own pidfd, which yields an owned descriptor safely. The duplicate shares the
 //! connection's open file (so its `O_NONBLOCK` too) and is registered with the runtime's
 //! reactor, so waiting for a slow client costs no thread. sendfile reads the file
-//! synchronously, so a slice whose pages are not in the page cache is sent from the
-//! blocking pool: a cold blob must not stall an async worker.
+//! synchronously, so a slice whose pages are not in the page cache is first read into it on
+//! the blocking pool: a cold blob must not stall an async worker.
 //!
 //! Anything unusual takes the streamed path instead: TLS, HTTP/2, a request body still
 //! unread, a kernel or seccomp filter without `pidfd_getfd`, a descriptor that is not a
