@@ -390,3 +390,162 @@ fn plain_blob_pulls_are_sent_zero_copy_and_tls_ones_streamed() {
         "TLS responses are not sent by sendfile"
     );
 }
+
+/// Unmounts (lazily) when dropped, so a failing test leaves no mount behind.
+struct Mount(std::path::PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// A full disk: the write that does not fit gets 507 with the spec's error JSON (curl sees
+/// it), is rolled back, and loses nothing stored before; once space is freed, pushes work
+/// again. The store is a 8 MiB tmpfs (the tests run as root in CI).
+#[test]
+fn a_full_disk_refuses_the_write_and_keeps_what_was_stored() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("store");
+    std::fs::create_dir_all(&store).expect("mkdir");
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"])
+        .arg(&store)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("SKIP: cannot mount a tmpfs here (not root?)");
+        return;
+    }
+    let _mount = Mount(store.clone());
+    let b = Berth::start_in(dir, &[]);
+
+    let kept: Vec<u8> = (0..512 * 1024u32).map(|i| (i % 253) as u8).collect();
+    let (_, kept_manifest) = push_image(&b, "full/app", "v1", &kept);
+    let kept_digest = sha256(&kept);
+
+    // A chunked upload (1 MiB PATCHes, so a refused chunk's rest is drained and the
+    // answer arrives cleanly) runs into the end of the disk.
+    let r = call("POST", &b.url("/v2/full/big/blobs/uploads/"), &[], None);
+    assert_eq!(r.status, 202);
+    let mut location = r.header("Location").expect("location").to_owned();
+    let chunk = vec![1u8; 1 << 20];
+    let chunk_file = b.dir.path().join("chunk");
+    std::fs::write(&chunk_file, &chunk).expect("chunk");
+    let mut offset = 0usize;
+    let refused = loop {
+        assert!(offset < (16 << 20), "8 MiB of tmpfs took 16 MiB of chunks");
+        let url = if location.starts_with("http") {
+            location.clone()
+        } else {
+            b.url(&location)
+        };
+        let range = format!("Content-Range: {}-{}", offset, offset + chunk.len() - 1);
+        let out = Command::new("curl")
+            .args(["-sS", "-X", "PATCH", "-D", "-", "--data-binary"])
+            .arg(format!("@{}", chunk_file.display()))
+            .args(["-H", "Content-Type: application/octet-stream", "-H", &range])
+            .arg(&url)
+            .output()
+            .expect("curl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "curl: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if text.starts_with("HTTP/1.1 202") {
+            offset += chunk.len();
+            location = text
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix("location: ")
+                        .or_else(|| l.strip_prefix("Location: "))
+                })
+                .expect("location")
+                .trim()
+                .to_owned();
+            continue;
+        }
+        break text;
+    };
+    assert!(refused.starts_with("HTTP/1.1 507"), "{refused}");
+    assert!(refused.contains("\"code\":\"UNAVAILABLE\""), "{refused}");
+    assert!(refused.contains("storage is full"), "{refused}");
+    assert!(b.wait_log("storage full"), "{}", b.logs());
+
+    // What was stored before is intact and served.
+    let r = call(
+        "GET",
+        &b.url(&format!("/v2/full/app/blobs/{kept_digest}")),
+        &[],
+        None,
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(sha256(&r.body), kept_digest);
+    let r = call(
+        "GET",
+        &b.url("/v2/full/app/manifests/v1"),
+        &[("Accept", OCI_MANIFEST)],
+        None,
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(sha256(&r.body), kept_manifest);
+    // The refused chunk was rolled back: the upload is still at the last accepted offset.
+    let url = if location.starts_with("http") {
+        location.clone()
+    } else {
+        b.url(&location)
+    };
+    let r = call("GET", &url, &[], None);
+    assert_eq!(r.status, 204);
+    assert_eq!(
+        r.header("Range"),
+        Some(format!("0-{}", offset - 1).as_str())
+    );
+
+    // A manifest that does not fit: 507, and the tag is not created.
+    let filler = store.join("filler");
+    let _ = Command::new("dd")
+        .args(["if=/dev/zero", "bs=64k"])
+        .arg(format!("of={}", filler.display()))
+        .output();
+    let m = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": kept_digest, "size": kept.len()},
+        "layers": [],
+        "annotations": {"x": "y"},
+    });
+    let body = serde_json::to_vec(&m).expect("json");
+    let r = call(
+        "PUT",
+        &b.url("/v2/full/app/manifests/v2"),
+        &[("Content-Type", OCI_MANIFEST)],
+        Some(&body),
+    );
+    assert_eq!(r.status, 507, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.error_code(), "UNAVAILABLE");
+    let r = call(
+        "GET",
+        &b.url("/v2/full/app/manifests/v2"),
+        &[("Accept", OCI_MANIFEST)],
+        None,
+    );
+    assert_eq!(r.status, 404);
+
+    // Space back (the filler, and the client cancels its upload): pushes work again.
+    std::fs::remove_file(&filler).expect("rm filler");
+    assert_eq!(call("DELETE", &url, &[], None).status, 204);
+    let r = call(
+        "PUT",
+        &b.url("/v2/full/app/manifests/v2"),
+        &[("Content-Type", OCI_MANIFEST)],
+        Some(&body),
+    );
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    push_blob(&b, "full/app", &vec![5u8; 2 << 20]);
+    let dir = b.stop();
+    drop(_mount);
+    drop(dir);
+}

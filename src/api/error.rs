@@ -177,6 +177,19 @@ impl From<store::Error> for ApiError {
                 ApiError::digest_invalid("provided digest did not match uploaded content")
                     .detail(serde_json::json!({ "expected": expected.to_string(), "actual": actual.to_string() }))
             }
+            store::Error::Io { path, source }
+                if matches!(
+                    source.kind(),
+                    std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+                ) =>
+            {
+                tracing::error!(path = %path.display(), error = %source, "storage full: a write was refused and rolled back");
+                ApiError::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "UNAVAILABLE",
+                    "the registry's storage is full: nothing of this request was stored; push again once space is freed",
+                )
+            }
             e @ (store::Error::Io { .. } | store::Error::Corrupt { .. } | store::Error::Internal(_)) => {
                 ApiError::internal(&e)
             }
