@@ -754,14 +754,20 @@ fn init_logging(cfg: &Config) {
     if !filter.contains("rustls") {
         filter.push_str(",rustls=error");
     }
+    // pingora's failed-handshake errors show only when debugging (see handshake_log).
+    let quiet = berth::frontdoor::handshake_log::HandshakeLog {
+        show: filter.contains("debug") || filter.contains("trace"),
+    };
     let filter = tracing_subscriber::EnvFilter::try_new(&filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let _ = match cfg.log.format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().finish().with(quiet).try_init(),
+        LogFormat::Text => builder.finish().with(quiet).try_init(),
     };
 }

@@ -34,6 +34,7 @@ static BYTES_OUT: AtomicU64 = AtomicU64::new(0);
 static UPLOADS: AtomicU64 = AtomicU64::new(0);
 static UPLOAD_BYTES: AtomicU64 = AtomicU64::new(0);
 static SENDFILE_BYTES: AtomicU64 = AtomicU64::new(0);
+static TLS_HANDSHAKE_FAILURES: AtomicU64 = AtomicU64::new(0);
 static GC_RUNS: AtomicU64 = AtomicU64::new(0);
 static GC_BLOBS: AtomicU64 = AtomicU64::new(0);
 static GC_MANIFESTS: AtomicU64 = AtomicU64::new(0);
@@ -85,6 +86,11 @@ pub fn request(
 }
 
 /// Counts a committed blob upload.
+/// A TLS handshake that failed (pingora's log line is dropped unless debugging).
+pub fn tls_handshake_failed() {
+    TLS_HANDSHAKE_FAILURES.fetch_add(1, Ordering::Relaxed);
+}
+
 /// Blob bytes sent zero-copy (sendfile) rather than through the response writer.
 pub fn sendfile(bytes: u64) {
     SENDFILE_BYTES.fetch_add(bytes, Ordering::Relaxed);
@@ -168,6 +174,12 @@ pub fn render(g: &Gauges) -> String {
         "berth_http_sent_bytes_total",
         "Response body bytes written.",
         BYTES_OUT.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut out,
+        "berth_tls_handshake_failures_total",
+        "TLS handshakes that failed or timed out (plain HTTP on the TLS port, old TLS versions, scanners).",
+        TLS_HANDSHAKE_FAILURES.load(Ordering::Relaxed),
     );
     counter(
         &mut out,

@@ -549,3 +549,46 @@ fn a_full_disk_refuses_the_write_and_keeps_what_was_stored() {
     drop(_mount);
     drop(dir);
 }
+
+/// Failed TLS handshakes (plain HTTP on the TLS port, bytes that are not TLS) are counted
+/// in /metrics instead of logged as errors, and TLS clients keep working.
+#[test]
+fn failed_tls_handshakes_are_counted_not_logged_as_errors() {
+    let (b, admin, tls_port) = start_with_admin_and_tls();
+    let failures = |m: &HashMap<String, f64>| m["berth_tls_handshake_failures_total"];
+    let before = failures(&scrape(admin));
+    let plain = Command::new("curl")
+        .args(["-sS", "-m", "5", "-o", "/dev/null"])
+        .arg(format!("http://127.0.0.1:{tls_port}/v2/"))
+        .output()
+        .expect("curl");
+    assert!(
+        !plain.status.success(),
+        "plain HTTP on the TLS port answered"
+    );
+    {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", tls_port)).expect("connect");
+        let _ = s.write_all(b"\x16\x03\x01\x00\x05hello, not TLS at all\r\n\r\n");
+    }
+    let ca = b.dir.path().join("state/tls/ca.crt");
+    let ok = Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+        .arg(&ca)
+        .arg(format!("https://127.0.0.1:{tls_port}/v2/"))
+        .output()
+        .expect("curl");
+    assert_eq!(String::from_utf8_lossy(&ok.stdout), "200");
+    let mut counted = 0.0;
+    for _ in 0..50 {
+        counted = failures(&scrape(admin)) - before;
+        if counted >= 2.0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(counted, 2.0, "both failed handshakes counted");
+    let logs = b.logs();
+    assert!(!logs.contains("ERROR"), "{logs}");
+    assert!(!logs.contains("handshake error"), "{logs}");
+}

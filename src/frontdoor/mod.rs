@@ -3,6 +3,7 @@
 
 pub mod adapter;
 pub mod conn;
+pub mod handshake_log;
 pub mod sendfile;
 
 use crate::api::Registry;
