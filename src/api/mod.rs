@@ -1007,8 +1007,17 @@ impl Registry {
         headers: &HeaderMap,
         head: bool,
     ) -> Result<Response<Body>> {
-        let Some(size) = self.store.blob_size(n, d).await? else {
-            return Err(ApiError::blob_unknown(d));
+        // A GET opens the blob in the same blocking call that checks it (one hand-off).
+        let (size, mut opened) = if head {
+            match self.store.blob_size(n, d).await? {
+                Some(size) => (size, None),
+                None => return Err(ApiError::blob_unknown(d)),
+            }
+        } else {
+            match self.store.blob_open(n, d).await? {
+                Some((size, file, path)) => (size, Some((file, path))),
+                None => return Err(ApiError::blob_unknown(d)),
+            }
         };
         let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
             Some(r) => match parse_range(r, size) {
@@ -1029,13 +1038,14 @@ impl Registry {
             Some((a, b)) => (StatusCode::PARTIAL_CONTENT, a, b - a + 1),
             None => (StatusCode::OK, 0, size),
         };
-        let body = if head || len == 0 {
-            Body::Empty
-        } else {
-            match self.store.blob_read(d, offset, len).await? {
-                Some(s) => Body::Blob(s),
-                None => return Err(ApiError::blob_unknown(d)),
-            }
+        let body = match opened.take() {
+            Some((file, path)) if len > 0 => Body::Blob(BlobFile {
+                file,
+                path,
+                offset,
+                len,
+            }),
+            _ => Body::Empty,
         };
         let mut resp = Response::new(body);
         *resp.status_mut() = status;

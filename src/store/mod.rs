@@ -135,9 +135,35 @@ impl Store {
     // ---- blobs ----
 
     /// Size of a blob if it is linked into `repo` (as a layer, config or manifest) and its
-    /// bytes are present.
-    /// One blocking call (a blob HEAD is the most frequent request of a push).
+    /// bytes are present. One blocking call (a blob HEAD is the most frequent request of a
+    /// push).
     pub async fn blob_size(&self, repo: &RepositoryName, d: &Digest) -> Result<Option<u64>, Error> {
+        Ok(self
+            .blob_in_repo(repo, d, false)
+            .await?
+            .map(|(size, _)| size))
+    }
+
+    /// As [`Store::blob_size`], and the blob opened for reading, in one blocking call.
+    pub async fn blob_open(
+        &self,
+        repo: &RepositoryName,
+        d: &Digest,
+    ) -> Result<Option<(u64, std::fs::File, PathBuf)>, Error> {
+        Ok(self
+            .blob_in_repo(repo, d, true)
+            .await?
+            .and_then(|(size, opened)| opened.map(|(f, p)| (size, f, p))))
+    }
+
+    /// The size of a blob linked into `repo` (marked as used, see
+    /// [`Store::blob_size_global`]), and the blob opened when `open`.
+    async fn blob_in_repo(
+        &self,
+        repo: &RepositoryName,
+        d: &Digest,
+        open: bool,
+    ) -> Result<Option<(u64, Option<(std::fs::File, PathBuf)>)>, Error> {
         let repo = repo.clone();
         let d = d.clone();
         self.driver
@@ -153,10 +179,19 @@ impl Store {
                 {
                     return Ok(None);
                 }
-                Ok(fs
-                    .touch(&layout::blob_data(&d), gc::TIMESTAMP_SLACK)?
+                let data = layout::blob_data(&d);
+                let Some(size) = fs
+                    .touch(&data, gc::TIMESTAMP_SLACK)?
                     .filter(|m| !m.is_dir)
-                    .map(|m| m.size))
+                    .map(|m| m.size)
+                else {
+                    return Ok(None);
+                };
+                if !open {
+                    return Ok(Some((size, None)));
+                }
+                // Gone between the stat and the open (the collector): not there.
+                Ok(fs.open(&data)?.map(|f| (size, Some(f))))
             })
             .await
     }
@@ -171,18 +206,6 @@ impl Store {
             .await?
             .filter(|m| !m.is_dir)
             .map(|m| m.size))
-    }
-
-    /// Opens `len` bytes of a blob from `offset` for sending.
-    pub async fn blob_read(
-        &self,
-        d: &Digest,
-        offset: u64,
-        len: u64,
-    ) -> Result<Option<BlobFile>, Error> {
-        self.driver
-            .open_range(&layout::blob_data(d), offset, len)
-            .await
     }
 
     /// Links an existing blob into `repo` (a mount, or the end of an upload).
