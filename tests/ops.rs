@@ -84,12 +84,7 @@ fn metrics_and_health_on_the_admin_listener() {
     let put = "berth_http_requests_total{endpoint=\"manifest\",method=\"PUT\",status=\"201\"}";
     let layer = vec![9u8; 300_000];
     push_image(&b, "ops/app", "v1", &layer);
-    let r = call(
-        "GET",
-        &b.url("/v2/ops/app/manifests/v1"),
-        &[("Accept", OCI_MANIFEST)],
-        None,
-    );
+    let r = get_manifest(&b, "ops/app", "v1");
     assert_eq!(r.status, 200);
     assert_eq!(
         call("GET", &b.url("/v2/ops/nothing/manifests/v1"), &[], None).status,
@@ -168,12 +163,7 @@ fn read_only_mode_refuses_writes_and_sighup_toggles_it() {
     let r = call("DELETE", &b.url("/v2/ro/app/manifests/v1"), &[], None);
     assert_eq!(r.status, 503);
     // Pulls go on.
-    let r = call(
-        "GET",
-        &b.url("/v2/ro/app/manifests/v1"),
-        &[("Accept", OCI_MANIFEST)],
-        None,
-    );
+    let r = get_manifest(&b, "ro/app", "v1");
     assert_eq!(r.status, 200);
     // The collector leaves a read-only store alone.
     let out = Command::new(env!("CARGO_BIN_EXE_berth"))
@@ -238,12 +228,7 @@ fn a_whole_repository_is_deleted_and_its_space_comes_back_at_gc() {
         None,
     );
     assert_eq!(r.status, 404);
-    let r = call(
-        "GET",
-        &b.url("/v2/team/app/sub/manifests/v1"),
-        &[("Accept", OCI_MANIFEST)],
-        None,
-    );
+    let r = get_manifest(&b, "team/app/sub", "v1");
     assert_eq!(r.status, 200);
     let r = call(
         "DELETE",
@@ -483,12 +468,7 @@ fn a_full_disk_refuses_the_write_and_keeps_what_was_stored() {
     );
     assert_eq!(r.status, 200);
     assert_eq!(sha256(&r.body), kept_digest);
-    let r = call(
-        "GET",
-        &b.url("/v2/full/app/manifests/v1"),
-        &[("Accept", OCI_MANIFEST)],
-        None,
-    );
+    let r = get_manifest(&b, "full/app", "v1");
     assert_eq!(r.status, 200);
     assert_eq!(sha256(&r.body), kept_manifest);
     // The refused chunk was rolled back: the upload is still at the last accepted offset.
@@ -526,12 +506,7 @@ fn a_full_disk_refuses_the_write_and_keeps_what_was_stored() {
     );
     assert_eq!(r.status, 507, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.error_code(), "UNAVAILABLE");
-    let r = call(
-        "GET",
-        &b.url("/v2/full/app/manifests/v2"),
-        &[("Accept", OCI_MANIFEST)],
-        None,
-    );
+    let r = get_manifest(&b, "full/app", "v2");
     assert_eq!(r.status, 404);
 
     // Space back (the filler, and the client cancels its upload): pushes work again.

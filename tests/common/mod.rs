@@ -278,6 +278,16 @@ pub fn push_blob(b: &Berth, repo: &str, bytes: &[u8]) -> String {
 }
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+/// GET of a manifest by tag or digest, accepting an OCI image manifest.
+pub fn get_manifest(b: &Berth, repo: &str, reference: &str) -> Resp {
+    call(
+        "GET",
+        &b.url(&format!("/v2/{repo}/manifests/{reference}")),
+        &[("Accept", OCI_MANIFEST)],
+        None,
+    )
+}
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
 /// Pushes a config and one layer and returns (manifest bytes, manifest digest) of an OCI
