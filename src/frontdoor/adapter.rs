@@ -406,12 +406,12 @@ impl App {
         session: &mut ServerSession,
         parts: &http::request::Parts,
     ) -> (http::Response<Body>, bool) {
-        let too_large = self
-            .registry
-            .body_limit(parts.uri.path())
-            .zip(content_length(&parts.headers))
-            .filter(|(limit, len)| len > limit)
-            .map(|(limit, _)| limit);
+        // Only requests that announce a body pay for parsing the path a second time.
+        let too_large = content_length(&parts.headers).and_then(|len| {
+            self.registry
+                .body_limit(parts.uri.path())
+                .filter(|limit| len > *limit)
+        });
         if let Some(limit) = too_large {
             return (self.registry.body_too_large(limit), false);
         }
