@@ -118,9 +118,17 @@ pub struct Auth {
     users: Mutex<Users>,
     cache: Mutex<HashMap<[u8; 32], (String, Instant)>>,
     failures: Mutex<HashMap<String, (u32, Instant)>>,
+    /// Bearer tokens whose signature and claims were verified: SHA-256 of the token ->
+    /// its claims and when they were checked.
+    verified: Mutex<HashMap<[u8; 32], (Claims, Instant)>>,
     /// Set in token mode.
     pub tokens: Option<Tokens>,
 }
+
+/// How long a verified token is trusted without checking its signature again (its `exp`
+/// and `nbf` are checked on every use), and how many are kept.
+const VERIFIED_FOR: Duration = Duration::from_secs(60);
+const VERIFIED_MAX: usize = 4096;
 
 impl Auth {
     /// Loads the htpasswd file and, in token mode, the keys; `None` when auth is off. A
@@ -156,6 +164,7 @@ impl Auth {
             }),
             cache: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
+            verified: Mutex::new(HashMap::new()),
             tokens,
         }))
     }
@@ -220,23 +229,51 @@ impl Auth {
         self.cache.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
-    /// Verifies a `Bearer` Authorization value.
+    /// Verifies a `Bearer` Authorization value. A client sends the same token with every
+    /// request of a pull or push, so a verified token's signature is not checked again for
+    /// [`VERIFIED_FOR`] (tens of microseconds of ECDSA or RSA per request otherwise).
     pub fn verify_bearer(&self, value: &str) -> Result<Claims, TokenError> {
+        self.verify_bearer_at(value, unix_now())
+    }
+
+    fn verify_bearer_at(&self, value: &str, now: i64) -> Result<Claims, TokenError> {
         let t = self.tokens.as_ref().ok_or(TokenError::Malformed)?;
         let (scheme, token) = value.trim().split_once(' ').ok_or(TokenError::Malformed)?;
         if !scheme.eq_ignore_ascii_case("bearer") {
             return Err(TokenError::Malformed);
         }
-        token::verify(
-            token.trim(),
+        let token = token.trim();
+        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let cached = self
+            .verified
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .filter(|(_, at)| at.elapsed() < VERIFIED_FOR)
+            .map(|(claims, _)| claims.clone());
+        if let Some(claims) = cached {
+            token::check_times(&claims, now)?;
+            return Ok(claims);
+        }
+        let claims = token::verify(
+            token,
             &t.keys,
             &token::Expect {
                 issuer: &t.issuer,
                 service: &t.service,
                 algorithms: &t.algorithms,
-                now: unix_now(),
+                now,
             },
-        )
+        )?;
+        let mut verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        if verified.len() >= VERIFIED_MAX {
+            verified.retain(|_, (_, at)| at.elapsed() < VERIFIED_FOR);
+            if verified.len() >= VERIFIED_MAX {
+                verified.clear();
+            }
+        }
+        verified.insert(key, (claims.clone(), Instant::now()));
+        Ok(claims)
     }
 
     /// The built-in token service: authenticates Basic credentials (or none: anonymous)
@@ -606,6 +643,56 @@ mod tests {
         assert!(base64_decode("a b").is_none());
     }
 
+    /// A verified token's signature is not checked again, but its expiry is; a token
+    /// that fails is never remembered.
+    #[test]
+    fn verified_tokens_are_remembered_but_still_expire() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (signer, _) = Signer::load_or_create(&dir.path().join("k.pem")).expect("signer");
+        let mut a = auth(vec![]);
+        a.tokens = Some(Tokens {
+            keys: signer.key_set(),
+            signer: None,
+            issuer: "berth".into(),
+            service: "registry".into(),
+            realm: None,
+            expiration: Duration::from_secs(300),
+            algorithms: Alg::ALL.to_vec(),
+        });
+        let now = unix_now();
+        let claims = Claims {
+            iss: "berth".into(),
+            sub: "alice".into(),
+            aud: token::Audience::One("registry".into()),
+            exp: now + 300,
+            nbf: None,
+            iat: Some(now),
+            jti: None,
+            access: vec![],
+        };
+        let t = format!("Bearer {}", signer.sign(&claims).expect("sign"));
+        let remembered = |a: &Auth| a.verified.lock().expect("lock").len();
+        assert_eq!(a.verify_bearer_at(&t, now).expect("valid").sub, "alice");
+        assert_eq!(remembered(&a), 1);
+        assert_eq!(
+            a.verify_bearer_at(&t, now + 10).expect("valid").sub,
+            "alice"
+        );
+        assert_eq!(remembered(&a), 1);
+        assert_eq!(
+            a.verify_bearer_at(&t, now + 400),
+            Err(TokenError::Expired),
+            "a remembered token still expires"
+        );
+        // A flipped character in the middle of the signature: refused, not remembered.
+        let mut bad = t.clone().into_bytes();
+        let i = bad.len() - 20;
+        bad[i] = if bad[i] == b'A' { b'B' } else { b'A' };
+        let bad = String::from_utf8(bad).expect("utf8");
+        assert_eq!(a.verify_bearer_at(&bad, now), Err(TokenError::Signature));
+        assert_eq!(remembered(&a), 1);
+    }
+
     fn auth(rules: Vec<Rule>) -> Auth {
         Auth {
             realm: "r".into(),
@@ -624,6 +711,7 @@ mod tests {
             }),
             cache: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
+            verified: Mutex::new(HashMap::new()),
         }
     }
 

@@ -426,13 +426,20 @@ pub fn verify(token: &str, keys: &KeySet, want: &Expect<'_>) -> Result<Claims, T
     if !claims.aud.contains(want.service) {
         return Err(TokenError::Audience(want.service.to_owned()));
     }
-    if claims.exp + LEEWAY < want.now {
+    check_times(&claims, want.now)?;
+    Ok(claims)
+}
+
+/// The time-bound part of [`verify`]: `exp` and `nbf` against `now`, with leeway. Run again
+/// for a token whose signature was checked earlier.
+pub fn check_times(claims: &Claims, now: i64) -> Result<(), TokenError> {
+    if claims.exp + LEEWAY < now {
         return Err(TokenError::Expired);
     }
-    if claims.nbf.is_some_and(|nbf| nbf - LEEWAY > want.now) {
+    if claims.nbf.is_some_and(|nbf| nbf - LEEWAY > now) {
         return Err(TokenError::NotYetValid);
     }
-    Ok(claims)
+    Ok(())
 }
 
 /// The trusted keys a token may have been signed with: the leaf of an `x5c` chain that
