@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::run_berth;
+use common::{assert_shown_config_is_valid, run_berth};
 
 use std::process::Command;
 
@@ -74,12 +74,7 @@ fn config_show_prints_the_effective_config() {
     assert!(out.contains("listen = [\"0.0.0.0:5999\"]"), "{out}");
     assert!(out.contains("root = \"/var/lib/registry\""), "{out}");
     assert!(out.contains("manifest_max = \"4MiB\""), "{out}");
-    // What show prints is itself a valid configuration.
-    let dir = tempfile::tempdir().expect("tempdir");
-    let f = dir.path().join("shown.toml");
-    std::fs::write(&f, &out).expect("write");
-    let (code, _, err) = run_berth(&["config", "check", f.to_str().expect("utf8")], &[]);
-    assert_eq!(code, 0, "{err}");
+    assert_shown_config_is_valid(&out);
 }
 
 #[test]

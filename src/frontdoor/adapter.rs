@@ -337,7 +337,7 @@ impl HttpServerApp for App {
         let sent = write_response(&mut session, resp, !is_tls, self.limits.io).await;
         let (bytes_in, bytes_out) = (
             session.body_bytes_read() as u64,
-            session.body_bytes_sent() as u64 + sent.as_ref().map_or(0, |s| s.bypassed),
+            session.body_bytes_sent() as u64 + sent.as_ref().map_or(0, |n| *n),
         );
         let took = started.elapsed();
         let (endpoint, user) = match (&self.role, served) {
@@ -603,20 +603,15 @@ impl RequestBody for SessionBody<'_> {
     }
 }
 
-/// What [`write_response`] did beside pingora's writer.
-struct Sent {
-    /// Body bytes that went out by sendfile, which pingora does not count.
-    bypassed: u64,
-}
-
 /// Writes the response. A blob over plain HTTP/1.1 (`plain`) goes out zero-copy when the
-/// connection allows it ([`super::sendfile`]); everything else through pingora.
+/// connection allows it ([`super::sendfile`]); everything else through pingora. Returns
+/// the body bytes sent by sendfile, which pingora does not count.
 async fn write_response(
     session: &mut ServerSession,
     resp: http::Response<Body>,
     plain: bool,
     io_timeout: Duration,
-) -> pingora_core::Result<Sent> {
+) -> pingora_core::Result<u64> {
     let (parts, body) = resp.into_parts();
     let body = match body {
         Body::Blob(blob) if plain => match super::sendfile::socket_of(session) {
@@ -627,7 +622,7 @@ async fn write_response(
                 return match super::sendfile::send(socket, &head, blob, io_timeout).await {
                     Ok(n) => {
                         crate::metrics::sendfile(n);
-                        Ok(Sent { bypassed: n })
+                        Ok(n)
                     }
                     Err(e) => {
                         if e.kind() == std::io::ErrorKind::UnexpectedEof {
@@ -677,7 +672,7 @@ async fn write_response(
             session.write_response_body(Bytes::new(), true).await?;
         }
     }
-    Ok(Sent { bypassed: 0 })
+    Ok(0)
 }
 
 fn content_length(h: &http::HeaderMap) -> Option<u64> {

@@ -56,6 +56,36 @@ impl Error {
 
 pub use fs::{cached, BlobFile, Prefetch};
 
+// The blocking halves of the reads above, for `FsDriver::reading`: one hand-off per
+// request however many files it reads.
+
+/// The digest a link file holds; `None` when there is no such file.
+fn read_link_in(fs: &fs::Reader, path: &Path) -> Result<Option<Digest>, Error> {
+    match fs.read(path)? {
+        Some(bytes) => parse_link(path, &bytes).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The size of a blob linked into `repo` (as a layer, or as a manifest revision), marked
+/// as used; `None` when it is not linked there or its bytes are missing.
+fn linked_size(fs: &fs::Reader, repo: &RepositoryName, d: &Digest) -> Result<Option<u64>, Error> {
+    let linked =
+        |path: PathBuf| -> Result<bool, Error> { Ok(read_link_in(fs, &path)?.as_ref() == Some(d)) };
+    if !linked(layout::layer_link(repo, d))? && !linked(layout::revision_link(repo, d))? {
+        return Ok(None);
+    }
+    marked_size(fs, d)
+}
+
+/// The size of a blob in the shared store, marked as used (see `gc`).
+fn marked_size(fs: &fs::Reader, d: &Digest) -> Result<Option<u64>, Error> {
+    Ok(fs
+        .touch(&layout::blob_data(d), gc::TIMESTAMP_SLACK)?
+        .filter(|m| !m.is_dir)
+        .map(|m| m.size))
+}
+
 /// The digest a link file holds.
 fn parse_link(path: &Path, bytes: &[u8]) -> Result<Digest, Error> {
     let text = std::str::from_utf8(bytes).map_err(|_| Error::Corrupt {
@@ -138,10 +168,10 @@ impl Store {
     /// bytes are present. One blocking call (a blob HEAD is the most frequent request of a
     /// push).
     pub async fn blob_size(&self, repo: &RepositoryName, d: &Digest) -> Result<Option<u64>, Error> {
-        Ok(self
-            .blob_in_repo(repo, d, false)
-            .await?
-            .map(|(size, _)| size))
+        let (repo, d) = (repo.clone(), d.clone());
+        self.driver
+            .reading(move |fs| linked_size(fs, &repo, &d))
+            .await
     }
 
     /// As [`Store::blob_size`], and the blob opened for reading, in one blocking call.
@@ -150,48 +180,16 @@ impl Store {
         repo: &RepositoryName,
         d: &Digest,
     ) -> Result<Option<(u64, std::fs::File, PathBuf)>, Error> {
-        Ok(self
-            .blob_in_repo(repo, d, true)
-            .await?
-            .and_then(|(size, opened)| opened.map(|(f, p)| (size, f, p))))
-    }
-
-    /// The size of a blob linked into `repo` (marked as used, see
-    /// [`Store::blob_size_global`]), and the blob opened when `open`.
-    async fn blob_in_repo(
-        &self,
-        repo: &RepositoryName,
-        d: &Digest,
-        open: bool,
-    ) -> Result<Option<(u64, Option<(std::fs::File, PathBuf)>)>, Error> {
-        let repo = repo.clone();
-        let d = d.clone();
+        let (repo, d) = (repo.clone(), d.clone());
         self.driver
             .reading(move |fs| {
-                let links = |path: &Path| -> Result<bool, Error> {
-                    Ok(match fs.read(path)? {
-                        Some(bytes) => parse_link(path, &bytes)? == d,
-                        None => false,
-                    })
-                };
-                if !links(&layout::layer_link(&repo, &d))?
-                    && !links(&layout::revision_link(&repo, &d))?
-                {
-                    return Ok(None);
-                }
-                let data = layout::blob_data(&d);
-                let Some(size) = fs
-                    .touch(&data, gc::TIMESTAMP_SLACK)?
-                    .filter(|m| !m.is_dir)
-                    .map(|m| m.size)
-                else {
+                let Some(size) = linked_size(fs, &repo, &d)? else {
                     return Ok(None);
                 };
-                if !open {
-                    return Ok(Some((size, None)));
-                }
                 // Gone between the stat and the open (the collector): not there.
-                Ok(fs.open(&data)?.map(|f| (size, Some(f))))
+                Ok(fs
+                    .open(&layout::blob_data(&d))?
+                    .map(|(f, path)| (size, f, path)))
             })
             .await
     }
@@ -200,12 +198,8 @@ impl Store {
     /// blob is marked as used: a client told it is there (a HEAD before a manifest push, a
     /// mount) can rely on it for the collector's grace period.
     pub async fn blob_size_global(&self, d: &Digest) -> Result<Option<u64>, Error> {
-        Ok(self
-            .driver
-            .touch(&layout::blob_data(d), gc::TIMESTAMP_SLACK)
-            .await?
-            .filter(|m| !m.is_dir)
-            .map(|m| m.size))
+        let d = d.clone();
+        self.driver.reading(move |fs| marked_size(fs, &d)).await
     }
 
     /// Links an existing blob into `repo` (a mount, or the end of an upload).
@@ -430,18 +424,16 @@ impl Store {
         let r = r.clone();
         self.driver
             .reading(move |fs| {
-                let link = |path: &Path| match fs.read(path)? {
-                    Some(bytes) => parse_link(path, &bytes).map(Some),
-                    None => Ok(None),
-                };
                 let d = match r {
-                    Reference::Tag(t) => match link(&layout::tag_current_link(&repo, &t))? {
-                        Some(d) => d,
-                        None => return Ok(None),
-                    },
+                    Reference::Tag(t) => {
+                        match read_link_in(fs, &layout::tag_current_link(&repo, &t))? {
+                            Some(d) => d,
+                            None => return Ok(None),
+                        }
+                    }
                     Reference::Digest(d) => d,
                 };
-                if link(&layout::revision_link(&repo, &d))?.as_ref() != Some(&d) {
+                if read_link_in(fs, &layout::revision_link(&repo, &d))?.as_ref() != Some(&d) {
                     return Ok(None);
                 }
                 Ok(fs
@@ -600,10 +592,8 @@ impl Store {
     // ---- links ----
 
     async fn read_link(&self, path: &Path) -> Result<Option<Digest>, Error> {
-        match self.driver.read(path).await? {
-            Some(bytes) => parse_link(path, &bytes).map(Some),
-            None => Ok(None),
-        }
+        let path = path.to_owned();
+        self.driver.reading(move |fs| read_link_in(fs, &path)).await
     }
 
     async fn write_link(&self, path: &Path, d: &Digest) -> Result<(), Error> {

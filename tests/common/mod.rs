@@ -341,6 +341,16 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// What `berth config show` printed (`out`) is itself a configuration `config check`
+/// accepts.
+pub fn assert_shown_config_is_valid(out: &str) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let f = dir.path().join("shown.toml");
+    std::fs::write(&f, out).expect("write");
+    let (code, _, err) = run_berth(&["config", "check", f.to_str().expect("utf8")], &[]);
+    assert_eq!(code, 0, "{err}");
+}
+
 /// Runs `cmd` with `stdin` written to it; returns its output.
 pub fn run_with_stdin(cmd: &mut Command, stdin: &str) -> std::process::Output {
     use std::io::Write;
