@@ -1,8 +1,7 @@
 //! The request path parsed into a typed [`Endpoint`] before any handler runs.
 
-use super::error::ApiError;
+use super::error::{ApiError, OciCode};
 use crate::oci::{Digest, Reference, RepositoryName, UploadId};
-use http::StatusCode;
 
 /// Every route of the OCI Distribution API that berth serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,7 +116,7 @@ impl Endpoint {
             let name = name_of(name)?;
             let r = last.parse().map_err(|e: crate::oci::ParseError| match e {
                 crate::oci::ParseError::Digest(..) => ApiError::digest_invalid(e.to_string()),
-                _ => ApiError::new(StatusCode::BAD_REQUEST, "TAG_INVALID", e.to_string()),
+                _ => ApiError::new(OciCode::TagInvalid, e.to_string()),
             })?;
             return Ok(Endpoint::Manifest(name, r));
         }
@@ -137,7 +136,7 @@ fn name_of(s: &str) -> Result<RepositoryName, ApiError> {
 }
 
 fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such endpoint")
+    ApiError::new(OciCode::NotFound, "no such endpoint")
 }
 
 /// Decodes `%XX` escapes; `None` on a malformed escape or non-UTF-8 result.
@@ -236,7 +235,11 @@ mod tests {
 
     #[test]
     fn bad_paths_are_client_errors() {
-        let code = |p: &str| Endpoint::parse(p).map(|_| "ok").unwrap_or_else(|e| e.code);
+        let code = |p: &str| {
+            Endpoint::parse(p)
+                .map(|_| "ok")
+                .unwrap_or_else(|e| e.code.as_str())
+        };
         assert_eq!(code("/v2/../etc/manifests/latest"), "NAME_INVALID");
         assert_eq!(code("/v2/%2e%2e/manifests/latest"), "NAME_INVALID");
         assert_eq!(code("/v2/A/manifests/latest"), "NAME_INVALID");

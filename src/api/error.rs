@@ -1,15 +1,103 @@
 //! The one place errors become the spec's JSON: `{"errors":[{"code","message","detail"}]}`
 //! with the spec's code and status.
+//!
+//! [`OciCode`] is the table: each code once, with the status it is answered with. A call
+//! site overrides the status ([`ApiError::with_status`]) only where the spec or a client
+//! needs another one (416 for a range, 413 for a size, 507 for a full disk).
 
-use super::Body;
+use crate::body::Body;
 use crate::store;
 use http::{HeaderValue, Response, StatusCode};
+
+/// The error codes berth answers with: the OCI Distribution Spec's, the ones distribution
+/// adds that clients know (`UNAVAILABLE`, `TOOMANYREQUESTS`, `UNKNOWN`, `TAG_INVALID`),
+/// and `NOT_FOUND` for a path that is no endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OciCode {
+    BlobUnknown,
+    BlobUploadInvalid,
+    BlobUploadUnknown,
+    DigestInvalid,
+    ManifestBlobUnknown,
+    ManifestInvalid,
+    ManifestUnknown,
+    NameInvalid,
+    NameUnknown,
+    SizeInvalid,
+    Unauthorized,
+    Denied,
+    Unsupported,
+    TooManyRequests,
+    PaginationNumberInvalid,
+    TagInvalid,
+    Unavailable,
+    Unknown,
+    NotFound,
+}
+
+impl OciCode {
+    /// The code as it appears in the JSON.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            OciCode::BlobUnknown => "BLOB_UNKNOWN",
+            OciCode::BlobUploadInvalid => "BLOB_UPLOAD_INVALID",
+            OciCode::BlobUploadUnknown => "BLOB_UPLOAD_UNKNOWN",
+            OciCode::DigestInvalid => "DIGEST_INVALID",
+            OciCode::ManifestBlobUnknown => "MANIFEST_BLOB_UNKNOWN",
+            OciCode::ManifestInvalid => "MANIFEST_INVALID",
+            OciCode::ManifestUnknown => "MANIFEST_UNKNOWN",
+            OciCode::NameInvalid => "NAME_INVALID",
+            OciCode::NameUnknown => "NAME_UNKNOWN",
+            OciCode::SizeInvalid => "SIZE_INVALID",
+            OciCode::Unauthorized => "UNAUTHORIZED",
+            OciCode::Denied => "DENIED",
+            OciCode::Unsupported => "UNSUPPORTED",
+            OciCode::TooManyRequests => "TOOMANYREQUESTS",
+            OciCode::PaginationNumberInvalid => "PAGINATION_NUMBER_INVALID",
+            OciCode::TagInvalid => "TAG_INVALID",
+            OciCode::Unavailable => "UNAVAILABLE",
+            OciCode::Unknown => "UNKNOWN",
+            OciCode::NotFound => "NOT_FOUND",
+        }
+    }
+
+    /// The status the code is answered with unless the call site says otherwise.
+    pub const fn status(self) -> StatusCode {
+        match self {
+            OciCode::BlobUnknown
+            | OciCode::BlobUploadUnknown
+            | OciCode::ManifestUnknown
+            | OciCode::NameUnknown
+            | OciCode::NotFound => StatusCode::NOT_FOUND,
+            OciCode::BlobUploadInvalid
+            | OciCode::DigestInvalid
+            | OciCode::ManifestBlobUnknown
+            | OciCode::ManifestInvalid
+            | OciCode::NameInvalid
+            | OciCode::SizeInvalid
+            | OciCode::PaginationNumberInvalid
+            | OciCode::TagInvalid => StatusCode::BAD_REQUEST,
+            OciCode::Unauthorized => StatusCode::UNAUTHORIZED,
+            OciCode::Denied => StatusCode::FORBIDDEN,
+            OciCode::Unsupported => StatusCode::METHOD_NOT_ALLOWED,
+            OciCode::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            OciCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            OciCode::Unknown => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl std::fmt::Display for OciCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// An error as the client will see it.
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: OciCode,
     pub message: String,
     pub detail: Option<serde_json::Value>,
     /// Extra headers (e.g. `Range` on a 416).
@@ -17,14 +105,21 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    /// An error with `code`'s status from the table.
+    pub fn new(code: OciCode, message: impl Into<String>) -> Self {
         Self {
-            status,
+            status: code.status(),
             code,
             message: message.into(),
             detail: None,
             headers: Vec::new(),
         }
+    }
+
+    /// The same error answered with another status than the table's.
+    pub fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
     }
 
     pub fn detail(mut self, detail: serde_json::Value) -> Self {
@@ -38,88 +133,73 @@ impl ApiError {
     }
 
     pub fn blob_unknown(d: impl std::fmt::Display) -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "BLOB_UNKNOWN",
-            "blob unknown to registry",
-        )
-        .detail(serde_json::json!({ "digest": d.to_string() }))
+        Self::new(OciCode::BlobUnknown, "blob unknown to registry")
+            .detail(serde_json::json!({ "digest": d.to_string() }))
     }
 
     pub fn upload_unknown() -> Self {
         Self::new(
-            StatusCode::NOT_FOUND,
-            "BLOB_UPLOAD_UNKNOWN",
+            OciCode::BlobUploadUnknown,
             "blob upload unknown to registry",
         )
     }
 
     pub fn upload_invalid(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID", message)
+        Self::new(OciCode::BlobUploadInvalid, message)
     }
 
     pub fn digest_invalid(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "DIGEST_INVALID", message)
+        Self::new(OciCode::DigestInvalid, message)
     }
 
     pub fn manifest_invalid(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "MANIFEST_INVALID", message)
+        Self::new(OciCode::ManifestInvalid, message)
     }
 
     pub fn manifest_unknown(reference: impl std::fmt::Display) -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "MANIFEST_UNKNOWN",
-            "manifest unknown to registry",
-        )
-        .detail(serde_json::json!({ "reference": reference.to_string() }))
+        Self::new(OciCode::ManifestUnknown, "manifest unknown to registry")
+            .detail(serde_json::json!({ "reference": reference.to_string() }))
     }
 
     pub fn manifest_blob_unknown(d: impl std::fmt::Display) -> Self {
         Self::new(
-            StatusCode::BAD_REQUEST,
-            "MANIFEST_BLOB_UNKNOWN",
+            OciCode::ManifestBlobUnknown,
             "manifest references a blob unknown to the repository",
         )
         .detail(serde_json::json!({ "digest": d.to_string() }))
     }
 
     pub fn name_invalid(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "NAME_INVALID", message)
+        Self::new(OciCode::NameInvalid, message)
     }
 
     pub fn name_unknown(name: impl std::fmt::Display) -> Self {
         Self::new(
-            StatusCode::NOT_FOUND,
-            "NAME_UNKNOWN",
+            OciCode::NameUnknown,
             "repository name not known to registry",
         )
         .detail(serde_json::json!({ "name": name.to_string() }))
     }
 
     pub fn size_invalid(status: StatusCode, message: impl Into<String>) -> Self {
-        Self::new(status, "SIZE_INVALID", message)
+        Self::new(OciCode::SizeInvalid, message).with_status(status)
     }
 
     pub fn unsupported(status: StatusCode, message: impl Into<String>) -> Self {
-        Self::new(status, "UNSUPPORTED", message)
+        Self::new(OciCode::Unsupported, message).with_status(status)
     }
 
     pub fn range_invalid(current_size: u64) -> Self {
         Self::new(
-            StatusCode::RANGE_NOT_SATISFIABLE,
-            "BLOB_UPLOAD_INVALID",
+            OciCode::BlobUploadInvalid,
             "content range does not continue the upload",
         )
+        .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
         .header("Range", super::upload_range(current_size))
     }
 
     pub fn pagination_invalid(message: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::BAD_REQUEST,
-            "PAGINATION_NUMBER_INVALID",
-            message,
-        )
+        Self::new(OciCode::PaginationNumberInvalid, message)
     }
 
     /// A server-side failure: the cause is logged here, the client sees a generic message.
@@ -132,16 +212,12 @@ impl ApiError {
             src = s.source();
         }
         tracing::error!(cause = %chain, "internal error");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "UNKNOWN",
-            "internal server error",
-        )
+        Self::new(OciCode::Unknown, "internal server error")
     }
 
     /// The response the client gets.
     pub fn into_response(self) -> Response<Body> {
-        let mut entry = serde_json::json!({ "code": self.code, "message": self.message });
+        let mut entry = serde_json::json!({ "code": self.code.as_str(), "message": self.message });
         if let (Some(d), Some(obj)) = (self.detail, entry.as_object_mut()) {
             obj.insert("detail".into(), d);
         }
@@ -169,10 +245,10 @@ impl From<store::Error> for ApiError {
             store::Error::UploadUnknown => ApiError::upload_unknown(),
             store::Error::UploadOffset { actual, .. } => ApiError::range_invalid(actual),
             store::Error::UploadBusy => ApiError::new(
-                StatusCode::CONFLICT,
-                "BLOB_UPLOAD_INVALID",
+                OciCode::BlobUploadInvalid,
                 "the upload is being written by another request",
-            ),
+            )
+            .with_status(StatusCode::CONFLICT),
             store::Error::DigestMismatch { expected, actual } => {
                 ApiError::digest_invalid("provided digest did not match uploaded content")
                     .detail(serde_json::json!({ "expected": expected.to_string(), "actual": actual.to_string() }))
@@ -185,10 +261,10 @@ impl From<store::Error> for ApiError {
             {
                 tracing::error!(path = %path.display(), error = %source, "storage full: a write was refused and rolled back");
                 ApiError::new(
-                    StatusCode::INSUFFICIENT_STORAGE,
-                    "UNAVAILABLE",
+                    OciCode::Unavailable,
                     "the registry's storage is full: nothing of this request was stored; push again once space is freed",
                 )
+                .with_status(StatusCode::INSUFFICIENT_STORAGE)
             }
             e @ (store::Error::Io { .. } | store::Error::Corrupt { .. } | store::Error::Internal(_)) => {
                 ApiError::internal(&e)

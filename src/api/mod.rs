@@ -11,59 +11,19 @@ pub mod manifest;
 
 use crate::auth::token::Claims;
 use crate::auth::{Action, Auth, Refusal, Tokens};
+pub use crate::body::{Body, BodyError, FullBody, RequestBody};
 use crate::config::Config;
 use crate::notify::{Action as NotifyAction, Event};
 use crate::oci::{Digest, Reference, RepositoryName, Tag, UploadId};
 use crate::store::{BlobFile, Store, UploadWriter};
 use bytes::{Bytes, BytesMut};
 use endpoint::{query_pairs, Endpoint};
-use error::ApiError;
+use error::{ApiError, OciCode};
 use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 use manifest::Parsed;
 use regex::Regex;
 use std::sync::Arc;
 use tracing::Instrument;
-
-/// A response body.
-pub enum Body {
-    Empty,
-    Full(Bytes),
-    /// Bytes of a blob in the store; the length is in `Content-Length`. The front door
-    /// decides how they travel (zero-copy or streamed).
-    Blob(BlobFile),
-}
-
-impl std::fmt::Debug for Body {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Body::Empty => f.write_str("Body::Empty"),
-            Body::Full(b) => write!(f, "Body::Full({} bytes)", b.len()),
-            Body::Blob(b) => write!(f, "Body::Blob({} bytes)", b.len),
-        }
-    }
-}
-
-/// Why a request body could not be read.
-#[derive(Debug, thiserror::Error)]
-#[error("reading the request body: {0}")]
-pub struct BodyError(pub String);
-
-/// A request body, read chunk by chunk as it arrives.
-#[async_trait::async_trait]
-pub trait RequestBody: Send {
-    /// The next chunk, or `None` at the end.
-    async fn chunk(&mut self) -> std::result::Result<Option<Bytes>, BodyError>;
-}
-
-/// An in-memory body, for tests and for callers that already hold the bytes.
-pub struct FullBody(pub Option<Bytes>);
-
-#[async_trait::async_trait]
-impl RequestBody for FullBody {
-    async fn chunk(&mut self) -> std::result::Result<Option<Bytes>, BodyError> {
-        Ok(self.0.take().filter(|b| !b.is_empty()))
-    }
-}
 
 /// The scheme and authority clients reach berth at (`https://registry.example.com`), put
 /// in the request's extensions by the front door when it knows them; `Location` headers
@@ -86,8 +46,7 @@ const PLAINTEXT_REFUSED: &str =
 
 fn too_many(secs: u64) -> ApiError {
     ApiError::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        "TOOMANYREQUESTS",
+        OciCode::TooManyRequests,
         "too many failed logins from this address; try again later",
     )
     .header("Retry-After", secs.to_string())
@@ -95,8 +54,7 @@ fn too_many(secs: u64) -> ApiError {
 
 fn denied(user: &str, action: Action, repo: &str) -> ApiError {
     ApiError::new(
-        StatusCode::FORBIDDEN,
-        "DENIED",
+        OciCode::Denied,
         format!("{user} may not {} {repo}", action.name()),
     )
 }
@@ -361,7 +319,7 @@ impl Registry {
             return self.authorize_token(auth, tokens, e, req, header, &t);
         }
         let challenge = |msg: &str| {
-            ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", msg).header(
+            ApiError::new(OciCode::Unauthorized, msg).header(
                 "WWW-Authenticate",
                 format!("Basic realm=\"{}\", charset=\"UTF-8\"", auth.realm),
             )
@@ -422,8 +380,7 @@ impl Registry {
             if let Some(e) = error {
                 v.push_str(&format!(",error=\"{e}\""));
             }
-            ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", msg)
-                .header("WWW-Authenticate", v)
+            ApiError::new(OciCode::Unauthorized, msg).header("WWW-Authenticate", v)
         };
         if matches!(e, Endpoint::Root) {
             return Ok(Caller::Open);
@@ -481,9 +438,8 @@ impl Registry {
             .as_deref()
             .filter(|a| a.tokens.as_ref().is_some_and(Tokens::builtin))
         else {
-            return Err(ApiError::new(
+            return Err(ApiError::unsupported(
                 StatusCode::NOT_FOUND,
-                "UNSUPPORTED",
                 "no token service here (auth.mode is not \"token\" with the builtin issuer)",
             ));
         };
@@ -501,9 +457,8 @@ impl Registry {
             .map(|t| t.service.as_str())
             .unwrap_or_default();
         if let Some(s) = param(&q, "service").filter(|s| *s != service) {
-            return Err(ApiError::new(
+            return Err(ApiError::unsupported(
                 StatusCode::BAD_REQUEST,
-                "UNSUPPORTED",
                 format!("unknown service {s:?}; this registry is {service:?}"),
             ));
         }
@@ -517,7 +472,7 @@ impl Registry {
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
         let basic = |msg: &str| {
-            ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", msg).header(
+            ApiError::new(OciCode::Unauthorized, msg).header(
                 "WWW-Authenticate",
                 format!("Basic realm=\"{}\", charset=\"UTF-8\"", auth.realm),
             )
@@ -571,8 +526,7 @@ impl Registry {
                     Ok(caller) if writes && self.store.read_only() => {
                         user = caller.user();
                         ApiError::new(
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "UNAVAILABLE",
+                            OciCode::Unavailable,
                             "the registry is read-only for now (storage.read_only); pulls keep working",
                         )
                         .into_response()
@@ -848,9 +802,8 @@ impl Registry {
             .iter()
             .filter(|(k, _)| k == "tag")
             .map(|(_, v)| {
-                v.parse::<Tag>().map_err(|e| {
-                    ApiError::new(StatusCode::BAD_REQUEST, "TAG_INVALID", e.to_string())
-                })
+                v.parse::<Tag>()
+                    .map_err(|e| ApiError::new(OciCode::TagInvalid, e.to_string()))
             })
             .collect::<Result<Vec<_>>>()?;
         let bytes = read_limited(body, self.manifest_max).await?;
@@ -1025,10 +978,10 @@ impl Registry {
                 RangeSpec::Part(a, b) => Some((a, b)),
                 RangeSpec::Unsatisfiable => {
                     return Err(ApiError::new(
-                        StatusCode::RANGE_NOT_SATISFIABLE,
-                        "BLOB_UNKNOWN",
+                        OciCode::BlobUnknown,
                         "requested range not satisfiable",
                     )
+                    .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
                     .header("Content-Range", format!("bytes */{size}")))
                 }
             },
@@ -1039,7 +992,7 @@ impl Registry {
             None => (StatusCode::OK, 0, size),
         };
         let body = match opened.take() {
-            Some((file, path)) if len > 0 => Body::Blob(BlobFile {
+            Some((file, path)) if len > 0 => Body::File(BlobFile {
                 file,
                 path,
                 offset,
@@ -1365,13 +1318,6 @@ impl Registry {
     }
 }
 
-impl ApiError {
-    fn with_status(mut self, status: StatusCode) -> Self {
-        self.status = status;
-        self
-    }
-}
-
 /// The spec's `Range` value for an upload of `size` bytes (`0-0` when empty, as
 /// distribution reports it).
 pub fn upload_range(size: u64) -> String {
@@ -1566,3 +1512,6 @@ mod tests {
         assert_eq!(p("bytes=0-1,5-6", 100), "whole");
     }
 }
+
+#[cfg(test)]
+mod tests_inprocess;

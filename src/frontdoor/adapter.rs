@@ -3,7 +3,8 @@
 //! request parts plus a streaming [`RequestBody`], hands them to the registry core, and
 //! streams the core's response back. No body is ever buffered whole here.
 
-use crate::api::{Body, BodyError, ExternalBase, Registry, RequestBody, Transport};
+use crate::api::{ExternalBase, Registry, Transport};
+use crate::body::{Body, BodyError, RequestBody};
 use crate::config::Cidr;
 use crate::tls::acme::Challenges;
 use async_trait::async_trait;
@@ -614,7 +615,7 @@ async fn write_response(
 ) -> pingora_core::Result<u64> {
     let (parts, body) = resp.into_parts();
     let body = match body {
-        Body::Blob(blob) if plain => match super::sendfile::socket_of(session) {
+        Body::File(blob) if plain => match super::sendfile::socket_of(session) {
             Some(socket) => {
                 let keepalive = session.as_http1().is_some_and(|s| s.will_keepalive());
                 let head = super::sendfile::head(&parts, keepalive);
@@ -636,7 +637,7 @@ async fn write_response(
                     }
                 };
             }
-            None => Body::Blob(blob),
+            None => Body::File(blob),
         },
         other => other,
     };
@@ -653,26 +654,33 @@ async fn write_response(
     match body {
         Body::Empty => session.write_response_body(Bytes::new(), true).await?,
         Body::Full(b) => session.write_response_body(b, true).await?,
-        Body::Blob(blob) => {
-            let mut reader = blob.reader();
-            loop {
-                match reader.next().await {
-                    Ok(Some(b)) => session.write_response_body(b, false).await?,
-                    Ok(None) => break,
-                    Err(e) => {
-                        tracing::error!(error = %e, "reading a blob failed mid-response");
-                        return Err(pingora_core::Error::because(
-                            pingora_core::ErrorType::ReadError,
-                            "blob read failed",
-                            e,
-                        ));
-                    }
-                }
-            }
-            session.write_response_body(Bytes::new(), true).await?;
-        }
+        Body::File(blob) => write_stream(session, blob.into_stream()).await?,
+        Body::Stream(s) => write_stream(session, s).await?,
     }
     Ok(0)
+}
+
+/// Writes a streamed body chunk by chunk. A failing source ends the response with an
+/// error, so the connection is dropped and the client never takes a short body for a whole
+/// one.
+async fn write_stream(
+    session: &mut ServerSession,
+    mut body: crate::body::BodyStream,
+) -> pingora_core::Result<()> {
+    while let Some(chunk) = crate::body::next_chunk(&mut body).await {
+        match chunk {
+            Ok(b) => session.write_response_body(b, false).await?,
+            Err(e) => {
+                tracing::error!(error = %e, "reading a response body failed mid-response");
+                return Err(pingora_core::Error::because(
+                    pingora_core::ErrorType::ReadError,
+                    "response body read failed",
+                    e,
+                ));
+            }
+        }
+    }
+    session.write_response_body(Bytes::new(), true).await
 }
 
 fn content_length(h: &http::HeaderMap) -> Option<u64> {

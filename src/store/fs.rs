@@ -52,7 +52,23 @@ pub struct BlobFile {
 }
 
 impl BlobFile {
-    /// Reads the bytes chunk by chunk, for the paths that must see them (TLS, HTTP/2).
+    /// The bytes as a response stream, for the paths that must see them (TLS, HTTP/2):
+    /// [`BlobReader`]'s chunks, ending at the first error.
+    pub fn into_stream(self) -> crate::body::BodyStream {
+        Box::pin(futures_util::stream::unfold(
+            Some(self.reader()),
+            |reader| async move {
+                let mut r = reader?;
+                match r.next().await {
+                    Ok(Some(b)) => Some((Ok(b), Some(r))),
+                    Ok(None) => None,
+                    Err(e) => Some((Err(e), None)),
+                }
+            },
+        ))
+    }
+
+    /// Reads the bytes chunk by chunk.
     pub fn reader(self) -> BlobReader {
         use std::sync::atomic::Ordering;
         let streams = STREAMS.fetch_add(1, Ordering::AcqRel) + 1;
