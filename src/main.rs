@@ -681,7 +681,7 @@ fn serve(path: Option<PathBuf>, upgrade: bool) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let registry = match Registry::new(&cfg, store) {
+    let registry = match Registry::new(&cfg, Arc::new(store)) {
         Ok(r) => Arc::new(r.with_auth(auth.clone()).with_notifier(notifier)),
         Err(e) => {
             eprintln!("berth: configuration error: {e}");

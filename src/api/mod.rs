@@ -1,5 +1,5 @@
 //! The OCI Distribution API over `http` types: parse the path into an [`Endpoint`], run
-//! its handler against the [`Store`], and render errors in one place ([`error`]).
+//! its handler against the storage seam ([`Content`]), and render errors in one place ([`error`]).
 //!
 //! Nothing here touches a socket or the filesystem: the front door hands in request parts
 //! and a [`RequestBody`], and takes back an `http::Response<Body>`. That is what lets the
@@ -15,7 +15,7 @@ pub use crate::body::{Body, BodyError, FullBody, RequestBody};
 use crate::config::Config;
 use crate::notify::{Action as NotifyAction, Event};
 use crate::oci::{Digest, Reference, RepositoryName, Tag, UploadId};
-use crate::store::{BlobFile, Store, UploadWriter};
+use crate::store::{BlobSource, Content, UploadSink};
 use bytes::{Bytes, BytesMut};
 use endpoint::{query_pairs, Endpoint};
 use error::{ApiError, OciCode};
@@ -155,7 +155,7 @@ impl Caller<'_> {
 
 /// The registry core.
 pub struct Registry {
-    store: Store,
+    store: Arc<dyn Content>,
     delete_enabled: bool,
     manifest_max: u64,
     blob_max: Option<u64>,
@@ -186,7 +186,10 @@ const API_VERSION: &str = "registry/2.0";
 
 impl Registry {
     /// Builds the core from a validated configuration and an open store.
-    pub fn new(config: &Config, store: Store) -> std::result::Result<Self, regex::Error> {
+    pub fn new(
+        config: &Config,
+        store: Arc<dyn Content>,
+    ) -> std::result::Result<Self, regex::Error> {
         let compile = |v: &Vec<String>| {
             v.iter()
                 .map(|r| Regex::new(r))
@@ -208,8 +211,8 @@ impl Registry {
     }
 
     /// The store (the admin listener reports on it; SIGHUP toggles read-only).
-    pub fn store(&self) -> &Store {
-        &self.store
+    pub fn store(&self) -> &dyn Content {
+        &*self.store
     }
 
     /// Turns webhook notifications on.
@@ -831,7 +834,7 @@ impl Registry {
         }
         // From the checks to the last link, the collector waits: what the checks found
         // (and marked as used) is what gets linked (see store::gc).
-        let _linking = self.store.link_guard().await?;
+        let _linking = self.store.link_barrier().await?;
         self.check_references(n, &parsed).await?;
 
         let size = bytes.len() as u64;
@@ -968,7 +971,10 @@ impl Registry {
             }
         } else {
             match self.store.blob_open(n, d).await? {
-                Some((size, file, path)) => (size, Some((file, path))),
+                Some((size, BlobSource::Redirect(url))) => {
+                    return Ok(self.redirected(n, d, size, &url))
+                }
+                Some((size, source)) => (size, Some(source)),
                 None => return Err(ApiError::blob_unknown(d)),
             }
         };
@@ -992,12 +998,8 @@ impl Registry {
             None => (StatusCode::OK, 0, size),
         };
         let body = match opened.take() {
-            Some((file, path)) if len > 0 => Body::File(BlobFile {
-                file,
-                path,
-                offset,
-                len,
-            }),
+            Some(BlobSource::File(blob)) if len > 0 => Body::File(blob.slice(offset, len)),
+            Some(BlobSource::Stream(open)) if len > 0 => Body::Stream(open(offset, len)),
             _ => Body::Empty,
         };
         let mut resp = Response::new(body);
@@ -1019,6 +1021,19 @@ impl Registry {
             resp,
             vec![Event::new(NotifyAction::Pull, n).blob(d, size)],
         ))
+    }
+
+    /// 307 to where the store serves the blob itself (an object store's presigned URL);
+    /// the client sends its `Range` there.
+    fn redirected(&self, n: &RepositoryName, d: &Digest, size: u64, url: &str) -> Response<Body> {
+        let mut resp = empty(StatusCode::TEMPORARY_REDIRECT);
+        let h = resp.headers_mut();
+        set(h, header::LOCATION, url);
+        set(h, "Docker-Content-Digest", &d.to_string());
+        if !self.notifying(NotifyAction::Pull) {
+            return resp;
+        }
+        with_events(resp, vec![Event::new(NotifyAction::Pull, n).blob(d, size)])
     }
 
     async fn blob_delete(&self, n: &RepositoryName, d: &Digest) -> Result<Response<Body>> {
@@ -1188,7 +1203,7 @@ impl Registry {
     /// Returns the number of bytes this request carried.
     async fn pump(
         &self,
-        w: &mut UploadWriter,
+        w: &mut Box<dyn UploadSink>,
         first: Bytes,
         offset: u64,
         body: &mut dyn RequestBody,

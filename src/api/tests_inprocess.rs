@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::oci::Algorithm;
+use crate::store::Store;
 
 struct Harness {
     _dir: tempfile::TempDir,
@@ -16,7 +17,7 @@ impl Harness {
         let mut config = Config::default();
         config.storage.delete_enabled = true;
         let store = Store::open(dir.path()).expect("store");
-        let registry = Registry::new(&config, store).expect("registry");
+        let registry = Registry::new(&config, Arc::new(store)).expect("registry");
         Self {
             _dir: dir,
             registry,

@@ -51,6 +51,25 @@ pub struct BlobFile {
     pub len: u64,
 }
 
+/// An open blob, before the API knows which range of it the client wants.
+#[derive(Debug)]
+pub struct OpenBlob {
+    pub(super) file: File,
+    pub(super) path: PathBuf,
+}
+
+impl OpenBlob {
+    /// `len` bytes from `offset`, for the front door.
+    pub fn slice(self, offset: u64, len: u64) -> BlobFile {
+        BlobFile {
+            file: self.file,
+            path: self.path,
+            offset,
+            len,
+        }
+    }
+}
+
 impl BlobFile {
     /// The bytes as a response stream, for the paths that must see them (TLS, HTTP/2):
     /// [`BlobReader`]'s chunks, ending at the first error.

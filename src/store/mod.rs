@@ -10,6 +10,7 @@
 //! What tells a client that a blob or manifest is there also marks it as used (its mtime),
 //! so the garbage collector ([`gc`]) leaves it alone for the grace period.
 
+pub mod content;
 pub mod fs;
 pub mod gc;
 pub mod layout;
@@ -24,6 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 use tokio::sync::mpsc;
 
+pub use content::{BlobSource, Content, LinkBarrier, UploadSink};
 pub use fs::FsDriver;
 
 /// What can go wrong in the store.
@@ -54,7 +56,7 @@ impl Error {
     }
 }
 
-pub use fs::{cached, BlobFile, Prefetch};
+pub use fs::{cached, BlobFile, OpenBlob, Prefetch};
 
 // The blocking halves of the reads above, for `FsDriver::reading`: one hand-off per
 // request however many files it reads.
@@ -179,7 +181,7 @@ impl Store {
         &self,
         repo: &RepositoryName,
         d: &Digest,
-    ) -> Result<Option<(u64, std::fs::File, PathBuf)>, Error> {
+    ) -> Result<Option<(u64, OpenBlob)>, Error> {
         let (repo, d) = (repo.clone(), d.clone());
         self.driver
             .reading(move |fs| {
@@ -189,7 +191,7 @@ impl Store {
                 // Gone between the stat and the open (the collector): not there.
                 Ok(fs
                     .open(&layout::blob_data(&d))?
-                    .map(|(f, path)| (size, f, path)))
+                    .map(|(file, path)| (size, OpenBlob { file, path })))
             })
             .await
     }
