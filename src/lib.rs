@@ -1,9 +1,20 @@
 //! berth: a container-image registry appliance.
 //!
 //! The request path, top to bottom: [`frontdoor`] (pingora listeners and the session
-//! adapter) → [`api`] (endpoint parsing, handlers, OCI errors) → [`store`] (the
-//! distribution layout on a filesystem). [`oci`] holds the spec's nouns; [`config`] reads
-//! `appliance.toml`.
+//! adapter) → [`api`] (endpoint parsing, handlers, OCI errors) → [`store::Content`] (the
+//! storage seam) → [`store::Store`] (the distribution layout on a filesystem). [`oci`]
+//! holds the spec's nouns; [`config`] reads `appliance.toml`; [`body`] is the contract
+//! between the front door and the handlers.
+//!
+//! Dependency rules (checked in review):
+//! - `oci` and `body` are leaves (`body` names only the store's open-file type, for
+//!   sendfile).
+//! - `api` reaches storage only through `store::Content`; it never names `store::fs`,
+//!   a path or a file.
+//! - `store` never sees `http` types; only `store` touches the registry's disk.
+//! - `frontdoor` knows handlers by their `http` types and `body::Body`; of the store it
+//!   sees only the open-file types of the zero-copy path (`BlobFile`, in `sendfile.rs`)
+//!   and, for the admin listener, `Content`.
 
 pub mod api;
 pub mod auth;
