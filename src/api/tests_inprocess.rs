@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::oci::Algorithm;
-use crate::store::Store;
+use crate::store::{Store, UploadSink};
 
 struct Harness {
     _dir: tempfile::TempDir,
@@ -253,4 +253,299 @@ async fn read_only_refuses_writes_and_keeps_reads() {
         .call(Method::HEAD, &format!("/v2/r/blobs/{d}"), &[], b"")
         .await;
     assert_eq!(head.status(), StatusCode::OK);
+}
+
+/// A backend whose blobs live elsewhere: it streams them (as an object store's GET would)
+/// or redirects to them (a presigned URL), over a filesystem store for everything else.
+struct Elsewhere {
+    inner: Store,
+    redirect: bool,
+}
+
+#[async_trait::async_trait]
+impl Content for Elsewhere {
+    fn read_only(&self) -> bool {
+        self.inner.read_only()
+    }
+    fn set_read_only(&self, on: bool) {
+        self.inner.set_read_only(on)
+    }
+    async fn writable(&self) -> std::result::Result<(), crate::store::Error> {
+        self.inner.writable().await
+    }
+    async fn blob_bytes(&self) -> std::result::Result<u64, crate::store::Error> {
+        self.inner.blob_bytes().await
+    }
+    async fn blob_size(
+        &self,
+        repo: &RepositoryName,
+        d: &Digest,
+    ) -> std::result::Result<Option<u64>, crate::store::Error> {
+        self.inner.blob_size(repo, d).await
+    }
+    async fn blob_open(
+        &self,
+        repo: &RepositoryName,
+        d: &Digest,
+    ) -> std::result::Result<Option<(u64, BlobSource)>, crate::store::Error> {
+        let Some(bytes) = self.inner.blob_read_small(d).await? else {
+            return Ok(None);
+        };
+        if self.inner.blob_size(repo, d).await?.is_none() {
+            return Ok(None);
+        }
+        let size = bytes.len() as u64;
+        if self.redirect {
+            return Ok(Some((
+                size,
+                BlobSource::Redirect(format!("https://objects.invalid/{d}")),
+            )));
+        }
+        let open = move |offset: u64, len: u64| -> crate::body::BodyStream {
+            let part = bytes.slice(offset as usize..(offset + len) as usize);
+            let halves = vec![
+                Ok(part.slice(..part.len() / 2)),
+                Ok(part.slice(part.len() / 2..)),
+            ];
+            Box::pin(futures_util::stream::iter(halves))
+        };
+        Ok(Some((size, BlobSource::Stream(Box::new(open)))))
+    }
+    async fn blob_size_global(
+        &self,
+        d: &Digest,
+    ) -> std::result::Result<Option<u64>, crate::store::Error> {
+        self.inner.blob_size_global(d).await
+    }
+    async fn blob_link(
+        &self,
+        repo: &RepositoryName,
+        d: &Digest,
+    ) -> std::result::Result<(), crate::store::Error> {
+        self.inner.blob_link(repo, d).await
+    }
+    async fn blob_unlink(
+        &self,
+        repo: &RepositoryName,
+        d: &Digest,
+    ) -> std::result::Result<bool, crate::store::Error> {
+        self.inner.blob_unlink(repo, d).await
+    }
+    async fn blob_put_small(
+        &self,
+        d: &Digest,
+        bytes: Bytes,
+    ) -> std::result::Result<(), crate::store::Error> {
+        self.inner.blob_put_small(d, bytes).await
+    }
+    async fn blob_read_small(
+        &self,
+        d: &Digest,
+    ) -> std::result::Result<Option<Bytes>, crate::store::Error> {
+        self.inner.blob_read_small(d).await
+    }
+    async fn upload_start(
+        &self,
+        repo: &RepositoryName,
+    ) -> std::result::Result<UploadId, crate::store::Error> {
+        self.inner.upload_start(repo).await
+    }
+    async fn upload_size(
+        &self,
+        repo: &RepositoryName,
+        id: &UploadId,
+    ) -> std::result::Result<u64, crate::store::Error> {
+        self.inner.upload_size(repo, id).await
+    }
+    async fn upload_writer(
+        &self,
+        repo: &RepositoryName,
+        id: &UploadId,
+        offset: u64,
+    ) -> std::result::Result<Box<dyn UploadSink>, crate::store::Error> {
+        Ok(Box::new(self.inner.upload_writer(repo, id, offset).await?))
+    }
+    async fn upload_commit(
+        &self,
+        repo: &RepositoryName,
+        id: &UploadId,
+        expected: &Digest,
+    ) -> std::result::Result<u64, crate::store::Error> {
+        self.inner.upload_commit(repo, id, expected).await
+    }
+    async fn upload_cancel(
+        &self,
+        repo: &RepositoryName,
+        id: &UploadId,
+    ) -> std::result::Result<bool, crate::store::Error> {
+        self.inner.upload_cancel(repo, id).await
+    }
+    async fn manifest_fetch(
+        &self,
+        repo: &RepositoryName,
+        r: &Reference,
+    ) -> std::result::Result<Option<(Digest, Bytes)>, crate::store::Error> {
+        self.inner.manifest_fetch(repo, r).await
+    }
+    async fn manifest_link(
+        &self,
+        repo: &RepositoryName,
+        d: &Digest,
+    ) -> std::result::Result<(), crate::store::Error> {
+        self.inner.manifest_link(repo, d).await
+    }
+    async fn manifest_use(
+        &self,
+        repo: &RepositoryName,
+        d: &Digest,
+    ) -> std::result::Result<bool, crate::store::Error> {
+        self.inner.manifest_use(repo, d).await
+    }
+    async fn manifest_delete(
+        &self,
+        repo: &RepositoryName,
+        d: &Digest,
+    ) -> std::result::Result<bool, crate::store::Error> {
+        self.inner.manifest_delete(repo, d).await
+    }
+    async fn link_barrier(
+        &self,
+    ) -> std::result::Result<crate::store::LinkBarrier, crate::store::Error> {
+        Ok(crate::store::LinkBarrier::new(
+            self.inner.link_guard().await?,
+        ))
+    }
+    async fn tag_set(
+        &self,
+        repo: &RepositoryName,
+        tag: &Tag,
+        d: &Digest,
+    ) -> std::result::Result<(), crate::store::Error> {
+        self.inner.tag_set(repo, tag, d).await
+    }
+    async fn tag_delete(
+        &self,
+        repo: &RepositoryName,
+        tag: &Tag,
+    ) -> std::result::Result<bool, crate::store::Error> {
+        self.inner.tag_delete(repo, tag).await
+    }
+    async fn tags(
+        &self,
+        repo: &RepositoryName,
+    ) -> std::result::Result<Option<Vec<Tag>>, crate::store::Error> {
+        self.inner.tags(repo).await
+    }
+    async fn repositories(&self) -> std::result::Result<Vec<RepositoryName>, crate::store::Error> {
+        self.inner.repositories().await
+    }
+    async fn repository_delete(
+        &self,
+        repo: &RepositoryName,
+    ) -> std::result::Result<bool, crate::store::Error> {
+        self.inner.repository_delete(repo).await
+    }
+    async fn referrer_add(
+        &self,
+        repo: &RepositoryName,
+        subject: &Digest,
+        referrer: &Digest,
+    ) -> std::result::Result<(), crate::store::Error> {
+        self.inner.referrer_add(repo, subject, referrer).await
+    }
+    async fn referrer_remove(
+        &self,
+        repo: &RepositoryName,
+        subject: &Digest,
+        referrer: &Digest,
+    ) -> std::result::Result<(), crate::store::Error> {
+        self.inner.referrer_remove(repo, subject, referrer).await
+    }
+    async fn referrers(
+        &self,
+        repo: &RepositoryName,
+        subject: &Digest,
+    ) -> std::result::Result<Vec<Digest>, crate::store::Error> {
+        self.inner.referrers(repo, subject).await
+    }
+}
+
+fn elsewhere(redirect: bool) -> (tempfile::TempDir, Registry) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inner = Store::open(dir.path()).expect("store");
+    let registry = Registry::new(&Config::default(), Arc::new(Elsewhere { inner, redirect }))
+        .expect("registry");
+    (dir, registry)
+}
+
+async fn call_on(
+    r: &Registry,
+    method: Method,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response<Body> {
+    let mut b = http::Request::builder().method(method).uri(uri);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let (parts, ()) = b.body(()).expect("request").into_parts();
+    r.handle(&parts, &mut FullBody(Some(Bytes::copy_from_slice(body))))
+        .await
+}
+
+#[tokio::test]
+async fn a_streaming_backend_serves_blobs_and_ranges_through_the_same_handler() {
+    let (_dir, r) = elsewhere(false);
+    let d = Digest::of(Algorithm::Sha256, b"streamed bytes");
+    let push = call_on(
+        &r,
+        Method::POST,
+        &format!("/v2/s/blobs/uploads/?digest={d}"),
+        &[],
+        b"streamed bytes",
+    )
+    .await;
+    assert_eq!(push.status(), StatusCode::CREATED);
+    for (range, status, want) in [
+        (None, StatusCode::OK, &b"streamed bytes"[..]),
+        (Some("bytes=9-"), StatusCode::PARTIAL_CONTENT, &b"bytes"[..]),
+    ] {
+        let headers: Vec<(&str, &str)> = range.map(|v| ("Range", v)).into_iter().collect();
+        let resp = call_on(&r, Method::GET, &format!("/v2/s/blobs/{d}"), &headers, b"").await;
+        assert_eq!(resp.status(), status);
+        assert_eq!(header(&resp, "Content-Length"), want.len().to_string());
+        let Body::Stream(mut s) = resp.into_body() else {
+            panic!("a streaming backend's blob is a Body::Stream");
+        };
+        let mut got = Vec::new();
+        while let Some(c) = crate::body::next_chunk(&mut s).await {
+            got.extend_from_slice(&c.expect("chunk"));
+        }
+        assert_eq!(got, want);
+    }
+}
+
+#[tokio::test]
+async fn a_redirecting_backend_answers_307_with_the_url() {
+    let (_dir, r) = elsewhere(true);
+    let d = Digest::of(Algorithm::Sha256, b"far away");
+    call_on(
+        &r,
+        Method::POST,
+        &format!("/v2/s/blobs/uploads/?digest={d}"),
+        &[],
+        b"far away",
+    )
+    .await;
+    let resp = call_on(&r, Method::GET, &format!("/v2/s/blobs/{d}"), &[], b"").await;
+    assert_eq!(resp.status(), StatusCode::TEMPORARY_REDIRECT);
+    assert_eq!(
+        header(&resp, "Location"),
+        format!("https://objects.invalid/{d}")
+    );
+    assert_eq!(header(&resp, "Docker-Content-Digest"), d.to_string());
+    let missing = Digest::of(Algorithm::Sha256, b"nowhere");
+    let resp = call_on(&r, Method::GET, &format!("/v2/s/blobs/{missing}"), &[], b"").await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
 }
