@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod notify;
 pub mod oci;
 pub mod store;
+pub mod timestamp;
 pub mod tls;
 
 /// Runs `task` on a thread of its own with a single-threaded tokio runtime: the

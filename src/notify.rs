@@ -233,7 +233,7 @@ impl Event {
     pub fn new(action: Action, repository: impl Display) -> Self {
         Self {
             id: uuid_v4(),
-            timestamp: rfc3339(time::OffsetDateTime::now_utc()),
+            timestamp: crate::timestamp::nanos(time::OffsetDateTime::now_utc()),
             action,
             target: Target {
                 repository: repository.to_string(),
@@ -358,28 +358,6 @@ fn uuid_v4() -> String {
         &h[16..20],
         &h[20..32]
     )
-}
-
-/// `2024-05-01T12:34:56.789Z`: RFC 3339 in UTC, the fraction without trailing zeros (Go's
-/// `time.RFC3339Nano`).
-fn rfc3339(t: time::OffsetDateTime) -> String {
-    let mut s = format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    );
-    let nanos = t.nanosecond();
-    if nanos != 0 {
-        let frac = format!("{nanos:09}");
-        s.push('.');
-        s.push_str(frac.trim_end_matches('0'));
-    }
-    s.push('Z');
-    s
 }
 
 /// How long to wait after the `failures`-th failed attempt in a row: `initial` for the
@@ -1711,15 +1689,6 @@ mod tests {
             v["target"]["url"],
             format!("http://r/v2/b/blobs/{d}").as_str()
         );
-    }
-
-    #[test]
-    fn timestamps_are_rfc3339_utc() {
-        let t = time::OffsetDateTime::from_unix_timestamp_nanos(1_700_000_000_120_000_000)
-            .expect("time");
-        assert_eq!(rfc3339(t), "2023-11-14T22:13:20.12Z");
-        let t = time::OffsetDateTime::from_unix_timestamp(0).expect("time");
-        assert_eq!(rfc3339(t), "1970-01-01T00:00:00Z");
     }
 
     #[test]

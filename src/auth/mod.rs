@@ -359,7 +359,7 @@ impl Auth {
             access_token: token.clone(),
             token,
             expires_in: t.expiration.as_secs(),
-            issued_at: crate::store::rfc3339(
+            issued_at: crate::timestamp::seconds(
                 SystemTime::UNIX_EPOCH + Duration::from_secs(now as u64),
             ),
         })

@@ -250,9 +250,9 @@ impl Manager {
                 let due = UNIX_EPOCH + Duration::from_secs((now_secs() as u64) + wait.as_secs());
                 let _ = write_public(
                     &self.paths.schedule(),
-                    crate::store::rfc3339(due).as_bytes(),
+                    crate::timestamp::seconds(due).as_bytes(),
                 );
-                tracing::info!(next_renewal = %crate::store::rfc3339(due), "ACME: certificate valid; renewal scheduled");
+                tracing::info!(next_renewal = %crate::timestamp::seconds(due), "ACME: certificate valid; renewal scheduled");
                 // Wake at least hourly: the clock may jump, the files may be replaced.
                 tokio::time::sleep(wait.min(Duration::from_secs(3600))).await;
                 if self
