@@ -167,7 +167,7 @@ impl RequestRecord {
     /// its events, so they share the id.
     pub fn new(method: &str, host: &str, user_agent: &str, addr: &str) -> Self {
         Self {
-            id: uuid_v4(),
+            id: uuid::Uuid::new_v4().to_string(),
             addr: addr.to_owned(),
             host: host.to_owned(),
             method: method.to_owned(),
@@ -232,7 +232,7 @@ impl Event {
     /// A new event about `repository`, with a fresh id and the current time.
     pub fn new(action: Action, repository: impl Display) -> Self {
         Self {
-            id: uuid_v4(),
+            id: uuid::Uuid::new_v4().to_string(),
             timestamp: crate::timestamp::nanos(time::OffsetDateTime::now_utc()),
             action,
             target: Target {
@@ -342,22 +342,6 @@ struct Envelope<'a> {
 /// The request body for `events`: `{"events": [...]}`.
 pub fn envelope(events: &[Event]) -> Result<Vec<u8>, String> {
     serde_json::to_vec(&Envelope { events }).map_err(|e| e.to_string())
-}
-
-/// A random (version 4) UUID in its usual text form.
-fn uuid_v4() -> String {
-    let mut b: [u8; 16] = rand::random();
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h = hex::encode(b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
 }
 
 /// How long to wait after the `failures`-th failed attempt in a row: `initial` for the
@@ -751,7 +735,7 @@ impl Notifier {
         if active.is_empty() {
             return Ok(None);
         }
-        let instance = uuid_v4();
+        let instance = uuid::Uuid::new_v4().to_string();
         let file_tag: String = instance
             .chars()
             .filter(char::is_ascii_hexdigit)
