@@ -13,6 +13,7 @@ pub mod import;
 pub mod metrics;
 pub mod notify;
 pub mod oci;
+pub mod retry;
 pub mod store;
 pub mod timestamp;
 pub mod tls;

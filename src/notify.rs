@@ -31,6 +31,7 @@
 //! the other waits for it. Writers never collide: file names carry the instance.
 
 use crate::config::{Config, Notifications, NotifyEndpoint};
+use crate::retry::Backoff;
 use serde::Serialize;
 use std::collections::HashSet;
 use std::fmt::Display;
@@ -344,19 +345,14 @@ pub fn envelope(events: &[Event]) -> Result<Vec<u8>, String> {
     serde_json::to_vec(&Envelope { events }).map_err(|e| e.to_string())
 }
 
-/// How long to wait after the `failures`-th failed attempt in a row: `initial` for the
-/// first `threshold` failures (at least one), then doubling, never more than `max`.
-pub fn backoff_delay(initial: Duration, max: Duration, threshold: u32, failures: u32) -> Duration {
-    let doublings = failures.saturating_sub(threshold.max(1));
-    let factor = 2u32.checked_pow(doublings).unwrap_or(u32::MAX);
-    initial.saturating_mul(factor).min(max)
-}
-
-/// A wait of `d` shortened by up to a quarter at random, so that registries that lost the
-/// same receiver do not all come back at once.
-fn jittered(d: Duration) -> Duration {
-    use rand::Rng;
-    d.mul_f64(rand::thread_rng().gen_range(0.75..=1.0))
+/// How long to wait after failed attempts in a row: `initial` for the first `threshold`
+/// failures (at least one), then doubling, never more than `max`; each wait shortened by up
+/// to a quarter at random, so that registries that lost the same receiver do not all come
+/// back at once.
+fn backoff(initial: Duration, max: Duration, threshold: u32) -> Backoff {
+    Backoff::new(initial, max)
+        .threshold(threshold)
+        .jitter(0.75..1.0)
 }
 
 /// An endpoint URL, taken apart for the client.
@@ -1242,12 +1238,7 @@ fn deliver_file(ep: &Endpoint, path: &Path, undeletable: &mut HashSet<PathBuf>) 
             Err(e) => e,
         };
         failures = failures.saturating_add(1);
-        let wait = jittered(backoff_delay(
-            ep.backoff,
-            ep.backoff_max,
-            ep.threshold,
-            failures,
-        ));
+        let wait = backoff(ep.backoff, ep.backoff_max, ep.threshold).wait(failures);
         tracing::warn!(
             endpoint = %ep.name,
             file = %path.display(),
@@ -1678,7 +1669,7 @@ mod tests {
     #[test]
     fn backoff_doubles_after_the_threshold_up_to_the_cap() {
         let s = Duration::from_secs;
-        let d = |threshold, n| backoff_delay(s(1), s(300), threshold, n);
+        let d = |threshold, n| backoff(s(1), s(300), threshold).delay(n);
         assert_eq!(
             (1..=6).map(|n| d(1, n)).collect::<Vec<_>>(),
             [s(1), s(2), s(4), s(8), s(16), s(32)]
@@ -1692,8 +1683,10 @@ mod tests {
             (1..=5).map(|n| d(3, n)).collect::<Vec<_>>(),
             [s(1), s(1), s(1), s(2), s(4)]
         );
+        let b = backoff(s(4), s(300), 1);
+        assert_eq!(b.wait_at(1, 0.0), s(3));
         for _ in 0..100 {
-            let j = jittered(s(4));
+            let j = b.wait(1);
             assert!(j >= s(3) && j <= s(4), "{j:?}");
         }
     }
