@@ -25,7 +25,9 @@ pub mod import;
 pub mod metrics;
 pub mod notify;
 pub mod oci;
+pub mod retry;
 pub mod store;
+pub mod timestamp;
 pub mod tls;
 
 /// Runs `task` on a thread of its own with a single-threaded tokio runtime: the

@@ -582,7 +582,7 @@ fn cert_show(cfg: &Config) -> ExitCode {
             println!("serial:   {}", s.serial);
             println!(
                 "expires:  {} ({} days left)",
-                berth::store::rfc3339(
+                berth::timestamp::seconds(
                     std::time::UNIX_EPOCH
                         + std::time::Duration::from_secs(s.not_after.max(0) as u64)
                 ),
@@ -593,7 +593,7 @@ fn cert_show(cfg: &Config) -> ExitCode {
                 let paths = berth::tls::acme::Paths::new(state_dir);
                 let planned = std::fs::read_to_string(paths.schedule()).ok();
                 let due = berth::tls::acme::renewal_due(s, cfg.tls.acme.renew_before.map(|d| d.0));
-                let computed = berth::store::rfc3339(
+                let computed = berth::timestamp::seconds(
                     std::time::UNIX_EPOCH + std::time::Duration::from_secs(due.max(0) as u64),
                 );
                 if paths.cert().exists() {

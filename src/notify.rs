@@ -31,6 +31,7 @@
 //! the other waits for it. Writers never collide: file names carry the instance.
 
 use crate::config::{Config, Notifications, NotifyEndpoint};
+use crate::retry::Backoff;
 use serde::Serialize;
 use std::collections::HashSet;
 use std::fmt::Display;
@@ -167,7 +168,7 @@ impl RequestRecord {
     /// its events, so they share the id.
     pub fn new(method: &str, host: &str, user_agent: &str, addr: &str) -> Self {
         Self {
-            id: uuid_v4(),
+            id: uuid::Uuid::new_v4().to_string(),
             addr: addr.to_owned(),
             host: host.to_owned(),
             method: method.to_owned(),
@@ -232,8 +233,8 @@ impl Event {
     /// A new event about `repository`, with a fresh id and the current time.
     pub fn new(action: Action, repository: impl Display) -> Self {
         Self {
-            id: uuid_v4(),
-            timestamp: rfc3339(time::OffsetDateTime::now_utc()),
+            id: uuid::Uuid::new_v4().to_string(),
+            timestamp: crate::timestamp::nanos(time::OffsetDateTime::now_utc()),
             action,
             target: Target {
                 repository: repository.to_string(),
@@ -344,57 +345,14 @@ pub fn envelope(events: &[Event]) -> Result<Vec<u8>, String> {
     serde_json::to_vec(&Envelope { events }).map_err(|e| e.to_string())
 }
 
-/// A random (version 4) UUID in its usual text form.
-fn uuid_v4() -> String {
-    let mut b: [u8; 16] = rand::random();
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h = hex::encode(b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
-}
-
-/// `2024-05-01T12:34:56.789Z`: RFC 3339 in UTC, the fraction without trailing zeros (Go's
-/// `time.RFC3339Nano`).
-fn rfc3339(t: time::OffsetDateTime) -> String {
-    let mut s = format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    );
-    let nanos = t.nanosecond();
-    if nanos != 0 {
-        let frac = format!("{nanos:09}");
-        s.push('.');
-        s.push_str(frac.trim_end_matches('0'));
-    }
-    s.push('Z');
-    s
-}
-
-/// How long to wait after the `failures`-th failed attempt in a row: `initial` for the
-/// first `threshold` failures (at least one), then doubling, never more than `max`.
-pub fn backoff_delay(initial: Duration, max: Duration, threshold: u32, failures: u32) -> Duration {
-    let doublings = failures.saturating_sub(threshold.max(1));
-    let factor = 2u32.checked_pow(doublings).unwrap_or(u32::MAX);
-    initial.saturating_mul(factor).min(max)
-}
-
-/// A wait of `d` shortened by up to a quarter at random, so that registries that lost the
-/// same receiver do not all come back at once.
-fn jittered(d: Duration) -> Duration {
-    use rand::Rng;
-    d.mul_f64(rand::thread_rng().gen_range(0.75..=1.0))
+/// How long to wait after failed attempts in a row: `initial` for the first `threshold`
+/// failures (at least one), then doubling, never more than `max`; each wait shortened by up
+/// to a quarter at random, so that registries that lost the same receiver do not all come
+/// back at once.
+fn backoff(initial: Duration, max: Duration, threshold: u32) -> Backoff {
+    Backoff::new(initial, max)
+        .threshold(threshold)
+        .jitter(0.75..1.0)
 }
 
 /// An endpoint URL, taken apart for the client.
@@ -773,7 +731,7 @@ impl Notifier {
         if active.is_empty() {
             return Ok(None);
         }
-        let instance = uuid_v4();
+        let instance = uuid::Uuid::new_v4().to_string();
         let file_tag: String = instance
             .chars()
             .filter(char::is_ascii_hexdigit)
@@ -1280,12 +1238,7 @@ fn deliver_file(ep: &Endpoint, path: &Path, undeletable: &mut HashSet<PathBuf>) 
             Err(e) => e,
         };
         failures = failures.saturating_add(1);
-        let wait = jittered(backoff_delay(
-            ep.backoff,
-            ep.backoff_max,
-            ep.threshold,
-            failures,
-        ));
+        let wait = backoff(ep.backoff, ep.backoff_max, ep.threshold).wait(failures);
         tracing::warn!(
             endpoint = %ep.name,
             file = %path.display(),
@@ -1714,18 +1667,9 @@ mod tests {
     }
 
     #[test]
-    fn timestamps_are_rfc3339_utc() {
-        let t = time::OffsetDateTime::from_unix_timestamp_nanos(1_700_000_000_120_000_000)
-            .expect("time");
-        assert_eq!(rfc3339(t), "2023-11-14T22:13:20.12Z");
-        let t = time::OffsetDateTime::from_unix_timestamp(0).expect("time");
-        assert_eq!(rfc3339(t), "1970-01-01T00:00:00Z");
-    }
-
-    #[test]
     fn backoff_doubles_after_the_threshold_up_to_the_cap() {
         let s = Duration::from_secs;
-        let d = |threshold, n| backoff_delay(s(1), s(300), threshold, n);
+        let d = |threshold, n| backoff(s(1), s(300), threshold).delay(n);
         assert_eq!(
             (1..=6).map(|n| d(1, n)).collect::<Vec<_>>(),
             [s(1), s(2), s(4), s(8), s(16), s(32)]
@@ -1739,8 +1683,10 @@ mod tests {
             (1..=5).map(|n| d(3, n)).collect::<Vec<_>>(),
             [s(1), s(1), s(1), s(2), s(4)]
         );
+        let b = backoff(s(4), s(300), 1);
+        assert_eq!(b.wait_at(1, 0.0), s(3));
         for _ in 0..100 {
-            let j = jittered(s(4));
+            let j = b.wait(1);
             assert!(j >= s(3) && j <= s(4), "{j:?}");
         }
     }

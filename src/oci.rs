@@ -285,17 +285,7 @@ pub struct UploadId(String);
 impl UploadId {
     /// A fresh random id.
     pub fn new() -> Self {
-        let b: [u8; 16] = rand::random();
-        let h = hex::encode(b);
-        Self(format!(
-            "{}-{}-4{}-{:x}{}-{}",
-            &h[0..8],
-            &h[8..12],
-            &h[13..16],
-            (b[8] & 0x3) | 0x8,
-            &h[17..20],
-            &h[20..32]
-        ))
+        Self(uuid::Uuid::new_v4().to_string())
     }
 
     pub fn as_str(&self) -> &str {

@@ -359,7 +359,7 @@ impl Auth {
             access_token: token.clone(),
             token,
             expires_in: t.expiration.as_secs(),
-            issued_at: crate::store::rfc3339(
+            issued_at: crate::timestamp::seconds(
                 SystemTime::UNIX_EPOCH + Duration::from_secs(now as u64),
             ),
         })
@@ -560,28 +560,27 @@ fn parse_basic(value: &str) -> Option<(String, String)> {
 }
 
 /// Decodes base64 in either alphabet (standard for Basic credentials, URL-safe for ACME
-/// keys), padding optional.
+/// keys and JWT segments), padding optional.
 pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let (mut buf, mut bits) = (0u32, 0u32);
-    for c in s.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' | b'-' => 62,
-            b'/' | b'_' => 63,
-            b'=' => continue,
-            _ => return None,
-        } as u32;
-        buf = buf << 6 | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((buf >> bits) as u8);
-        }
-    }
-    Some(out)
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    use base64::Engine as _;
+    // The hand-written decoder this replaced also ignored bits left over after the last
+    // byte; clients that relied on that keep working.
+    const EITHER: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new()
+            .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+            .with_decode_allow_trailing_bits(true),
+    );
+    let standard: String = s
+        .chars()
+        .map(|c| match c {
+            '-' => '+',
+            '_' => '/',
+            c => c,
+        })
+        .collect();
+    EITHER.decode(standard).ok()
 }
 
 /// `*` matches any run of characters (slashes included); everything else literally.
@@ -640,7 +639,11 @@ mod tests {
         assert_eq!(base64_decode("aGVsbG8").expect("decode"), b"hello");
         assert_eq!(base64_decode("_-8").expect("decode"), vec![0xff, 0xef]);
         assert_eq!(base64_decode("/+8=").expect("decode"), vec![0xff, 0xef]);
+        assert_eq!(base64_decode("/-8").expect("decode"), vec![0xff, 0xef]);
+        assert_eq!(base64_decode("aGVsbG8=").expect("decode"), b"hello");
+        assert_eq!(base64_decode("").expect("decode"), b"");
         assert!(base64_decode("a b").is_none());
+        assert!(base64_decode("aGVs*G8").is_none());
     }
 
     /// A verified token's signature is not checked again, but its expiry is; a token

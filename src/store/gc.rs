@@ -731,7 +731,7 @@ impl<'a> Collector<'a> {
                     .read(&layout::upload_started_at(name, id))
                     .await?
                     .and_then(|b| String::from_utf8(b).ok())
-                    .and_then(|s| parse_rfc3339(&s));
+                    .and_then(|s| crate::timestamp::parse(&s));
                 if started.is_none() {
                     started = store
                         .driver
@@ -959,67 +959,6 @@ impl Body {
             subject: self.subject.and_then(digest),
         }
     }
-}
-
-/// An RFC 3339 timestamp (`startedat`: berth writes `2024-01-02T03:04:05Z`, distribution
-/// may add fractions or an offset); `None` when it is not one.
-fn parse_rfc3339(s: &str) -> Option<SystemTime> {
-    let s = s.trim();
-    let b = s.as_bytes();
-    let num = |from: usize, to: usize| -> Option<i64> {
-        let part = s.get(from..to)?;
-        if !part.bytes().all(|c| c.is_ascii_digit()) {
-            return None;
-        }
-        part.parse().ok()
-    };
-    // Whether the byte at `i` is one of `c`.
-    let at = |i: usize, c: &str| b.get(i).is_some_and(|x| c.as_bytes().contains(x));
-    if !(at(4, "-") && at(7, "-") && at(10, "Tt ") && at(13, ":") && at(16, ":")) {
-        return None;
-    }
-    let (year, month, day) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
-    let (hour, minute, second) = (num(11, 13)?, num(14, 16)?, num(17, 19)?);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
-        return None;
-    }
-    if second > 60 {
-        return None;
-    }
-    let mut i = 19;
-    if at(i, ".") {
-        i += 1;
-        while b.get(i).is_some_and(u8::is_ascii_digit) {
-            i += 1;
-        }
-    }
-    let offset = match s.get(i..)? {
-        "Z" | "z" => 0,
-        tz if tz.len() == 6 && at(i + 3, ":") => {
-            let sign = match tz.as_bytes().first() {
-                Some(b'+') => 1,
-                Some(b'-') => -1,
-                _ => return None,
-            };
-            sign * (num(i + 1, i + 3)? * 3600 + num(i + 4, i + 6)? * 60)
-        }
-        _ => return None,
-    };
-    let days = days_from_civil(year, month, day);
-    let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset;
-    UNIX_EPOCH.checked_add(Duration::from_secs(u64::try_from(secs).ok()?))
-}
-
-/// Days since 1970-01-01 of a calendar date (Howard Hinnant's algorithm; the inverse of
-/// the one `rfc3339` uses).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = if month > 2 { month - 3 } else { month + 9 };
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]
@@ -1447,23 +1386,5 @@ mod tests {
         assert_eq!(store.blob_size(&a, &d).await.expect("size"), None);
         assert_eq!(recover(&store).await.expect("recover"), 1);
         assert_eq!(store.blob_size(&a, &d).await.expect("size"), Some(11));
-    }
-
-    #[test]
-    fn startedat_times() {
-        let t = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        assert_eq!(parse_rfc3339(&super::super::rfc3339(t)), Some(t));
-        assert_eq!(parse_rfc3339("2023-11-14T23:13:20+01:00"), Some(t));
-        assert_eq!(parse_rfc3339("2023-11-14T22:13:20.123456789Z"), Some(t));
-        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(UNIX_EPOCH));
-        for bad in [
-            "",
-            "yesterday",
-            "2023-13-14T22:13:20Z",
-            "2023-11-14T22:13:20",
-            "2023-11-14T22:13:20+0100",
-        ] {
-            assert_eq!(parse_rfc3339(bad), None, "{bad}");
-        }
     }
 }

@@ -226,7 +226,7 @@ impl Store {
     /// Starts an upload session in `repo`.
     pub async fn upload_start(&self, repo: &RepositoryName) -> Result<UploadId, Error> {
         let id = UploadId::new();
-        let started = Bytes::from(rfc3339(SystemTime::now()));
+        let started = Bytes::from(crate::timestamp::seconds(SystemTime::now()));
         self.driver
             .create_upload(
                 &layout::upload_data(repo, &id),
@@ -728,37 +728,6 @@ fn hash_file(driver: &FsDriver, rel: &Path, alg: Algorithm) -> Result<Digest, Er
     Ok(Digest::from_hash(alg, &hash))
 }
 
-/// RFC 3339 UTC timestamp, as distribution writes `startedat`.
-pub fn rfc3339(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days as i64);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 to a calendar date (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -887,11 +856,5 @@ mod tests {
         let mut v = vec!["e2e/deep-sea", "e2e/deep/nested", "a", "a/b", "a-b"];
         v.sort_by(|a, b| catalog_order(a, b));
         assert_eq!(v, ["a", "a/b", "a-b", "e2e/deep/nested", "e2e/deep-sea"]);
-    }
-
-    #[test]
-    fn rfc3339_formats_utc() {
-        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
-        assert_eq!(rfc3339(t), "2023-11-14T22:13:20Z");
     }
 }

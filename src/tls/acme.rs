@@ -13,6 +13,7 @@ use super::material::{self, Material, Summary, TlsError};
 use super::selfsigned::{write_public, write_secret};
 use super::Tls;
 use crate::config::Config;
+use crate::retry::Backoff;
 use instant_acme::{
     Account, AccountCredentials, AuthorizationStatus, CertificateIdentifier, ChallengeType,
     ExternalAccountKey, Identifier, NewAccount, NewOrder, OrderStatus, RetryPolicy,
@@ -138,11 +139,10 @@ pub fn renewal_due(s: &Summary, renew_before: Option<Duration>) -> i64 {
     }
 }
 
-/// The wait after `failures` consecutive failures: `min` doubling up to `max`, scaled by a
-/// jitter factor in [0.8, 1.2) from `unit` in [0, 1).
-pub fn backoff(failures: u32, min: Duration, max: Duration, unit: f64) -> Duration {
-    let exp = min.saturating_mul(1u32 << failures.saturating_sub(1).min(20));
-    exp.min(max).mul_f64(0.8 + 0.4 * unit.clamp(0.0, 1.0))
+/// The wait between failed attempts: `min` doubling up to `max`, scaled by a jitter
+/// factor in [0.8, 1.2).
+fn backoff(min: Duration, max: Duration) -> Backoff {
+    Backoff::new(min, max).jitter(0.8..1.2)
 }
 
 fn now_secs() -> i64 {
@@ -250,9 +250,9 @@ impl Manager {
                 let due = UNIX_EPOCH + Duration::from_secs((now_secs() as u64) + wait.as_secs());
                 let _ = write_public(
                     &self.paths.schedule(),
-                    crate::store::rfc3339(due).as_bytes(),
+                    crate::timestamp::seconds(due).as_bytes(),
                 );
-                tracing::info!(next_renewal = %crate::store::rfc3339(due), "ACME: certificate valid; renewal scheduled");
+                tracing::info!(next_renewal = %crate::timestamp::seconds(due), "ACME: certificate valid; renewal scheduled");
                 // Wake at least hourly: the clock may jump, the files may be replaced.
                 tokio::time::sleep(wait.min(Duration::from_secs(3600))).await;
                 if self
@@ -295,12 +295,7 @@ impl Manager {
                     if e.0.contains(":accountDoesNotExist") {
                         let _ = std::fs::remove_file(self.paths.account());
                     }
-                    let mut delay = backoff(
-                        failures,
-                        self.retry_min,
-                        self.retry_max,
-                        rand::random::<f64>(),
-                    );
+                    let mut delay = backoff(self.retry_min, self.retry_max).wait(failures);
                     if e.rate_limited() {
                         delay = self.retry_max;
                     }
@@ -508,15 +503,15 @@ mod tests {
 
     #[test]
     fn backoff_doubles_with_jitter_and_caps() {
-        let (min, max) = (Duration::from_secs(60), Duration::from_secs(6 * 3600));
-        assert_eq!(backoff(1, min, max, 0.5), Duration::from_secs(60));
-        assert_eq!(backoff(2, min, max, 0.5), Duration::from_secs(120));
-        assert_eq!(backoff(5, min, max, 0.5), Duration::from_secs(960));
-        assert_eq!(backoff(30, min, max, 0.5), max);
-        assert_eq!(backoff(1, min, max, 0.0), Duration::from_secs(48));
-        assert!(backoff(1, min, max, 0.999) < Duration::from_secs(72));
+        let b = backoff(Duration::from_secs(60), Duration::from_secs(6 * 3600));
+        assert_eq!(b.wait_at(1, 0.5), Duration::from_secs(60));
+        assert_eq!(b.wait_at(2, 0.5), Duration::from_secs(120));
+        assert_eq!(b.wait_at(5, 0.5), Duration::from_secs(960));
+        assert_eq!(b.wait_at(30, 0.5), Duration::from_secs(6 * 3600));
+        assert_eq!(b.wait_at(1, 0.0), Duration::from_secs(48));
+        assert!(b.wait_at(1, 0.999) < Duration::from_secs(72));
         // Never a tight loop, even at failure 0.
-        assert!(backoff(0, min, max, 0.0) >= Duration::from_secs(48));
+        assert!(b.wait_at(0, 0.0) >= Duration::from_secs(48));
     }
 
     #[test]
