@@ -612,7 +612,6 @@ impl Config {
         Ok(cfg)
     }
 
-    /// What TLS this configuration turns on.
     /// The names ACME certifies.
     pub fn acme_hostnames(&self) -> Vec<String> {
         if self.tls.acme.hostnames.is_empty() {
@@ -622,6 +621,7 @@ impl Config {
         }
     }
 
+    /// What TLS this configuration turns on.
     pub fn tls_plan(&self) -> TlsPlan {
         match self.tls.mode {
             TlsMode::Off => TlsPlan::Off,
@@ -864,10 +864,10 @@ impl Config {
                 })?;
             }
         }
-        // Each run walks the whole store: back to back, that is all the disk would do.
         if let Err((key, message)) = crate::notify::check_config(&self.notifications) {
             return Err(invalid(&key, message));
         }
+        // Each run walks the whole store: back to back, that is all the disk would do.
         if !self.gc.interval.0.is_zero() && self.gc.interval.0 < StdDuration::from_millis(100) {
             return Err(invalid(
                 "gc.interval",

@@ -210,13 +210,13 @@ impl App {
         }
     }
 
-    /// Answers ACME http-01 challenges (on the plain :80 listener).
     /// The certificate the admin listener reports on.
     pub fn with_tls(mut self, tls: Option<Arc<crate::tls::Tls>>) -> Self {
         self.tls = tls;
         self
     }
 
+    /// Answers ACME http-01 challenges (on the plain :80 listener).
     pub fn with_acme(mut self, acme: Option<Arc<Challenges>>) -> Self {
         self.acme = acme;
         self
@@ -423,7 +423,6 @@ impl App {
     }
 }
 
-/// The key authorization for a pending http-01 token, else 404.
 /// How long a measured storage size is reused when nothing was uploaded or collected
 /// meanwhile (walking the blob tree is not free; another process may change it).
 const STORAGE_BYTES_TTL: Duration = Duration::from_secs(30);
@@ -504,6 +503,7 @@ impl App {
     }
 }
 
+/// The key authorization for a pending http-01 token, else 404.
 fn http01(acme: &Challenges, token: &str) -> http::Response<Body> {
     let mut r = http::Response::new(Body::Empty);
     match acme.http01(token) {
