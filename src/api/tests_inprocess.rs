@@ -31,13 +31,7 @@ impl Harness {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Response<Body> {
-        let mut b = http::Request::builder().method(method).uri(uri);
-        for (k, v) in headers {
-            b = b.header(*k, *v);
-        }
-        let (parts, ()) = b.body(()).expect("request").into_parts();
-        let mut body = FullBody(Some(Bytes::copy_from_slice(body)));
-        self.registry.handle(&parts, &mut body).await
+        call_on(&self.registry, method, uri, headers, body).await
     }
 
     async fn push_blob(&self, repo: &str, bytes: &[u8]) -> Digest {
