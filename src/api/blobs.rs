@@ -62,13 +62,10 @@ impl Registry {
         if let Some((a, b)) = range {
             set(h, header::CONTENT_RANGE, &format!("bytes {a}-{b}/{size}"));
         }
-        if head || !self.notifying(NotifyAction::Pull) {
+        if head {
             return Ok(resp);
         }
-        Ok(with_events(
-            resp,
-            vec![Event::new(NotifyAction::Pull, n).blob(d, size)],
-        ))
+        Ok(self.pulled(resp, n, d, size))
     }
 
     /// 307 to where the store serves the blob itself (an object store's presigned URL);
@@ -84,6 +81,17 @@ impl Registry {
         let h = resp.headers_mut();
         set(h, header::LOCATION, url);
         set(h, "Docker-Content-Digest", &d.to_string());
+        self.pulled(resp, n, d, size)
+    }
+
+    /// A blob GET's response with its pull event, when the webhooks take pulls.
+    fn pulled(
+        &self,
+        resp: Response<Body>,
+        n: &RepositoryName,
+        d: &Digest,
+        size: u64,
+    ) -> Response<Body> {
         if !self.notifying(NotifyAction::Pull) {
             return resp;
         }
