@@ -150,53 +150,51 @@ impl LinkBarrier {
     }
 }
 
-// The filesystem store: each method is the inherent one of the same name.
+// The store over any driver: each method is the inherent one of the same name.
 #[async_trait::async_trait]
-impl Content for super::Store {
+impl<D: super::Driver> Content for super::Store<D> {
     fn read_only(&self) -> bool {
-        super::Store::read_only(self)
+        super::Store::<D>::read_only(self)
     }
     fn set_read_only(&self, on: bool) {
-        super::Store::set_read_only(self, on)
+        super::Store::<D>::set_read_only(self, on)
     }
     async fn writable(&self) -> Result<(), Error> {
-        super::Store::writable(self).await
+        super::Store::<D>::writable(self).await
     }
     async fn blob_bytes(&self) -> Result<u64, Error> {
-        super::Store::blob_bytes(self).await
+        super::Store::<D>::blob_bytes(self).await
     }
     async fn blob_size(&self, repo: &RepositoryName, d: &Digest) -> Result<Option<u64>, Error> {
-        super::Store::blob_size(self, repo, d).await
+        super::Store::<D>::blob_size(self, repo, d).await
     }
     async fn blob_open(
         &self,
         repo: &RepositoryName,
         d: &Digest,
     ) -> Result<Option<(u64, BlobSource)>, Error> {
-        Ok(super::Store::blob_open(self, repo, d)
-            .await?
-            .map(|(size, blob)| (size, BlobSource::File(blob))))
+        super::Store::<D>::blob_open(self, repo, d).await
     }
     async fn blob_size_global(&self, d: &Digest) -> Result<Option<u64>, Error> {
-        super::Store::blob_size_global(self, d).await
+        super::Store::<D>::blob_size_global(self, d).await
     }
     async fn blob_link(&self, repo: &RepositoryName, d: &Digest) -> Result<(), Error> {
-        super::Store::blob_link(self, repo, d).await
+        super::Store::<D>::blob_link(self, repo, d).await
     }
     async fn blob_unlink(&self, repo: &RepositoryName, d: &Digest) -> Result<bool, Error> {
-        super::Store::blob_unlink(self, repo, d).await
+        super::Store::<D>::blob_unlink(self, repo, d).await
     }
     async fn blob_put_small(&self, d: &Digest, bytes: Bytes) -> Result<(), Error> {
-        super::Store::blob_put_small(self, d, bytes).await
+        super::Store::<D>::blob_put_small(self, d, bytes).await
     }
     async fn blob_read_small(&self, d: &Digest) -> Result<Option<Bytes>, Error> {
-        super::Store::blob_read_small(self, d).await
+        super::Store::<D>::blob_read_small(self, d).await
     }
     async fn upload_start(&self, repo: &RepositoryName) -> Result<UploadId, Error> {
-        super::Store::upload_start(self, repo).await
+        super::Store::<D>::upload_start(self, repo).await
     }
     async fn upload_size(&self, repo: &RepositoryName, id: &UploadId) -> Result<u64, Error> {
-        super::Store::upload_size(self, repo, id).await
+        super::Store::<D>::upload_size(self, repo, id).await
     }
     async fn upload_writer(
         &self,
@@ -205,7 +203,7 @@ impl Content for super::Store {
         offset: u64,
     ) -> Result<Box<dyn UploadSink>, Error> {
         Ok(Box::new(
-            super::Store::upload_writer(self, repo, id, offset).await?,
+            super::Store::<D>::upload_writer(self, repo, id, offset).await?,
         ))
     }
     async fn upload_commit(
@@ -214,44 +212,44 @@ impl Content for super::Store {
         id: &UploadId,
         expected: &Digest,
     ) -> Result<u64, Error> {
-        super::Store::upload_commit(self, repo, id, expected).await
+        super::Store::<D>::upload_commit(self, repo, id, expected).await
     }
     async fn upload_cancel(&self, repo: &RepositoryName, id: &UploadId) -> Result<bool, Error> {
-        super::Store::upload_cancel(self, repo, id).await
+        super::Store::<D>::upload_cancel(self, repo, id).await
     }
     async fn manifest_fetch(
         &self,
         repo: &RepositoryName,
         r: &Reference,
     ) -> Result<Option<(Digest, Bytes)>, Error> {
-        super::Store::manifest_fetch(self, repo, r).await
+        super::Store::<D>::manifest_fetch(self, repo, r).await
     }
     async fn manifest_link(&self, repo: &RepositoryName, d: &Digest) -> Result<(), Error> {
-        super::Store::manifest_link(self, repo, d).await
+        super::Store::<D>::manifest_link(self, repo, d).await
     }
     async fn manifest_use(&self, repo: &RepositoryName, d: &Digest) -> Result<bool, Error> {
-        super::Store::manifest_use(self, repo, d).await
+        super::Store::<D>::manifest_use(self, repo, d).await
     }
     async fn manifest_delete(&self, repo: &RepositoryName, d: &Digest) -> Result<bool, Error> {
-        super::Store::manifest_delete(self, repo, d).await
+        super::Store::<D>::manifest_delete(self, repo, d).await
     }
     async fn link_barrier(&self) -> Result<LinkBarrier, Error> {
-        Ok(LinkBarrier::new(super::Store::link_guard(self).await?))
+        Ok(LinkBarrier::new(super::Store::<D>::link_guard(self).await?))
     }
     async fn tag_set(&self, repo: &RepositoryName, tag: &Tag, d: &Digest) -> Result<(), Error> {
-        super::Store::tag_set(self, repo, tag, d).await
+        super::Store::<D>::tag_set(self, repo, tag, d).await
     }
     async fn tag_delete(&self, repo: &RepositoryName, tag: &Tag) -> Result<bool, Error> {
-        super::Store::tag_delete(self, repo, tag).await
+        super::Store::<D>::tag_delete(self, repo, tag).await
     }
     async fn tags(&self, repo: &RepositoryName) -> Result<Option<Vec<Tag>>, Error> {
-        super::Store::tags(self, repo).await
+        super::Store::<D>::tags(self, repo).await
     }
     async fn repositories(&self) -> Result<Vec<RepositoryName>, Error> {
-        super::Store::repositories(self).await
+        super::Store::<D>::repositories(self).await
     }
     async fn repository_delete(&self, repo: &RepositoryName) -> Result<bool, Error> {
-        super::Store::repository_delete(self, repo).await
+        super::Store::<D>::repository_delete(self, repo).await
     }
     async fn referrer_add(
         &self,
@@ -259,7 +257,7 @@ impl Content for super::Store {
         subject: &Digest,
         referrer: &Digest,
     ) -> Result<(), Error> {
-        super::Store::referrer_add(self, repo, subject, referrer).await
+        super::Store::<D>::referrer_add(self, repo, subject, referrer).await
     }
     async fn referrer_remove(
         &self,
@@ -267,26 +265,26 @@ impl Content for super::Store {
         subject: &Digest,
         referrer: &Digest,
     ) -> Result<(), Error> {
-        super::Store::referrer_remove(self, repo, subject, referrer).await
+        super::Store::<D>::referrer_remove(self, repo, subject, referrer).await
     }
     async fn referrers(
         &self,
         repo: &RepositoryName,
         subject: &Digest,
     ) -> Result<Vec<Digest>, Error> {
-        super::Store::referrers(self, repo, subject).await
+        super::Store::<D>::referrers(self, repo, subject).await
     }
 }
 
 #[async_trait::async_trait]
-impl UploadSink for super::UploadWriter {
+impl<A: super::Append> UploadSink for super::UploadWriter<A> {
     async fn write(&mut self, chunk: Bytes) -> Result<(), Error> {
-        super::UploadWriter::write(self, chunk).await
+        super::UploadWriter::<A>::write(self, chunk).await
     }
     async fn finish(self: Box<Self>) -> Result<u64, Error> {
-        super::UploadWriter::finish(*self).await
+        super::UploadWriter::<A>::finish(*self).await
     }
     async fn abort(self: Box<Self>) -> Result<(), Error> {
-        super::UploadWriter::abort(*self).await
+        super::UploadWriter::<A>::abort(*self).await
     }
 }

@@ -1,15 +1,15 @@
-//! The filesystem driver: the narrow seam between the store and its medium.
+//! The filesystem driver: [`Driver`] over a directory tree.
 //!
-//! Read, write atomically, append to an upload, commit an upload as a blob, list, delete,
-//! stat: nothing above this module calls the filesystem, so an object-store driver can take
-//! its place later. Every write follows one recipe: a temporary file in the same directory,
-//! fsync, rename into place, fsync the directory; a guard removes the temporary file on every
-//! error path. Blocking calls run on tokio's blocking pool, never on the async workers.
+//! Every write follows one recipe: a temporary file in the same directory, fsync, rename
+//! into place, fsync the directory; a guard removes the temporary file on every error path.
+//! Blocking calls run on tokio's blocking pool, never on the async workers.
 //!
-//! For the garbage collector ([`super::gc`]) it also touches files (mtime = now, the
-//! on-disk "used" mark), takes advisory locks (`flock`), renames directories, measures and
-//! removes trees, and removes directories that hold no file.
+//! The collector's needs map onto POSIX here: the "used" mark is a file's mtime, a lock is
+//! `flock` on a lock file, the quarantine move is `rename(2)` of a blob's directory.
+//! [`BlobFile`] (an open file and a range) is what the front door's zero-copy path sends.
 
+use super::content::BlobSource;
+use super::driver::{Append, Driver, Locked, Meta, Reads, Renamed, Usage};
 use super::Error;
 use bytes::Bytes;
 use std::fs::{self, File, OpenOptions};
@@ -245,29 +245,34 @@ pub fn cached(file: &File, at: u64) -> bool {
     .is_ok_and(|n| n == 1)
 }
 
-/// Synchronous reads for [`FsDriver::reading`]; only exists on the blocking pool.
+/// Synchronous reads for [`Driver::reading`]; only exists on the blocking pool.
 #[derive(Debug)]
 pub struct Reader {
     root: PathBuf,
 }
 
-impl Reader {
-    /// Reads a small file whole; `None` when it does not exist.
-    pub fn read(&self, rel: &Path) -> Result<Option<Vec<u8>>, Error> {
+impl Reads for Reader {
+    fn read(&self, rel: &Path) -> Result<Option<Vec<u8>>, Error> {
         read_sync(&self.root.join(rel))
     }
 
-    /// As [`FsDriver::touch`].
-    pub fn touch(&self, rel: &Path, fresh_within: Duration) -> Result<Option<Meta>, Error> {
+    fn mark_used(&self, rel: &Path, fresh_within: Duration) -> Result<Option<Meta>, Error> {
         touch_sync(&self.root.join(rel), fresh_within)
     }
 
-    /// Opens a file for reading with its absolute path; `None` when it does not exist.
-    pub fn open(&self, rel: &Path) -> Result<Option<(File, PathBuf)>, Error> {
+    fn open_blob(&self, rel: &Path) -> Result<Option<BlobSource>, Error> {
         let path = self.root.join(rel);
         match File::open(&path) {
-            Ok(f) => Ok(Some((f, path))),
+            Ok(file) => Ok(Some(BlobSource::File(OpenBlob { file, path }))),
             Err(e) if not_found(&e) => Ok(None),
+            Err(e) => Err(Error::io(&path, e)),
+        }
+    }
+
+    fn open_read(&self, rel: &Path) -> Result<Box<dyn io::Read + Send>, Error> {
+        let path = self.root.join(rel);
+        match File::open(&path) {
+            Ok(f) => Ok(Box::new(f)),
             Err(e) => Err(Error::io(&path, e)),
         }
     }
@@ -281,52 +286,12 @@ fn read_sync(path: &Path) -> Result<Option<Vec<u8>>, Error> {
     }
 }
 
-/// What `stat` reports.
-#[derive(Debug, Clone, Copy)]
-pub struct Meta {
-    pub size: u64,
-    pub is_dir: bool,
-    pub modified: Option<SystemTime>,
-}
-
-/// Files and bytes under a path (what `du` would count as apparent size).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Usage {
-    pub files: u64,
-    pub bytes: u64,
-}
-
-impl Usage {
-    pub fn add(&mut self, other: Usage) {
-        self.files += other.files;
-        self.bytes += other.bytes;
-    }
-}
-
 /// An advisory lock (`flock`) on a file, released when dropped. Each holder opens the file
 /// itself: a lock belongs to one open file, so two holders in one process exclude each
 /// other exactly as two processes do.
 #[derive(Debug)]
 pub struct FileLock {
     _file: File,
-}
-
-/// What [`FsDriver::try_lock`] found.
-#[derive(Debug)]
-pub enum Locked {
-    Held(FileLock),
-    /// Someone else holds a lock on the file.
-    Busy,
-    Missing,
-}
-
-/// What [`FsDriver::rename`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Renamed {
-    Done,
-    SourceMissing,
-    /// The target exists (and is not an empty directory); nothing was moved.
-    TargetExists,
 }
 
 impl FsDriver {
@@ -345,28 +310,31 @@ impl FsDriver {
     fn abs(&self, rel: &Path) -> PathBuf {
         self.root.join(rel)
     }
+}
+
+impl Driver for FsDriver {
+    type Reads = Reader;
+    type Append = AppendFile;
+    type Lock = FileLock;
 
     /// Reads a small file whole; `None` when it does not exist.
-    pub async fn read(&self, rel: &Path) -> Result<Option<Vec<u8>>, Error> {
+    async fn read(&self, rel: &Path) -> Result<Option<Vec<u8>>, Error> {
         let path = self.abs(rel);
         blocking(move || read_sync(&path)).await
     }
 
-    /// Runs `f` on the blocking pool with synchronous small-file reads of this store: a
-    /// request that needs several reads (a tag, a revision link, the manifest) pays one
-    /// thread hand-off instead of one per read, which dominates small requests.
-    pub async fn reading<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Reader) -> Result<T, Error> + Send + 'static,
-    ) -> Result<T, Error> {
-        let reader = Reader {
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn reads(&self) -> Reader {
+        Reader {
             root: self.root.clone(),
-        };
-        blocking(move || f(&reader)).await
+        }
     }
 
     /// Size and kind of a path; `None` when it does not exist.
-    pub async fn stat(&self, rel: &Path) -> Result<Option<Meta>, Error> {
+    async fn stat(&self, rel: &Path) -> Result<Option<Meta>, Error> {
         let path = self.abs(rel);
         blocking(move || meta_sync(&path)).await
     }
@@ -379,28 +347,28 @@ impl FsDriver {
     /// touch, so a file moved away in between is reported missing, never present. A store
     /// berth may not change (another owner, a read-only mount) is served unmarked: a
     /// collector with the same rights cannot remove anything from it either.
-    pub async fn touch(&self, rel: &Path, fresh_within: Duration) -> Result<Option<Meta>, Error> {
+    async fn mark_used(&self, rel: &Path, fresh_within: Duration) -> Result<Option<Meta>, Error> {
         let path = self.abs(rel);
         blocking(move || touch_sync(&path, fresh_within)).await
     }
 
     /// Writes `bytes` to `rel` durably and atomically: readers see the old file or the new
     /// one, never a part.
-    pub async fn write_atomic(&self, rel: &Path, bytes: Bytes) -> Result<(), Error> {
+    async fn write_atomic(&self, rel: &Path, bytes: Bytes) -> Result<(), Error> {
         let path = self.abs(rel);
         blocking(move || write_atomic_sync(&path, &bytes)).await
     }
 
     /// Names of the entries directly under `rel` that are directories (empty when `rel`
     /// does not exist).
-    pub async fn list_dirs(&self, rel: &Path) -> Result<Vec<String>, Error> {
+    async fn list_dirs(&self, rel: &Path) -> Result<Vec<String>, Error> {
         let path = self.abs(rel);
         blocking(move || list_dirs_sync(&path)).await
     }
 
     /// Every directory under `rel` (as a path relative to `rel`) that contains a directory
     /// named one of `markers`, not descending into directories whose name starts with `_`.
-    pub async fn find_dirs_with(
+    async fn find_dirs_with(
         &self,
         rel: &Path,
         markers: &'static [&'static str],
@@ -415,7 +383,7 @@ impl FsDriver {
     }
 
     /// Removes a file; `false` when it was not there.
-    pub async fn remove_file(&self, rel: &Path) -> Result<bool, Error> {
+    async fn remove_file(&self, rel: &Path) -> Result<bool, Error> {
         let path = self.abs(rel);
         blocking(move || match fs::remove_file(&path) {
             Ok(()) => Ok(true),
@@ -426,7 +394,7 @@ impl FsDriver {
     }
 
     /// Removes a directory tree; `false` when it was not there.
-    pub async fn remove_dir_all(&self, rel: &Path) -> Result<bool, Error> {
+    async fn remove_dir_all(&self, rel: &Path) -> Result<bool, Error> {
         let path = self.abs(rel);
         blocking(move || match fs::remove_dir_all(&path) {
             Ok(()) => Ok(true),
@@ -437,7 +405,7 @@ impl FsDriver {
     }
 
     /// Creates an empty upload file (and its directory) plus a small marker file beside it.
-    pub async fn create_upload(
+    async fn create_upload(
         &self,
         data: &Path,
         marker: &Path,
@@ -464,7 +432,7 @@ impl FsDriver {
     }
 
     /// Opens an upload file for appending at exactly `offset` (its current size).
-    pub async fn append_at(&self, rel: &Path, offset: u64) -> Result<AppendFile, Error> {
+    async fn append_at(&self, rel: &Path, offset: u64) -> Result<AppendFile, Error> {
         let path = self.abs(rel);
         blocking(move || {
             let mut file = OpenOptions::new()
@@ -498,7 +466,7 @@ impl FsDriver {
 
     /// A shared advisory lock on `rel` (created empty if missing), waiting while someone
     /// holds it exclusively.
-    pub async fn lock_shared(&self, rel: &Path) -> Result<FileLock, Error> {
+    async fn lock_shared(&self, rel: &Path) -> Result<Self::Lock, Error> {
         let path = self.abs(rel);
         blocking(move || {
             let file = open_lock_file(&path)?;
@@ -510,7 +478,7 @@ impl FsDriver {
 
     /// An exclusive advisory lock on `rel` (created empty if missing), waiting for every
     /// holder to let go.
-    pub async fn lock_exclusive(&self, rel: &Path) -> Result<FileLock, Error> {
+    async fn lock_exclusive(&self, rel: &Path) -> Result<Self::Lock, Error> {
         let path = self.abs(rel);
         blocking(move || {
             let file = open_lock_file(&path)?;
@@ -523,7 +491,7 @@ impl FsDriver {
     /// An exclusive advisory lock on `rel` if nobody holds one, without waiting. `create`
     /// makes a missing file (a lock file); otherwise a missing file is reported as such (an
     /// upload's data).
-    pub async fn try_lock(&self, rel: &Path, create: bool) -> Result<Locked, Error> {
+    async fn try_lock(&self, rel: &Path, create: bool) -> Result<Locked<Self::Lock>, Error> {
         let path = self.abs(rel);
         blocking(move || {
             let file = if create {
@@ -548,7 +516,7 @@ impl FsDriver {
     /// Renames a file or directory (atomically; the target's parent is made if needed).
     /// `durable` also fsyncs both parents. A target that exists and is not an empty
     /// directory is left alone.
-    pub async fn rename(&self, from: &Path, to: &Path, durable: bool) -> Result<Renamed, Error> {
+    async fn move_tree(&self, from: &Path, to: &Path, durable: bool) -> Result<Renamed, Error> {
         let from = self.abs(from);
         let to = self.abs(to);
         blocking(move || {
@@ -578,13 +546,13 @@ impl FsDriver {
 
     /// How many files `rel` holds and their total size (`rel` itself when it is a file);
     /// `None` when it does not exist.
-    pub async fn usage(&self, rel: &Path) -> Result<Option<Usage>, Error> {
+    async fn usage(&self, rel: &Path) -> Result<Option<Usage>, Error> {
         let path = self.abs(rel);
         blocking(move || usage_sync(&path)).await
     }
 
     /// Removes a file or a directory tree; returns what it held (`None`: not there).
-    pub async fn remove_tree(&self, rel: &Path) -> Result<Option<Usage>, Error> {
+    async fn remove_tree(&self, rel: &Path) -> Result<Option<Usage>, Error> {
         let path = self.abs(rel);
         blocking(move || {
             let Some(usage) = usage_sync(&path)? else {
@@ -607,7 +575,7 @@ impl FsDriver {
     /// Removes the directory tree `rel` if it holds no file at all (only directories),
     /// bottom-up with `rmdir`, so a file created meanwhile stops it; never removes a file.
     /// Returns whether `rel` is gone (or was never there).
-    pub async fn prune_empty(&self, rel: &Path) -> Result<bool, Error> {
+    async fn prune_empty(&self, rel: &Path) -> Result<bool, Error> {
         let path = self.abs(rel);
         blocking(move || {
             match usage_sync(&path)? {
@@ -622,7 +590,7 @@ impl FsDriver {
 
     /// Removes `rel` and then its parents while they are empty directories, stopping
     /// below `stop` (which is never removed).
-    pub async fn remove_empty_dirs_up(&self, rel: &Path, stop: &Path) -> Result<(), Error> {
+    async fn remove_empty_dirs_up(&self, rel: &Path, stop: &Path) -> Result<(), Error> {
         let path = self.abs(rel);
         let stop = self.abs(stop);
         blocking(move || {
@@ -643,18 +611,12 @@ impl FsDriver {
         .await
     }
 
-    /// Opens a file for reading on the calling (blocking) thread; for rehashing uploads.
-    pub fn open_sync(&self, rel: &Path) -> Result<File, Error> {
-        let path = self.abs(rel);
-        File::open(&path).map_err(|e| Error::io(&path, e))
-    }
-
     /// Makes the upload file at `from` the blob at `to`: fsync, rename, fsync the
     /// directories. A rename, never a copy. If `to` already exists (an identical concurrent
     /// push, or an older copy), the existing file stays and `from` is removed. Either way
-    /// the blob is marked as used now (see [`FsDriver::touch`]), however long ago its
+    /// the blob is marked as used now (see [`Driver::mark_used`]), however long ago its
     /// bytes were written.
-    pub async fn commit(&self, from: &Path, to: &Path) -> Result<(), Error> {
+    async fn commit(&self, from: &Path, to: &Path) -> Result<(), Error> {
         let from = self.abs(from);
         let to = self.abs(to);
         blocking(move || {
@@ -685,8 +647,8 @@ pub struct AppendFile {
     written: u64,
 }
 
-impl AppendFile {
-    pub fn write_all(&mut self, b: &[u8]) -> Result<(), Error> {
+impl Append for AppendFile {
+    fn write_all(&mut self, b: &[u8]) -> Result<(), Error> {
         self.file
             .write_all(b)
             .map_err(|e| Error::io(&self.path, e))?;
@@ -694,13 +656,11 @@ impl AppendFile {
         Ok(())
     }
 
-    /// Bytes written through this handle.
-    pub fn written(&self) -> u64 {
+    fn written(&self) -> u64 {
         self.written
     }
 
-    /// Drops what this handle wrote, leaving the file as it was when opened.
-    pub fn rollback(self) -> Result<(), Error> {
+    fn rollback(self) -> Result<(), Error> {
         self.file
             .set_len(self.start)
             .map_err(|e| Error::io(&self.path, e))
@@ -822,20 +782,20 @@ fn meta_sync(path: &Path) -> Result<Option<Meta>, Error> {
         Ok(m) => Ok(Some(Meta {
             size: m.len(),
             is_dir: m.is_dir(),
-            modified: m.modified().ok(),
+            last_used: m.modified().ok(),
         })),
         Err(e) if not_found(&e) => Ok(None),
         Err(e) => Err(Error::io(path, e)),
     }
 }
 
-/// See [`FsDriver::touch`].
+/// See [`Driver::mark_used`].
 fn touch_sync(path: &Path, fresh_within: Duration) -> Result<Option<Meta>, Error> {
     let Some(before) = meta_sync(path)? else {
         return Ok(None);
     };
     let fresh = before
-        .modified
+        .last_used
         .and_then(|m| m.checked_add(fresh_within))
         .is_some_and(|m| m >= SystemTime::now());
     if fresh && !fresh_within.is_zero() {
@@ -850,7 +810,7 @@ fn touch_sync(path: &Path, fresh_within: Duration) -> Result<Option<Meta>, Error
 }
 
 /// Sets a file's mtime to now; a file berth may not change keeps its time (see
-/// [`FsDriver::touch`]).
+/// [`Driver::mark_used`]).
 fn mark_used(f: &File) -> io::Result<()> {
     match f.set_modified(SystemTime::now()) {
         Err(e)

@@ -49,7 +49,7 @@
 //! (`.berth-gc.lock`, `try_lock`); one that died mid-way leaves blobs in the trash, and the
 //! next one (or `berth serve` at start) puts them back before anything else.
 
-use super::fs::{Locked, Renamed, Usage};
+use super::driver::{Driver, Locked, Renamed, Usage};
 use super::{layout, Error, Store};
 use crate::oci::{Digest, RepositoryName, Tag, UploadId};
 use bytes::Bytes;
@@ -159,7 +159,7 @@ impl Report {
 
 /// Runs one collection. `Ok(None)`: another collector (in this process or another) is
 /// running on the store.
-pub async fn run(store: &Store, opts: &Options) -> Result<Option<Report>, Error> {
+pub async fn run<D: Driver>(store: &Store<D>, opts: &Options) -> Result<Option<Report>, Error> {
     let _collector = match store.driver.try_lock(&layout::gc_lock(), true).await? {
         Locked::Held(lock) => lock,
         Locked::Busy => return Ok(None),
@@ -194,7 +194,7 @@ pub async fn run(store: &Store, opts: &Options) -> Result<Option<Report>, Error>
 
 /// Puts back the blobs a collector that died mid-way left in the trash; a no-op (0) while
 /// a collector runs. Returns how many came back.
-pub async fn recover(store: &Store) -> Result<usize, Error> {
+pub async fn recover<D: Driver>(store: &Store<D>) -> Result<usize, Error> {
     if store.driver.list_dirs(&layout::trash()).await?.is_empty() {
         return Ok(0);
     }
@@ -205,26 +205,26 @@ pub async fn recover(store: &Store) -> Result<usize, Error> {
 }
 
 /// When a collection (by any process) last finished on this store.
-pub async fn last_run(store: &Store) -> Option<SystemTime> {
+pub async fn last_run<D: Driver>(store: &Store<D>) -> Option<SystemTime> {
     store
         .driver
         .stat(&layout::gc_last_run())
         .await
         .ok()
         .flatten()
-        .and_then(|m| m.modified)
+        .and_then(|m| m.last_used)
 }
 
 /// Runs the collector every `interval` on a thread of its own (zero: never), counting
 /// from the store's last run, so that processes sharing the store do not each collect;
 /// first puts back what an interrupted run left in the trash.
-pub fn spawn(store: Store, opts: Options, interval: Duration) {
+pub fn spawn<D: Driver>(store: Store<D>, opts: Options, interval: Duration) {
     crate::spawn_background("berth-gc", "garbage collection", move || {
         schedule(store, opts, interval)
     });
 }
 
-async fn schedule(store: Store, opts: Options, interval: Duration) {
+async fn schedule<D: Driver>(store: Store<D>, opts: Options, interval: Duration) {
     match recover(&store).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(
@@ -297,7 +297,7 @@ fn log_report(report: &Report) {
 }
 
 /// Puts every blob in the trash back (or drops it when a new copy took its place).
-async fn restore_trash(store: &Store) -> Result<usize, Error> {
+async fn restore_trash<D: Driver>(store: &Store<D>) -> Result<usize, Error> {
     let mut restored = 0;
     for name in store.driver.list_dirs(&layout::trash()).await? {
         // Anything else in there is not berth's: left alone.
@@ -307,7 +307,7 @@ async fn restore_trash(store: &Store) -> Result<usize, Error> {
         let trash = layout::trash_blob(&d);
         match store
             .driver
-            .rename(&trash, &layout::blob_dir(&d), true)
+            .move_tree(&trash, &layout::blob_dir(&d), true)
             .await?
         {
             Renamed::Done => restored += 1,
@@ -364,8 +364,8 @@ impl Manifest {
     }
 }
 
-struct Collector<'a> {
-    store: &'a Store,
+struct Collector<'a, D: Driver> {
+    store: &'a Store<D>,
     opts: &'a Options,
     /// Used before this: collectable.
     cutoff: SystemTime,
@@ -375,8 +375,8 @@ struct Collector<'a> {
     report: Report,
 }
 
-impl<'a> Collector<'a> {
-    fn new(store: &'a Store, opts: &'a Options, start: SystemTime) -> Self {
+impl<'a, D: Driver> Collector<'a, D> {
+    fn new(store: &'a Store<D>, opts: &'a Options, start: SystemTime) -> Self {
         Self {
             store,
             opts,
@@ -450,7 +450,7 @@ impl<'a> Collector<'a> {
                 let link = layout::revision_link(&name, &d);
                 match store.read_link(&link).await {
                     Ok(Some(l)) if l == d => {
-                        let used = store.driver.stat(&link).await?.and_then(|m| m.modified);
+                        let used = store.driver.stat(&link).await?.and_then(|m| m.last_used);
                         repo.revisions.insert(d, used);
                     }
                     // Not a revision (as manifest_exists sees it): left alone.
@@ -564,7 +564,7 @@ impl<'a> Collector<'a> {
                 for d in &unlink {
                     let link = layout::revision_link(&repo.name, d);
                     let meta = self.store.driver.stat(&link).await?;
-                    if meta.is_some_and(|m| self.recent(m.modified)) {
+                    if meta.is_some_and(|m| self.recent(m.last_used)) {
                         used.insert(d.clone());
                     }
                 }
@@ -638,7 +638,7 @@ impl<'a> Collector<'a> {
                     let Some(meta) = store.driver.stat(&layout::blob_data(&d)).await? else {
                         continue;
                     };
-                    if meta.is_dir || self.recent(meta.modified) {
+                    if meta.is_dir || self.recent(meta.last_used) {
                         continue;
                     }
                     self.collect_blob(&d, meta.size, linked.get(&d).map(Vec::as_slice))
@@ -664,7 +664,7 @@ impl<'a> Collector<'a> {
             let trash = layout::trash_blob(d);
             match store
                 .driver
-                .rename(&layout::blob_dir(d), &trash, false)
+                .move_tree(&layout::blob_dir(d), &trash, false)
                 .await?
             {
                 Renamed::Done => {}
@@ -678,10 +678,10 @@ impl<'a> Collector<'a> {
             }
             // The second read of the mark, on the moved file.
             let used = store.driver.stat(&trash.join("data")).await?;
-            if used.is_none_or(|m| self.recent(m.modified)) {
+            if used.is_none_or(|m| self.recent(m.last_used)) {
                 match store
                     .driver
-                    .rename(&trash, &layout::blob_dir(d), true)
+                    .move_tree(&trash, &layout::blob_dir(d), true)
                     .await?
                 {
                     Renamed::Done | Renamed::SourceMissing => {}
@@ -737,13 +737,13 @@ impl<'a> Collector<'a> {
                         .driver
                         .stat(&layout::upload_dir(name, id))
                         .await?
-                        .and_then(|m| m.modified);
+                        .and_then(|m| m.last_used);
                 }
                 let written = store
                     .driver
                     .stat(&layout::upload_data(name, id))
                     .await?
-                    .and_then(|m| m.modified);
+                    .and_then(|m| m.last_used);
                 let Some(last) = started.max(written) else {
                     continue;
                 };
@@ -1351,7 +1351,7 @@ mod tests {
                 .stat(&layout::blob_data(&d))
                 .await
                 .expect("stat")
-                .and_then(|m| m.modified)
+                .and_then(|m| m.last_used)
         ));
         assert!(store.blob_size(&a, &d).await.expect("size").is_some());
         c.collect_blob(&d, 4, Some(std::slice::from_ref(&a)))

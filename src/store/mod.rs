@@ -11,6 +11,7 @@
 //! so the garbage collector ([`gc`]) leaves it alone for the grace period.
 
 pub mod content;
+pub mod driver;
 pub mod fs;
 pub mod gc;
 pub mod layout;
@@ -26,6 +27,7 @@ use std::time::SystemTime;
 use tokio::sync::mpsc;
 
 pub use content::{BlobSource, Content, LinkBarrier, UploadSink};
+pub use driver::{Append, Driver, Locked, Meta, Reads, Renamed, Usage};
 pub use fs::FsDriver;
 
 /// What can go wrong in the store.
@@ -58,11 +60,11 @@ impl Error {
 
 pub use fs::{cached, BlobFile, OpenBlob, Prefetch};
 
-// The blocking halves of the reads above, for `FsDriver::reading`: one hand-off per
+// The blocking halves of the reads above, for `Driver::reading`: one hand-off per
 // request however many files it reads.
 
 /// The digest a link file holds; `None` when there is no such file.
-fn read_link_in(fs: &fs::Reader, path: &Path) -> Result<Option<Digest>, Error> {
+fn read_link_in(fs: &impl Reads, path: &Path) -> Result<Option<Digest>, Error> {
     match fs.read(path)? {
         Some(bytes) => parse_link(path, &bytes).map(Some),
         None => Ok(None),
@@ -71,7 +73,7 @@ fn read_link_in(fs: &fs::Reader, path: &Path) -> Result<Option<Digest>, Error> {
 
 /// The size of a blob linked into `repo` (as a layer, or as a manifest revision), marked
 /// as used; `None` when it is not linked there or its bytes are missing.
-fn linked_size(fs: &fs::Reader, repo: &RepositoryName, d: &Digest) -> Result<Option<u64>, Error> {
+fn linked_size(fs: &impl Reads, repo: &RepositoryName, d: &Digest) -> Result<Option<u64>, Error> {
     let linked =
         |path: PathBuf| -> Result<bool, Error> { Ok(read_link_in(fs, &path)?.as_ref() == Some(d)) };
     if !linked(layout::layer_link(repo, d))? && !linked(layout::revision_link(repo, d))? {
@@ -81,9 +83,9 @@ fn linked_size(fs: &fs::Reader, repo: &RepositoryName, d: &Digest) -> Result<Opt
 }
 
 /// The size of a blob in the shared store, marked as used (see `gc`).
-fn marked_size(fs: &fs::Reader, d: &Digest) -> Result<Option<u64>, Error> {
+fn marked_size(fs: &impl Reads, d: &Digest) -> Result<Option<u64>, Error> {
     Ok(fs
-        .touch(&layout::blob_data(d), gc::TIMESTAMP_SLACK)?
+        .mark_used(&layout::blob_data(d), gc::TIMESTAMP_SLACK)?
         .filter(|m| !m.is_dir)
         .map(|m| m.size))
 }
@@ -102,10 +104,9 @@ fn parse_link(path: &Path, bytes: &[u8]) -> Result<Digest, Error> {
         })
 }
 
-/// The store. Cheap to clone.
-#[derive(Clone)]
-pub struct Store {
-    driver: FsDriver,
+/// The store over a medium ([`Driver`]; the filesystem unless named). Cheap to clone.
+pub struct Store<D: Driver = FsDriver> {
+    driver: D,
     hashes: Arc<Mutex<HashMap<UploadKey, (u64, sha2::Sha256)>>>,
     /// `storage.read_only`, shared by every clone (the API and the collector).
     read_only: Arc<std::sync::atomic::AtomicBool>,
@@ -117,13 +118,40 @@ type UploadKey = (RepositoryName, UploadId);
 /// hashing/writing thread: enough to keep both busy, 512 KiB at most per upload.
 const WRITE_QUEUE: usize = 8;
 
-impl Store {
+impl<D: Driver> Clone for Store<D> {
+    fn clone(&self) -> Self {
+        Self {
+            driver: self.driver.clone(),
+            hashes: self.hashes.clone(),
+            read_only: self.read_only.clone(),
+        }
+    }
+}
+
+impl Store<FsDriver> {
+    /// The store on the filesystem at `root` (made if missing).
     pub fn open(root: &Path) -> Result<Self, Error> {
-        Ok(Self {
-            driver: FsDriver::open(root)?,
+        Ok(Self::on(FsDriver::open(root)?))
+    }
+
+    pub fn root(&self) -> &Path {
+        self.driver.root()
+    }
+}
+
+impl<D: Driver> Store<D> {
+    /// The store on `driver`'s medium.
+    pub fn on(driver: D) -> Self {
+        Self {
+            driver,
             hashes: Arc::default(),
             read_only: Arc::default(),
-        })
+        }
+    }
+
+    /// Where the store is, for messages.
+    pub fn location(&self) -> String {
+        self.driver.location()
     }
 
     /// Whether writes are refused (`storage.read_only`).
@@ -160,10 +188,6 @@ impl Store {
             .map(|_| ())
     }
 
-    pub fn root(&self) -> &Path {
-        self.driver.root()
-    }
-
     // ---- blobs ----
 
     /// Size of a blob if it is linked into `repo` (as a layer, config or manifest) and its
@@ -181,7 +205,7 @@ impl Store {
         &self,
         repo: &RepositoryName,
         d: &Digest,
-    ) -> Result<Option<(u64, OpenBlob)>, Error> {
+    ) -> Result<Option<(u64, BlobSource)>, Error> {
         let (repo, d) = (repo.clone(), d.clone());
         self.driver
             .reading(move |fs| {
@@ -189,9 +213,7 @@ impl Store {
                     return Ok(None);
                 };
                 // Gone between the stat and the open (the collector): not there.
-                Ok(fs
-                    .open(&layout::blob_data(&d))?
-                    .map(|(file, path)| (size, OpenBlob { file, path })))
+                Ok(fs.open_blob(&layout::blob_data(&d))?.map(|b| (size, b)))
             })
             .await
     }
@@ -251,7 +273,7 @@ impl Store {
         repo: &RepositoryName,
         id: &UploadId,
         offset: u64,
-    ) -> Result<UploadWriter, Error> {
+    ) -> Result<UploadWriter<D::Append>, Error> {
         let data = layout::upload_data(repo, id);
         let mut file = match self.driver.append_at(&data, offset).await {
             Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
@@ -261,12 +283,12 @@ impl Store {
         };
         let key = (repo.clone(), id.clone());
         let cached = self.take_hash(&key, offset);
-        let driver = self.driver.clone();
+        let reads = self.driver.reads();
         let (tx, mut rx) = mpsc::channel::<Bytes>(WRITE_QUEUE);
         let worker = tokio::task::spawn_blocking(move || {
             let mut hasher = match cached {
                 Some(h) => h,
-                None => hash_file_prefix(&driver, &data, offset)?,
+                None => hash_file_prefix(&reads, &data, offset)?,
             };
             let mut result = Ok(());
             while let Some(chunk) = rx.blocking_recv() {
@@ -306,12 +328,11 @@ impl Store {
         let actual = match cached {
             Some(h) => Digest::from_hash(Algorithm::Sha256, &h.finalize()),
             None => {
-                let driver = self.driver.clone();
                 let data = data.clone();
                 let alg = expected.algorithm();
-                tokio::task::spawn_blocking(move || hash_file(&driver, &data, alg))
-                    .await
-                    .map_err(|e| Error::Internal(e.to_string()))??
+                self.driver
+                    .reading(move |fs| hash_file(fs, &data, alg))
+                    .await?
             }
         };
         if &actual != expected {
@@ -345,7 +366,7 @@ impl Store {
         let path = layout::blob_data(d);
         if self
             .driver
-            .touch(&path, std::time::Duration::ZERO)
+            .mark_used(&path, std::time::Duration::ZERO)
             .await?
             .is_some_and(|m| m.size == bytes.len() as u64)
         {
@@ -372,7 +393,7 @@ impl Store {
         if self.read_link(&link).await.ok().flatten().as_ref() == Some(d)
             && self
                 .driver
-                .touch(&link, std::time::Duration::ZERO)
+                .mark_used(&link, std::time::Duration::ZERO)
                 .await?
                 .is_some()
         {
@@ -389,7 +410,7 @@ impl Store {
         let link = layout::revision_link(repo, d);
         if self
             .driver
-            .touch(&link, std::time::Duration::ZERO)
+            .mark_used(&link, std::time::Duration::ZERO)
             .await?
             .is_none()
         {
@@ -401,7 +422,7 @@ impl Store {
     /// Holds the collector off while a manifest push checks what it references and links
     /// itself: a shared lock, taken after the body is read and held until the push is
     /// answered (see [`gc`] for why). Dropping it lets go.
-    pub async fn link_guard(&self) -> Result<fs::FileLock, Error> {
+    pub async fn link_guard(&self) -> Result<D::Lock, Error> {
         self.driver.lock_shared(&layout::link_lock()).await
     }
 
@@ -627,19 +648,19 @@ impl Store {
 
 /// What the hashing/writing thread hands back: the file, the running hash, and how the
 /// writes went.
-type WorkerEnd = (fs::AppendFile, sha2::Sha256, Result<(), Error>);
+type WorkerEnd<A> = (A, sha2::Sha256, Result<(), Error>);
 
 /// Appends a request body to an upload: chunks go to a blocking thread that hashes and
 /// writes them, so hashing overlaps with receiving.
-pub struct UploadWriter {
+pub struct UploadWriter<A: Append> {
     tx: Option<mpsc::Sender<Bytes>>,
-    worker: tokio::task::JoinHandle<Result<WorkerEnd, Error>>,
+    worker: tokio::task::JoinHandle<Result<WorkerEnd<A>, Error>>,
     key: UploadKey,
     offset: u64,
     hashes: Arc<Mutex<HashMap<UploadKey, (u64, sha2::Sha256)>>>,
 }
 
-impl UploadWriter {
+impl<A: Append> UploadWriter<A> {
     pub async fn write(&mut self, chunk: Bytes) -> Result<(), Error> {
         let sent = match &self.tx {
             Some(tx) => tx.send(chunk).await.is_ok(),
@@ -680,7 +701,7 @@ impl UploadWriter {
         result
     }
 
-    async fn join(&mut self) -> Result<WorkerEnd, Error> {
+    async fn join(&mut self) -> Result<WorkerEnd<A>, Error> {
         (&mut self.worker)
             .await
             .map_err(|e| Error::Internal(format!("upload worker failed: {e}")))?
@@ -700,18 +721,18 @@ pub fn catalog_order(a: &str, b: &str) -> std::cmp::Ordering {
 
 /// SHA-256 state after the first `len` bytes of an upload file (rebuilding a hash that is
 /// not cached: another process received those bytes, or this one restarted).
-fn hash_file_prefix(driver: &FsDriver, rel: &Path, len: u64) -> Result<sha2::Sha256, Error> {
+fn hash_file_prefix(fs: &impl Reads, rel: &Path, len: u64) -> Result<sha2::Sha256, Error> {
     let mut h = sha2::Sha256::new();
     if len > 0 {
-        let f = driver.open_sync(rel)?;
+        let f = fs.open_read(rel)?;
         let mut r = io::BufReader::with_capacity(1 << 20, f.take(len));
         io::copy(&mut r, &mut h).map_err(|e| Error::io(rel, e))?;
     }
     Ok(h)
 }
 
-fn hash_file(driver: &FsDriver, rel: &Path, alg: Algorithm) -> Result<Digest, Error> {
-    let f = driver.open_sync(rel)?;
+fn hash_file(fs: &impl Reads, rel: &Path, alg: Algorithm) -> Result<Digest, Error> {
+    let f = fs.open_read(rel)?;
     let mut r = io::BufReader::with_capacity(1 << 20, f);
     let hash = match alg {
         Algorithm::Sha256 => {
