@@ -15,6 +15,8 @@ pub mod driver;
 pub mod fs;
 pub mod gc;
 pub mod layout;
+#[cfg(test)]
+mod suite;
 
 use crate::oci::{Algorithm, Digest, Reference, RepositoryName, Tag, UploadId};
 use bytes::Bytes;
