@@ -1,7 +1,10 @@
 //! The request path parsed into a typed [`Endpoint`] before any handler runs.
 
 use super::error::{ApiError, OciCode};
+use crate::auth::gate::Need;
+use crate::auth::Action;
 use crate::oci::{Digest, Reference, RepositoryName, UploadId};
+use http::Method;
 
 /// Every route of the OCI Distribution API that berth serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +62,24 @@ impl Endpoint {
             | Endpoint::Referrers(n, _)
             | Endpoint::Repository(n) => Some(n),
             Endpoint::Root | Endpoint::Base | Endpoint::Catalog | Endpoint::Token => None,
+        }
+    }
+
+    /// The largest body a request to this endpoint may carry (`manifest_max` for
+    /// manifests, `blob_max` for uploads); the front door answers 413 early from
+    /// `Content-Length` above it.
+    pub fn body_limit(&self, manifest_max: u64, blob_max: Option<u64>) -> Option<u64> {
+        match self {
+            Endpoint::Manifest(..) => Some(manifest_max),
+            Endpoint::UploadStart(_) | Endpoint::Upload(..) => blob_max,
+            Endpoint::Root
+            | Endpoint::Base
+            | Endpoint::Catalog
+            | Endpoint::Tags(_)
+            | Endpoint::Blob(..)
+            | Endpoint::Referrers(..)
+            | Endpoint::Token
+            | Endpoint::Repository(_) => None,
         }
     }
 
@@ -127,6 +148,131 @@ impl Endpoint {
             return Ok(Endpoint::Referrers(name_of(name)?, d));
         }
         Err(not_found())
+    }
+}
+
+/// An endpoint together with a method it takes: what the request asks to do. The
+/// (endpoint × method) match happens here, once; the gate ([`Operation::need`]) and the
+/// handlers ([`super::Registry`]'s dispatch) match on this, exhaustively.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Operation {
+    Root,
+    Base,
+    Catalog,
+    TagList(RepositoryName),
+    /// GET, or HEAD when the flag is set.
+    ManifestGet(RepositoryName, Reference, bool),
+    ManifestPut(RepositoryName, Reference),
+    ManifestDelete(RepositoryName, Reference),
+    /// GET, or HEAD when the flag is set.
+    BlobGet(RepositoryName, Digest, bool),
+    BlobDelete(RepositoryName, Digest),
+    /// POST: a new upload, a monolithic upload or a mount.
+    UploadStart(RepositoryName),
+    UploadStatus(RepositoryName, UploadId),
+    UploadPatch(RepositoryName, UploadId),
+    UploadPut(RepositoryName, UploadId),
+    UploadCancel(RepositoryName, UploadId),
+    Referrers(RepositoryName, Digest),
+    /// The token service (it checks its own method: it answers with its own errors).
+    Token,
+    RepositoryDelete(RepositoryName),
+    /// A method the endpoint does not take: 405, after the gate.
+    Unsupported(Endpoint, Method),
+}
+
+impl Operation {
+    pub fn of(e: Endpoint, m: &Method) -> Operation {
+        let head = m == Method::HEAD;
+        match (e, m.clone()) {
+            (Endpoint::Root, Method::GET | Method::HEAD) => Operation::Root,
+            (Endpoint::Base, Method::GET | Method::HEAD) => Operation::Base,
+            (Endpoint::Catalog, Method::GET) => Operation::Catalog,
+            (Endpoint::Tags(n), Method::GET) => Operation::TagList(n),
+            (Endpoint::Manifest(n, r), Method::GET | Method::HEAD) => {
+                Operation::ManifestGet(n, r, head)
+            }
+            (Endpoint::Manifest(n, r), Method::PUT) => Operation::ManifestPut(n, r),
+            (Endpoint::Manifest(n, r), Method::DELETE) => Operation::ManifestDelete(n, r),
+            (Endpoint::Blob(n, d), Method::GET | Method::HEAD) => Operation::BlobGet(n, d, head),
+            (Endpoint::Blob(n, d), Method::DELETE) => Operation::BlobDelete(n, d),
+            (Endpoint::UploadStart(n), Method::POST) => Operation::UploadStart(n),
+            (Endpoint::Upload(n, id), Method::GET) => Operation::UploadStatus(n, id),
+            (Endpoint::Upload(n, id), Method::PATCH) => Operation::UploadPatch(n, id),
+            (Endpoint::Upload(n, id), Method::PUT) => Operation::UploadPut(n, id),
+            (Endpoint::Upload(n, id), Method::DELETE) => Operation::UploadCancel(n, id),
+            (Endpoint::Referrers(n, d), Method::GET) => Operation::Referrers(n, d),
+            (Endpoint::Token, _) => Operation::Token,
+            (Endpoint::Repository(n), Method::DELETE) => Operation::RepositoryDelete(n),
+            (e, m) => Operation::Unsupported(e, m),
+        }
+    }
+
+    /// What the caller must be allowed. Deleting needs `delete`, an upload session
+    /// (even its status) `push`, reading `pull`. A method an endpoint does not take is
+    /// gated as what that method would do there, so the 405 is only told to a caller
+    /// who could have done it.
+    pub fn need(&self) -> Need<'_> {
+        fn repo(n: &RepositoryName, a: Action) -> Need<'_> {
+            Need::Repository(n.as_str(), a)
+        }
+        match self {
+            Operation::Root | Operation::Token => Need::Nothing,
+            Operation::Base => Need::Login,
+            Operation::Catalog => Need::Catalog,
+            Operation::TagList(n)
+            | Operation::ManifestGet(n, ..)
+            | Operation::BlobGet(n, ..)
+            | Operation::Referrers(n, _) => repo(n, Action::Pull),
+            Operation::ManifestPut(n, _)
+            | Operation::UploadStart(n)
+            | Operation::UploadStatus(n, _)
+            | Operation::UploadPatch(n, _)
+            | Operation::UploadPut(n, _) => repo(n, Action::Push),
+            Operation::ManifestDelete(n, _)
+            | Operation::BlobDelete(n, _)
+            | Operation::UploadCancel(n, _)
+            | Operation::RepositoryDelete(n) => repo(n, Action::Delete),
+            Operation::Unsupported(e, m) => match (e, e.repository()) {
+                (Endpoint::Root | Endpoint::Token, _) => Need::Nothing,
+                (Endpoint::Base, _) => Need::Login,
+                (Endpoint::Catalog, _) => Need::Catalog,
+                (_, Some(n)) if m == Method::DELETE => repo(n, Action::Delete),
+                (Endpoint::Upload(..), Some(n)) => repo(n, Action::Push),
+                (_, Some(n)) if m == Method::GET || m == Method::HEAD => repo(n, Action::Pull),
+                (_, Some(n)) => repo(n, Action::Push),
+                (_, None) => Need::Nothing,
+            },
+        }
+    }
+
+    /// Whether the operation changes the store (refused while it is read-only).
+    pub fn writes(&self) -> bool {
+        match self {
+            Operation::ManifestPut(..)
+            | Operation::ManifestDelete(..)
+            | Operation::BlobDelete(..)
+            | Operation::UploadStart(_)
+            | Operation::UploadPatch(..)
+            | Operation::UploadPut(..)
+            | Operation::UploadCancel(..)
+            | Operation::RepositoryDelete(_) => true,
+            Operation::Root
+            | Operation::Base
+            | Operation::Catalog
+            | Operation::TagList(_)
+            | Operation::ManifestGet(..)
+            | Operation::BlobGet(..)
+            | Operation::UploadStatus(..)
+            | Operation::Referrers(..)
+            | Operation::Token => false,
+            Operation::Unsupported(_, m) => {
+                matches!(
+                    *m,
+                    Method::PUT | Method::POST | Method::PATCH | Method::DELETE
+                )
+            }
+        }
     }
 }
 
@@ -259,6 +405,51 @@ mod tests {
         );
         assert_eq!(code("/v3/"), "NOT_FOUND");
         assert_eq!(code("/v2/a/%zz"), "NOT_FOUND");
+    }
+
+    #[test]
+    fn each_operation_names_what_it_needs() {
+        let id = UploadId::new();
+        let need = |m: Method, p: &str| {
+            let op = Operation::of(Endpoint::parse(p).expect("parses"), &m);
+            let need = match op.need() {
+                Need::Nothing => "nothing".to_owned(),
+                Need::Login => "login".to_owned(),
+                Need::Catalog => "catalog".to_owned(),
+                Need::Repository(r, a) => format!("{} {r}", a.name()),
+            };
+            (need, op.writes())
+        };
+        let blob = format!("/v2/a/blobs/{}", d());
+        let upload = format!("/v2/a/blobs/uploads/{id}");
+        let cases: Vec<(Method, &str, &str, bool)> = vec![
+            (Method::GET, "/", "nothing", false),
+            (Method::POST, "/", "nothing", true),
+            (Method::GET, "/v2/", "login", false),
+            (Method::POST, "/v2/", "login", true),
+            (Method::GET, "/v2/_catalog", "catalog", false),
+            (Method::GET, "/v2/a/tags/list", "pull a", false),
+            (Method::HEAD, "/v2/a/manifests/t", "pull a", false),
+            (Method::PUT, "/v2/a/manifests/t", "push a", true),
+            (Method::DELETE, "/v2/a/manifests/t", "delete a", true),
+            (Method::POST, "/v2/a/manifests/t", "push a", true),
+            (Method::GET, &blob, "pull a", false),
+            (Method::DELETE, &blob, "delete a", true),
+            (Method::PUT, &blob, "push a", true),
+            (Method::POST, "/v2/a/blobs/uploads/", "push a", true),
+            (Method::GET, "/v2/a/blobs/uploads/", "pull a", false),
+            (Method::GET, &upload, "push a", false),
+            (Method::HEAD, &upload, "push a", false),
+            (Method::PATCH, &upload, "push a", true),
+            (Method::PUT, &upload, "push a", true),
+            (Method::DELETE, &upload, "delete a", true),
+            (Method::DELETE, "/berth/v1/repositories/a", "delete a", true),
+            (Method::GET, "/berth/v1/repositories/a", "pull a", false),
+            (Method::GET, "/token", "nothing", false),
+        ];
+        for (m, p, want, writes) in cases {
+            assert_eq!(need(m.clone(), p), (want.to_owned(), writes), "{m} {p}");
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! and a [`RequestBody`], and takes back an `http::Response<Body>`. That is what lets the
 //! core be tested without a network and lets TLS, HTTP/2 and auth slot in around it.
 
+mod admin;
 mod blobs;
 pub mod endpoint;
 pub mod error;
@@ -14,17 +15,17 @@ mod manifests;
 mod referrers;
 mod uploads;
 
-use crate::auth::token::Claims;
-use crate::auth::{Action, Auth, Refusal, Tokens};
+use crate::auth::gate::{self, Caller, Denial, Presented};
+use crate::auth::Auth;
 pub use crate::body::{Body, BodyError, FullBody, RequestBody};
 use crate::config::Config;
 use crate::notify::{Action as NotifyAction, Event};
 use crate::oci::{Digest, Reference, RepositoryName, Tag, UploadId};
 use crate::store::{BlobSource, Content, UploadSink};
 use bytes::{Bytes, BytesMut};
-use endpoint::{query_pairs, Endpoint};
+use endpoint::{query_pairs, Endpoint, Operation};
 use error::{ApiError, OciCode};
-use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
+use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 use manifest::Parsed;
 use regex::Regex;
 use std::sync::Arc;
@@ -44,42 +45,6 @@ pub struct Transport {
     /// The request came over TLS to berth itself.
     pub tls: bool,
     pub client: String,
-}
-
-const PLAINTEXT_REFUSED: &str =
-    "credentials over plain HTTP are refused: use https (or set auth.insecure_allow_plaintext)";
-
-fn too_many(secs: u64) -> ApiError {
-    ApiError::new(
-        OciCode::TooManyRequests,
-        "too many failed logins from this address; try again later",
-    )
-    .header("Retry-After", secs.to_string())
-}
-
-fn denied(user: &str, action: Action, repo: &str) -> ApiError {
-    ApiError::new(
-        OciCode::Denied,
-        format!("{user} may not {} {repo}", action.name()),
-    )
-}
-
-/// Where clients get tokens: the configured realm, else this registry's own `/token` at
-/// the address the client used.
-fn token_realm(tokens: &Tokens, req: &http::request::Parts, tls: bool) -> String {
-    if let Some(r) = &tokens.realm {
-        return r.clone();
-    }
-    if let Some(ExternalBase(base)) = req.extensions.get::<ExternalBase>() {
-        return format!("{}/token", base.trim_end_matches('/'));
-    }
-    let host = req
-        .headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri.authority().map(|a| a.as_str()))
-        .unwrap_or("localhost");
-    format!("{}://{host}/token", if tls { "https" } else { "http" })
 }
 
 /// What the front door logs and counts about an answered request, put in the response's
@@ -104,57 +69,6 @@ impl Transport {
                 tls: false,
                 client: String::new(),
             })
-    }
-}
-
-/// Who is asking, as far as the handlers care.
-enum Caller<'a> {
-    /// Access control is off.
-    Open,
-    /// Authenticated (`Some`) or anonymous (`None`) under `auth`.
-    Checked(&'a Auth, Option<String>),
-    /// Holding a verified Bearer token.
-    Token(&'a Auth, Claims),
-}
-
-impl Caller<'_> {
-    fn user(&self) -> Option<String> {
-        match self {
-            Caller::Open => None,
-            Caller::Checked(_, u) => u.clone(),
-            Caller::Token(_, c) => Some(c.sub.clone()).filter(|s| !s.is_empty()),
-        }
-    }
-
-    fn can_pull(&self, repo: &str) -> bool {
-        match self {
-            Caller::Open => true,
-            Caller::Checked(a, u) => a.allowed(u.as_deref(), repo, Action::Pull),
-            Caller::Token(_, c) => c.grants(repo, "pull"),
-        }
-    }
-
-    /// Whether `_catalog` shows `repo`: what the caller may pull. A built-in token's
-    /// user is checked against the rules; an external server's catalog grant shows all.
-    fn lists(&self, repo: &str) -> bool {
-        match self {
-            Caller::Token(a, c) if a.tokens.as_ref().is_some_and(Tokens::builtin) => {
-                let user = Some(c.sub.as_str()).filter(|s| !s.is_empty());
-                a.allowed(user, repo, Action::Pull)
-            }
-            Caller::Token(..) => true,
-            other => other.can_pull(repo),
-        }
-    }
-
-    /// A mount without `from` takes the blob from any repository: only for callers who
-    /// may read every repository (otherwise it would leak blobs by digest).
-    fn may_mount_anywhere(&self) -> bool {
-        match self {
-            Caller::Open => true,
-            Caller::Checked(a, u) => a.reads_everything(u.as_deref()),
-            Caller::Token(..) => false,
-        }
     }
 }
 
@@ -289,218 +203,6 @@ impl Registry {
         self
     }
 
-    /// What an endpoint needs: (repository, action) pairs.
-    fn needs(e: &Endpoint, m: &Method) -> Vec<(String, Action)> {
-        match e {
-            Endpoint::Root | Endpoint::Base | Endpoint::Catalog | Endpoint::Token => Vec::new(),
-            other => {
-                let repo = other
-                    .repository()
-                    .map(|r| r.to_string())
-                    .unwrap_or_default();
-                let action = match (other, m.clone()) {
-                    (_, Method::DELETE) => Action::Delete,
-                    (Endpoint::Upload(..), _) => Action::Push,
-                    (_, Method::GET | Method::HEAD) => Action::Pull,
-                    _ => Action::Push,
-                };
-                vec![(repo, action)]
-            }
-        }
-    }
-
-    /// Authenticates the caller and checks the endpoint's permissions: 401 with the
-    /// challenge for missing or wrong credentials, 403 `DENIED` for a known user without
-    /// the permission, 429 after too many failures.
-    async fn authorize<'a>(
-        &self,
-        auth: &'a Auth,
-        e: &Endpoint,
-        req: &http::request::Parts,
-    ) -> Result<Caller<'a>> {
-        let t = Transport::of(req);
-        let header = req
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        if let Some(tokens) = &auth.tokens {
-            return self.authorize_token(auth, tokens, e, req, header, &t);
-        }
-        let challenge = |msg: &str| {
-            ApiError::new(OciCode::Unauthorized, msg).header(
-                "WWW-Authenticate",
-                format!("Basic realm=\"{}\", charset=\"UTF-8\"", auth.realm),
-            )
-        };
-        let user = match auth.authenticate(header, t.secure, &t.client).await {
-            Ok(u) => u,
-            Err(Refusal::BadCredentials) => return Err(challenge("authentication required")),
-            Err(Refusal::Plaintext) => return Err(challenge(PLAINTEXT_REFUSED)),
-            Err(Refusal::TooMany(secs)) => return Err(too_many(secs)),
-        };
-        match e {
-            Endpoint::Base if user.is_none() => return Err(challenge("authentication required")),
-            Endpoint::Catalog if user.is_none() && !auth.anonymous_pull() => {
-                return Err(challenge("authentication required"))
-            }
-            _ => {}
-        }
-        for (repo, action) in Self::needs(e, &req.method) {
-            if !auth.allowed(user.as_deref(), &repo, action) {
-                return Err(match &user {
-                    None => challenge("authentication required"),
-                    Some(u) => denied(u, action, &repo),
-                });
-            }
-        }
-        Ok(Caller::Checked(auth, user))
-    }
-
-    /// Token auth: the request carries a Bearer token granting what the endpoint needs,
-    /// or gets the Bearer challenge naming the scope to ask the token service for.
-    fn authorize_token<'a>(
-        &self,
-        auth: &'a Auth,
-        tokens: &'a Tokens,
-        e: &Endpoint,
-        req: &http::request::Parts,
-        header: Option<&str>,
-        t: &Transport,
-    ) -> Result<Caller<'a>> {
-        let needs = Self::needs(e, &req.method);
-        let scope = match e {
-            Endpoint::Catalog => Some("registry:catalog:*".to_owned()),
-            _ => needs.first().map(|(repo, action)| {
-                let actions = match action {
-                    // What docker and podman ask for before a push.
-                    Action::Push => "pull,push",
-                    other => other.name(),
-                };
-                format!("repository:{repo}:{actions}")
-            }),
-        };
-        let realm = token_realm(tokens, req, t.tls);
-        let challenge = |error: Option<&str>, msg: String| {
-            let mut v = format!("Bearer realm=\"{realm}\",service=\"{}\"", tokens.service);
-            if let Some(s) = &scope {
-                v.push_str(&format!(",scope=\"{s}\""));
-            }
-            if let Some(e) = error {
-                v.push_str(&format!(",error=\"{e}\""));
-            }
-            ApiError::new(OciCode::Unauthorized, msg).header("WWW-Authenticate", v)
-        };
-        if matches!(e, Endpoint::Root) {
-            return Ok(Caller::Open);
-        }
-        let claims = match header {
-            None => return Err(challenge(None, "authentication required".into())),
-            Some(h) if h.len() > 7 && h[..7].eq_ignore_ascii_case("bearer ") => {
-                match auth.verify_bearer(h) {
-                    Ok(c) => c,
-                    Err(why) => {
-                        tracing::info!(client = %t.client, error = %why, "token refused");
-                        return Err(challenge(
-                            Some("invalid_token"),
-                            format!("token refused: {why}"),
-                        ));
-                    }
-                }
-            }
-            Some(_) => {
-                return Err(challenge(
-                    None,
-                    format!("this registry takes Bearer tokens from {realm}"),
-                ))
-            }
-        };
-        if matches!(e, Endpoint::Catalog) && !claims.grants_catalog() {
-            return Err(challenge(
-                Some("insufficient_scope"),
-                "the token does not grant registry:catalog:*".into(),
-            ));
-        }
-        for (repo, action) in &needs {
-            if claims.grants(repo, action.name()) {
-                continue;
-            }
-            // A known user whom the rules refuse anyway gets 403, not another round trip.
-            if tokens.builtin()
-                && !claims.sub.is_empty()
-                && !auth.allowed(Some(&claims.sub), repo, *action)
-            {
-                return Err(denied(&claims.sub, *action, repo));
-            }
-            return Err(challenge(
-                Some("insufficient_scope"),
-                format!("the token does not grant {} on {repo}", action.name()),
-            ));
-        }
-        Ok(Caller::Token(auth, claims))
-    }
-
-    /// `GET /token`: the built-in token service (Docker registry token protocol).
-    async fn token(&self, req: &http::request::Parts) -> Result<Response<Body>> {
-        let Some(auth) = self
-            .auth
-            .as_deref()
-            .filter(|a| a.tokens.as_ref().is_some_and(Tokens::builtin))
-        else {
-            return Err(ApiError::unsupported(
-                StatusCode::NOT_FOUND,
-                "no token service here (auth.mode is not \"token\" with the builtin issuer)",
-            ));
-        };
-        if req.method != Method::GET {
-            return Err(ApiError::unsupported(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "the token service takes GET with Basic credentials",
-            ));
-        }
-        let t = Transport::of(req);
-        let q = query_pairs(req.uri.query());
-        let service = auth
-            .tokens
-            .as_ref()
-            .map(|t| t.service.as_str())
-            .unwrap_or_default();
-        if let Some(s) = param(&q, "service").filter(|s| *s != service) {
-            return Err(ApiError::unsupported(
-                StatusCode::BAD_REQUEST,
-                format!("unknown service {s:?}; this registry is {service:?}"),
-            ));
-        }
-        let scopes: Vec<String> = q
-            .iter()
-            .filter(|(k, _)| k == "scope")
-            .map(|(_, v)| v.clone())
-            .collect();
-        let header = req
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        let basic = |msg: &str| {
-            ApiError::new(OciCode::Unauthorized, msg).header(
-                "WWW-Authenticate",
-                format!("Basic realm=\"{}\", charset=\"UTF-8\"", auth.realm),
-            )
-        };
-        match auth.issue_token(header, t.secure, &t.client, &scopes).await {
-            Ok(r) => {
-                let body = serde_json::to_vec(&r).unwrap_or_default();
-                let mut resp = json(StatusCode::OK, body.into());
-                resp.headers_mut().insert(
-                    header::CACHE_CONTROL,
-                    header::HeaderValue::from_static("no-store"),
-                );
-                Ok(resp)
-            }
-            Err(Refusal::BadCredentials) => Err(basic("wrong user name or password")),
-            Err(Refusal::Plaintext) => Err(basic(PLAINTEXT_REFUSED)),
-            Err(Refusal::TooMany(secs)) => Err(too_many(secs)),
-        }
-    }
-
     /// Handles one request. Every response under `/v2/` carries the API version header.
     pub async fn handle(
         &self,
@@ -511,27 +213,28 @@ impl Registry {
         let name = endpoint.as_ref().map(|e| e.name()).unwrap_or("unknown");
         let span = tracing::debug_span!("request", endpoint = name);
         let is_v2 = !matches!(endpoint, Ok(Endpoint::Root)) && req.uri.path().starts_with("/v2");
-        let writes = matches!(
-            req.method,
-            Method::PUT | Method::POST | Method::PATCH | Method::DELETE
-        );
         let mut user = None;
-        let mut resp = match endpoint {
-            Ok(Endpoint::Token) => self
+        let mut resp = match endpoint.map(|e| Operation::of(e, &req.method)) {
+            Ok(Operation::Token) => self
                 .token(req)
                 .instrument(span)
                 .await
                 .unwrap_or_else(ApiError::into_response),
             // `instrument`, not `span.enter()`: a guard held across `.await` would tag
             // other tasks' events on this worker with this request's span.
-            Ok(e) => {
+            Ok(op) => {
                 let caller = match &self.auth {
-                    Some(auth) => self.authorize(auth, &e, req).await,
+                    Some(auth) => {
+                        let t = Transport::of(req);
+                        gate::authorize(auth, op.need(), &presented(req, &t))
+                            .await
+                            .map_err(denial)
+                    }
                     None => Ok(Caller::Open),
                 };
                 match caller {
                     // Only an authorized caller learns that writes are paused.
-                    Ok(caller) if writes && self.store.read_only() => {
+                    Ok(caller) if op.writes() && self.store.read_only() => {
                         user = caller.user();
                         ApiError::new(
                             OciCode::Unavailable,
@@ -542,7 +245,7 @@ impl Registry {
                     Ok(caller) => {
                         user = caller.user();
                         let mut resp = self
-                            .dispatch(e, req, body, &caller)
+                            .dispatch(op, req, body, &caller)
                             .instrument(span)
                             .await
                             .unwrap_or_else(ApiError::into_response);
@@ -593,88 +296,90 @@ impl Registry {
     /// The largest body `endpoint` may carry: the front door answers 413 early from
     /// `Content-Length` above it.
     pub fn body_limit(&self, path: &str) -> Option<u64> {
-        match Endpoint::parse(path) {
-            Ok(Endpoint::Manifest(..)) => Some(self.manifest_max),
-            Ok(Endpoint::UploadStart(_) | Endpoint::Upload(..)) => self.blob_max,
-            _ => None,
-        }
+        Endpoint::parse(path)
+            .ok()?
+            .body_limit(self.manifest_max, self.blob_max)
     }
 
     async fn dispatch(
         &self,
-        e: Endpoint,
+        op: Operation,
         req: &http::request::Parts,
         body: &mut dyn RequestBody,
         caller: &Caller<'_>,
     ) -> Result<Response<Body>> {
         let q = query_pairs(req.uri.query());
-        let m = &req.method;
-        let head = m == Method::HEAD;
-        match (e, m.clone()) {
-            (Endpoint::Root, Method::GET | Method::HEAD) => {
-                Ok(text(StatusCode::OK, "berth: OCI registry\n"))
-            }
-            (Endpoint::Base, Method::GET | Method::HEAD) => {
-                Ok(json(StatusCode::OK, Bytes::from_static(b"{}")))
-            }
-            (Endpoint::Catalog, Method::GET) => self.catalog(&q, caller).await,
-            (Endpoint::Tags(n), Method::GET) => self.tags(&n, &q).await,
-            (Endpoint::Manifest(n, r), Method::GET | Method::HEAD) => {
-                self.manifest_get(&n, &r, &req.headers, head).await
-            }
-            (Endpoint::Manifest(n, r), Method::PUT) => {
-                self.manifest_put(&n, &r, &q, &req.headers, body).await
-            }
-            (Endpoint::Manifest(n, r), Method::DELETE) => self.manifest_delete(&n, &r).await,
-            (Endpoint::Blob(n, d), Method::GET | Method::HEAD) => {
-                self.blob_get(&n, &d, &req.headers, head).await
-            }
-            (Endpoint::Blob(n, d), Method::DELETE) => self.blob_delete(&n, &d).await,
-            (Endpoint::UploadStart(n), Method::POST) => {
+        let h = &req.headers;
+        match op {
+            Operation::Root => Ok(text(StatusCode::OK, "berth: OCI registry\n")),
+            Operation::Base => Ok(json(StatusCode::OK, Bytes::from_static(b"{}"))),
+            Operation::Catalog => self.catalog(&q, caller).await,
+            Operation::TagList(n) => self.tags(&n, &q).await,
+            Operation::ManifestGet(n, r, head) => self.manifest_get(&n, &r, h, head).await,
+            Operation::ManifestPut(n, r) => self.manifest_put(&n, &r, &q, h, body).await,
+            Operation::ManifestDelete(n, r) => self.manifest_delete(&n, &r).await,
+            Operation::BlobGet(n, d, head) => self.blob_get(&n, &d, h, head).await,
+            Operation::BlobDelete(n, d) => self.blob_delete(&n, &d).await,
+            Operation::UploadStart(n) => {
                 // A mount from a repository the caller may not read is not honoured:
                 // the client uploads instead (the spec allows this).
                 let mount_from = param(&q, "from").is_none_or(|f| caller.can_pull(f));
-                self.upload_start(
-                    &n,
-                    &q,
-                    &req.headers,
-                    body,
-                    caller.may_mount_anywhere(),
-                    mount_from,
-                )
-                .await
+                let anywhere = caller.may_mount_anywhere();
+                self.upload_start(&n, &q, h, body, anywhere, mount_from)
+                    .await
             }
-            (Endpoint::Upload(n, id), Method::GET) => self.upload_status(&n, &id).await,
-            (Endpoint::Upload(n, id), Method::PATCH) => {
-                self.upload_patch(&n, &id, &req.headers, body).await
-            }
-            (Endpoint::Upload(n, id), Method::PUT) => {
-                self.upload_put(&n, &id, &q, &req.headers, body).await
-            }
-            (Endpoint::Upload(n, id), Method::DELETE) => self.upload_cancel(&n, &id).await,
-            (Endpoint::Referrers(n, d), Method::GET) => self.referrers(&n, &d, &q).await,
-            (Endpoint::Repository(n), Method::DELETE) => {
-                self.check_delete_enabled()?;
-                if !self.store.repository_delete(&n).await? {
-                    return Err(ApiError::name_unknown(&n));
-                }
-                tracing::info!(repo = %n, "repository deleted");
-                let body = serde_json::json!({ "deleted": n.as_str() });
-                let events = if self.notifying(NotifyAction::Delete) {
-                    vec![Event::new(NotifyAction::Delete, &n)]
-                } else {
-                    Vec::new()
-                };
-                Ok(with_events(
-                    json(StatusCode::ACCEPTED, body.to_string().into()),
-                    events,
-                ))
-            }
-            (e, m) => Err(ApiError::unsupported(
+            Operation::UploadStatus(n, id) => self.upload_status(&n, &id).await,
+            Operation::UploadPatch(n, id) => self.upload_patch(&n, &id, h, body).await,
+            Operation::UploadPut(n, id) => self.upload_put(&n, &id, &q, h, body).await,
+            Operation::UploadCancel(n, id) => self.upload_cancel(&n, &id).await,
+            Operation::Referrers(n, d) => self.referrers(&n, &d, &q).await,
+            Operation::RepositoryDelete(n) => self.repository_delete(&n).await,
+            Operation::Token => self.token(req).await,
+            Operation::Unsupported(e, m) => Err(ApiError::unsupported(
                 StatusCode::METHOD_NOT_ALLOWED,
                 format!("{m} is not supported on the {} endpoint", e.name()),
             )),
         }
+    }
+}
+
+/// What the request presented to the gate.
+fn presented<'a>(req: &'a http::request::Parts, t: &'a Transport) -> Presented<'a> {
+    Presented {
+        authorization: req
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
+        secure: t.secure,
+        tls: t.tls,
+        client: &t.client,
+        external_base: req
+            .extensions
+            .get::<ExternalBase>()
+            .map(|ExternalBase(b)| b.as_str()),
+        host: req
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri.authority().map(|a| a.as_str())),
+    }
+}
+
+/// The spec's error for a request the gate turned away.
+fn denial(d: Denial) -> ApiError {
+    match d {
+        Denial::Challenge { challenge, message } => {
+            ApiError::new(OciCode::Unauthorized, message).header("WWW-Authenticate", challenge)
+        }
+        Denial::Denied { user, action, repo } => ApiError::new(
+            OciCode::Denied,
+            format!("{user} may not {} {repo}", action.name()),
+        ),
+        Denial::TooMany(secs) => ApiError::new(
+            OciCode::TooManyRequests,
+            "too many failed logins from this address; try again later",
+        )
+        .header("Retry-After", secs.to_string()),
     }
 }
 

@@ -5,6 +5,7 @@
 use super::*;
 use crate::oci::Algorithm;
 use crate::store::{Store, UploadSink};
+use http::Method;
 
 struct Harness {
     _dir: tempfile::TempDir,
