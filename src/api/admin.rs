@@ -2,9 +2,9 @@
 //! berth's admin API (`/berth/v1/...`).
 
 use super::error::ApiError;
-use super::{json, param, query_pairs, with_events, Body, Registry, Result, Transport};
+use super::events::{Answer, Happened};
+use super::{json, param, query_pairs, Body, Registry, Result, Transport};
 use crate::auth::{gate, Tokens};
-use crate::notify::{Action as NotifyAction, Event};
 use crate::oci::RepositoryName;
 use http::{header, Method, Response, StatusCode};
 
@@ -68,21 +68,16 @@ impl Registry {
     }
 
     /// `DELETE /berth/v1/repositories/<name>`: a whole repository.
-    pub(super) async fn repository_delete(&self, n: &RepositoryName) -> Result<Response<Body>> {
+    pub(super) async fn repository_delete<'a>(&self, n: &'a RepositoryName) -> Result<Answer<'a>> {
         self.check_delete_enabled()?;
         if !self.store.repository_delete(n).await? {
             return Err(ApiError::name_unknown(n));
         }
         tracing::info!(repo = %n, "repository deleted");
         let body = serde_json::json!({ "deleted": n.as_str() });
-        let events = if self.notifying(NotifyAction::Delete) {
-            vec![Event::new(NotifyAction::Delete, n)]
-        } else {
-            Vec::new()
-        };
-        Ok(with_events(
+        Ok(Answer::with(
             json(StatusCode::ACCEPTED, body.to_string().into()),
-            events,
+            Happened::RepositoryDeleted { repo: n },
         ))
     }
 }

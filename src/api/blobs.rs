@@ -4,13 +4,13 @@
 use super::*;
 
 impl Registry {
-    pub(super) async fn blob_get(
+    pub(super) async fn blob_get<'a>(
         &self,
-        n: &RepositoryName,
-        d: &Digest,
+        n: &'a RepositoryName,
+        d: &'a Digest,
         headers: &HeaderMap,
         head: bool,
-    ) -> Result<Response<Body>> {
+    ) -> Result<Answer<'a>> {
         // A GET opens the blob in the same blocking call that checks it (one hand-off).
         let (size, mut opened) = if head {
             match self.store.blob_size(n, d).await? {
@@ -19,9 +19,7 @@ impl Registry {
             }
         } else {
             match self.store.blob_open(n, d).await? {
-                Some((size, BlobSource::Redirect(url))) => {
-                    return Ok(self.redirected(n, d, size, &url))
-                }
+                Some((size, BlobSource::Redirect(url))) => return Ok(redirected(n, d, size, &url)),
                 Some((size, source)) => (size, Some(source)),
                 None => return Err(ApiError::blob_unknown(d)),
             }
@@ -63,57 +61,47 @@ impl Registry {
             set(h, header::CONTENT_RANGE, &format!("bytes {a}-{b}/{size}"));
         }
         if head {
-            return Ok(resp);
+            return Ok(resp.into());
         }
-        Ok(self.pulled(resp, n, d, size))
+        Ok(pulled(resp, n, d, size))
     }
 
-    /// 307 to where the store serves the blob itself (an object store's presigned URL);
-    /// the client sends its `Range` there.
-    pub(super) fn redirected(
+    pub(super) async fn blob_delete<'a>(
         &self,
-        n: &RepositoryName,
-        d: &Digest,
-        size: u64,
-        url: &str,
-    ) -> Response<Body> {
-        let mut resp = empty(StatusCode::TEMPORARY_REDIRECT);
-        let h = resp.headers_mut();
-        set(h, header::LOCATION, url);
-        set(h, "Docker-Content-Digest", &d.to_string());
-        self.pulled(resp, n, d, size)
-    }
-
-    /// A blob GET's response with its pull event, when the webhooks take pulls.
-    fn pulled(
-        &self,
-        resp: Response<Body>,
-        n: &RepositoryName,
-        d: &Digest,
-        size: u64,
-    ) -> Response<Body> {
-        if !self.notifying(NotifyAction::Pull) {
-            return resp;
-        }
-        with_events(resp, vec![Event::new(NotifyAction::Pull, n).blob(d, size)])
-    }
-
-    pub(super) async fn blob_delete(
-        &self,
-        n: &RepositoryName,
-        d: &Digest,
-    ) -> Result<Response<Body>> {
+        n: &'a RepositoryName,
+        d: &'a Digest,
+    ) -> Result<Answer<'a>> {
         self.check_delete_enabled()?;
         if !self.store.blob_unlink(n, d).await? {
             return Err(ApiError::blob_unknown(d));
         }
-        let events = if self.notifying(NotifyAction::Delete) {
-            vec![Event::new(NotifyAction::Delete, n).digest(d)]
-        } else {
-            Vec::new()
-        };
-        Ok(with_events(empty(StatusCode::ACCEPTED), events))
+        Ok(Answer::with(
+            empty(StatusCode::ACCEPTED),
+            Happened::BlobDeleted { repo: n, digest: d },
+        ))
     }
+}
+
+/// 307 to where the store serves the blob itself (an object store's presigned URL); the
+/// client sends its `Range` there. A pull, as a served GET is.
+fn redirected<'a>(n: &'a RepositoryName, d: &'a Digest, size: u64, url: &str) -> Answer<'a> {
+    let mut resp = empty(StatusCode::TEMPORARY_REDIRECT);
+    let h = resp.headers_mut();
+    set(h, header::LOCATION, url);
+    set(h, "Docker-Content-Digest", &d.to_string());
+    pulled(resp, n, d, size)
+}
+
+/// A blob GET's response, recorded as a pull.
+fn pulled<'a>(resp: Response<Body>, n: &'a RepositoryName, d: &'a Digest, size: u64) -> Answer<'a> {
+    Answer::with(
+        resp,
+        Happened::BlobPulled {
+            repo: n,
+            digest: d,
+            size,
+        },
+    )
 }
 
 enum RangeSpec {

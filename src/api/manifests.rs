@@ -4,13 +4,13 @@
 use super::*;
 
 impl Registry {
-    pub(super) async fn manifest_get(
+    pub(super) async fn manifest_get<'a>(
         &self,
-        n: &RepositoryName,
-        r: &Reference,
+        n: &'a RepositoryName,
+        r: &'a Reference,
         headers: &HeaderMap,
         head: bool,
-    ) -> Result<Response<Body>> {
+    ) -> Result<Answer<'a>> {
         let Some((d, bytes)) = self.store.manifest_fetch(n, r).await? else {
             return Err(ApiError::manifest_unknown(r));
         };
@@ -45,24 +45,34 @@ impl Registry {
         set(h, header::CONTENT_LENGTH, &bytes.len().to_string());
         set(h, "Docker-Content-Digest", &d.to_string());
         set(h, header::ETAG, &format!("\"{d}\""));
-        if head || !self.notifying(NotifyAction::Pull) {
-            return Ok(resp);
+        if head {
+            return Ok(resp.into());
         }
-        let mut e = Event::new(NotifyAction::Pull, n).manifest(&d, &media_type, bytes.len() as u64);
-        if let Reference::Tag(t) = r {
-            e = e.tag(t);
-        }
-        Ok(with_events(resp, vec![e]))
+        let tag = match r {
+            Reference::Tag(t) => Some(t),
+            Reference::Digest(_) => None,
+        };
+        let size = bytes.len() as u64;
+        Ok(Answer::with(
+            resp,
+            Happened::ManifestPulled {
+                repo: n,
+                digest: d,
+                media_type,
+                size,
+                tag,
+            },
+        ))
     }
 
-    pub(super) async fn manifest_put(
+    pub(super) async fn manifest_put<'a>(
         &self,
-        n: &RepositoryName,
+        n: &'a RepositoryName,
         r: &Reference,
         q: &[(String, String)],
         headers: &HeaderMap,
         body: &mut dyn RequestBody,
-    ) -> Result<Response<Body>> {
+    ) -> Result<Answer<'a>> {
         let extra_tags = q
             .iter()
             .filter(|(k, _)| k == "tag")
@@ -128,22 +138,21 @@ impl Registry {
                 h.append("OCI-Tag", v);
             }
         }
-        if !self.notifying(NotifyAction::Push) {
-            return Ok(resp);
-        }
         let media_type = parsed
             .body
             .media_type
             .clone()
             .unwrap_or_else(|| parsed.kind.media_type().to_owned());
-        // One event per tag, each with its own id.
-        let pushed = || Event::new(NotifyAction::Push, n).manifest(&d, &media_type, size);
-        let events = if tags.is_empty() {
-            vec![pushed()]
-        } else {
-            tags.iter().map(|t| pushed().tag(t)).collect()
-        };
-        Ok(with_events(resp, events))
+        Ok(Answer::with(
+            resp,
+            Happened::ManifestPushed {
+                repo: n,
+                digest: d,
+                media_type,
+                size,
+                tags,
+            },
+        ))
     }
 
     /// Every blob and child manifest the manifest names must be in the repository, except
@@ -189,11 +198,11 @@ impl Registry {
         Ok(())
     }
 
-    pub(super) async fn manifest_delete(
+    pub(super) async fn manifest_delete<'a>(
         &self,
-        n: &RepositoryName,
-        r: &Reference,
-    ) -> Result<Response<Body>> {
+        n: &'a RepositoryName,
+        r: &'a Reference,
+    ) -> Result<Answer<'a>> {
         self.check_delete_enabled()?;
         let found = match r {
             Reference::Tag(t) => self.store.tag_delete(n, t).await?,
@@ -212,12 +221,13 @@ impl Registry {
         if !found {
             return Err(ApiError::manifest_unknown(r));
         }
-        let events = match (self.notifying(NotifyAction::Delete), r) {
-            (false, _) => Vec::new(),
-            (true, Reference::Tag(t)) => vec![Event::new(NotifyAction::Delete, n).tag(t)],
-            (true, Reference::Digest(d)) => vec![Event::new(NotifyAction::Delete, n).digest(d)],
-        };
-        Ok(with_events(empty(StatusCode::ACCEPTED), events))
+        Ok(Answer::with(
+            empty(StatusCode::ACCEPTED),
+            Happened::ManifestDeleted {
+                repo: n,
+                reference: r,
+            },
+        ))
     }
 }
 

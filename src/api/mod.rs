@@ -9,6 +9,7 @@ mod admin;
 mod blobs;
 pub mod endpoint;
 pub mod error;
+mod events;
 mod listing;
 pub mod manifest;
 mod manifests;
@@ -19,12 +20,12 @@ use crate::auth::gate::{self, Caller, Denial, Presented};
 use crate::auth::Auth;
 pub use crate::body::{Body, BodyError, FullBody, RequestBody};
 use crate::config::Config;
-use crate::notify::{Action as NotifyAction, Event};
 use crate::oci::{Digest, Reference, RepositoryName, Tag, UploadId};
 use crate::store::{BlobSource, Content, UploadSink};
 use bytes::{Bytes, BytesMut};
 use endpoint::{query_pairs, Endpoint, Operation};
 use error::{ApiError, OciCode};
+use events::{Answer, Happened};
 use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 use manifest::Parsed;
 use regex::Regex;
@@ -86,19 +87,6 @@ pub struct Registry {
     notifier: Option<Arc<crate::notify::Notifier>>,
 }
 
-/// Webhook events a handler produced, put in its response's extensions; `handle` adds
-/// who asked and how, and hands them to the notifier.
-#[derive(Clone)]
-struct PendingEvents(Vec<crate::notify::Event>);
-
-/// Attaches `events` to a response (nothing when there are none).
-fn with_events(mut resp: Response<Body>, events: Vec<crate::notify::Event>) -> Response<Body> {
-    if !events.is_empty() {
-        resp.extensions_mut().insert(PendingEvents(events));
-    }
-    resp
-}
-
 type Result<T> = std::result::Result<T, ApiError>;
 
 const API_VERSION: &str = "registry/2.0";
@@ -138,12 +126,6 @@ impl Registry {
     pub fn with_notifier(mut self, n: Option<Arc<crate::notify::Notifier>>) -> Self {
         self.notifier = n;
         self
-    }
-
-    /// Whether handlers should build events of `action`: only when an endpoint takes
-    /// them (a registry whose webhooks ignore pulls builds nothing per blob GET).
-    fn notifying(&self, action: NotifyAction) -> bool {
-        self.notifier.as_ref().is_some_and(|n| n.wants(action))
     }
 
     /// The notifier, for the admin listener's figures.
@@ -244,18 +226,21 @@ impl Registry {
                     }
                     Ok(caller) => {
                         user = caller.user();
-                        let mut resp = self
-                            .dispatch(op, req, body, &caller)
+                        match self
+                            .dispatch(&op, req, body, &caller)
                             .instrument(span)
                             .await
-                            .unwrap_or_else(ApiError::into_response);
-                        if let Some(PendingEvents(events)) =
-                            resp.extensions_mut().remove::<PendingEvents>()
                         {
-                            self.notify(&self.notify_context(req, &caller), events)
-                                .await;
+                            Ok(Answer { resp, happened }) => {
+                                let events = happened.map(|h| self.events_of(h));
+                                if let Some(events) = events.filter(|e| !e.is_empty()) {
+                                    self.notify(&self.notify_context(req, &caller), events)
+                                        .await;
+                                }
+                                resp
+                            }
+                            Err(e) => e.into_response(),
                         }
-                        resp
                     }
                     Err(refused) => refused.into_response(),
                 }
@@ -301,40 +286,41 @@ impl Registry {
             .body_limit(self.manifest_max, self.blob_max)
     }
 
-    async fn dispatch(
+    async fn dispatch<'a>(
         &self,
-        op: Operation,
+        op: &'a Operation,
         req: &http::request::Parts,
         body: &mut dyn RequestBody,
         caller: &Caller<'_>,
-    ) -> Result<Response<Body>> {
+    ) -> Result<Answer<'a>> {
         let q = query_pairs(req.uri.query());
         let h = &req.headers;
+        let plain = |r: Result<Response<Body>>| r.map(Answer::from);
         match op {
-            Operation::Root => Ok(text(StatusCode::OK, "berth: OCI registry\n")),
-            Operation::Base => Ok(json(StatusCode::OK, Bytes::from_static(b"{}"))),
-            Operation::Catalog => self.catalog(&q, caller).await,
-            Operation::TagList(n) => self.tags(&n, &q).await,
-            Operation::ManifestGet(n, r, head) => self.manifest_get(&n, &r, h, head).await,
-            Operation::ManifestPut(n, r) => self.manifest_put(&n, &r, &q, h, body).await,
-            Operation::ManifestDelete(n, r) => self.manifest_delete(&n, &r).await,
-            Operation::BlobGet(n, d, head) => self.blob_get(&n, &d, h, head).await,
-            Operation::BlobDelete(n, d) => self.blob_delete(&n, &d).await,
+            Operation::Root => Ok(text(StatusCode::OK, "berth: OCI registry\n").into()),
+            Operation::Base => Ok(json(StatusCode::OK, Bytes::from_static(b"{}")).into()),
+            Operation::Catalog => plain(self.catalog(&q, caller).await),
+            Operation::TagList(n) => plain(self.tags(n, &q).await),
+            Operation::ManifestGet(n, r, head) => self.manifest_get(n, r, h, *head).await,
+            Operation::ManifestPut(n, r) => self.manifest_put(n, r, &q, h, body).await,
+            Operation::ManifestDelete(n, r) => self.manifest_delete(n, r).await,
+            Operation::BlobGet(n, d, head) => self.blob_get(n, d, h, *head).await,
+            Operation::BlobDelete(n, d) => self.blob_delete(n, d).await,
             Operation::UploadStart(n) => {
                 // A mount from a repository the caller may not read is not honoured:
                 // the client uploads instead (the spec allows this).
                 let mount_from = param(&q, "from").is_none_or(|f| caller.can_pull(f));
                 let anywhere = caller.may_mount_anywhere();
-                self.upload_start(&n, &q, h, body, anywhere, mount_from)
+                self.upload_start(n, &q, h, body, anywhere, mount_from)
                     .await
             }
-            Operation::UploadStatus(n, id) => self.upload_status(&n, &id).await,
-            Operation::UploadPatch(n, id) => self.upload_patch(&n, &id, h, body).await,
-            Operation::UploadPut(n, id) => self.upload_put(&n, &id, &q, h, body).await,
-            Operation::UploadCancel(n, id) => self.upload_cancel(&n, &id).await,
-            Operation::Referrers(n, d) => self.referrers(&n, &d, &q).await,
-            Operation::RepositoryDelete(n) => self.repository_delete(&n).await,
-            Operation::Token => self.token(req).await,
+            Operation::UploadStatus(n, id) => plain(self.upload_status(n, id).await),
+            Operation::UploadPatch(n, id) => plain(self.upload_patch(n, id, h, body).await),
+            Operation::UploadPut(n, id) => self.upload_put(n, id, &q, h, body).await,
+            Operation::UploadCancel(n, id) => plain(self.upload_cancel(n, id).await),
+            Operation::Referrers(n, d) => plain(self.referrers(n, d, &q).await),
+            Operation::RepositoryDelete(n) => self.repository_delete(n).await,
+            Operation::Token => plain(self.token(req).await),
             Operation::Unsupported(e, m) => Err(ApiError::unsupported(
                 StatusCode::METHOD_NOT_ALLOWED,
                 format!("{m} is not supported on the {} endpoint", e.name()),

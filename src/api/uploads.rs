@@ -4,25 +4,27 @@
 use super::*;
 
 impl Registry {
-    /// 201 for a stored blob, with its push event.
-    pub(super) fn pushed_blob(&self, n: &RepositoryName, d: &Digest, size: u64) -> Response<Body> {
-        let events = if self.notifying(NotifyAction::Push) {
-            vec![Event::new(NotifyAction::Push, n).blob(d, size)]
-        } else {
-            Vec::new()
-        };
-        with_events(blob_created(n, d), events)
+    /// 201 for a stored blob, recorded as a push.
+    fn pushed_blob<'a>(&self, n: &'a RepositoryName, d: Digest, size: u64) -> Answer<'a> {
+        Answer::with(
+            blob_created(n, &d),
+            Happened::BlobPushed {
+                repo: n,
+                digest: d,
+                size,
+            },
+        )
     }
 
-    pub(super) async fn upload_start(
+    pub(super) async fn upload_start<'a>(
         &self,
-        n: &RepositoryName,
+        n: &'a RepositoryName,
         q: &[(String, String)],
         headers: &HeaderMap,
         body: &mut dyn RequestBody,
         mount_anywhere: bool,
         mount_from: bool,
-    ) -> Result<Response<Body>> {
+    ) -> Result<Answer<'a>> {
         if let Some(m) = param(q, "mount").filter(|_| mount_from) {
             let d: Digest = m
                 .parse()
@@ -36,15 +38,15 @@ impl Registry {
             };
             if let Some(size) = present {
                 self.store.blob_link(n, &d).await?;
-                let mut events = Vec::new();
-                if self.notifying(NotifyAction::Mount) {
-                    let mut e = Event::new(NotifyAction::Mount, n).blob(&d, size);
-                    if let Some(f) = &from {
-                        e = e.mounted_from(f);
-                    }
-                    events.push(e);
-                }
-                return Ok(with_events(blob_created(n, &d), events));
+                return Ok(Answer::with(
+                    blob_created(n, &d),
+                    Happened::BlobMounted {
+                        repo: n,
+                        digest: d,
+                        size,
+                        from,
+                    },
+                ));
             }
         }
         let id = self.store.upload_start(n).await?;
@@ -60,9 +62,9 @@ impl Registry {
             }
             let size = self.store.upload_commit(n, &id, &d).await?;
             crate::metrics::upload(size);
-            return Ok(self.pushed_blob(n, &d, size));
+            return Ok(self.pushed_blob(n, d, size));
         }
-        Ok(upload_accepted(n, &id, 0, StatusCode::ACCEPTED))
+        Ok(upload_accepted(n, &id, 0, StatusCode::ACCEPTED).into())
     }
 
     pub(super) async fn upload_status(
@@ -88,14 +90,14 @@ impl Registry {
         Ok(upload_accepted(n, id, new_size, StatusCode::ACCEPTED))
     }
 
-    pub(super) async fn upload_put(
+    pub(super) async fn upload_put<'a>(
         &self,
-        n: &RepositoryName,
+        n: &'a RepositoryName,
         id: &UploadId,
         q: &[(String, String)],
         headers: &HeaderMap,
         body: &mut dyn RequestBody,
-    ) -> Result<Response<Body>> {
+    ) -> Result<Answer<'a>> {
         let d: Digest = param(q, "digest")
             .ok_or_else(|| ApiError::digest_invalid("the digest query parameter is required"))?
             .parse()
@@ -107,7 +109,7 @@ impl Registry {
         let size = self.store.upload_commit(n, id, &d).await?;
         crate::metrics::upload(size);
         tracing::info!(repo = %n, digest = %d, "blob stored");
-        Ok(self.pushed_blob(n, &d, size))
+        Ok(self.pushed_blob(n, d, size))
     }
 
     pub(super) async fn upload_cancel(
