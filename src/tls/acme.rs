@@ -152,36 +152,47 @@ fn now_secs() -> i64 {
         .unwrap_or(0)
 }
 
-/// Why an attempt failed, with the CA's problem detail when there is one.
+/// Why an attempt failed. The retry loop branches on the kind: a rate limit waits the
+/// longest backoff, an account the CA no longer knows is made anew.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct AcmeError(String, bool);
+pub enum AcmeError {
+    /// A problem document from the CA (RFC 8555 §6.7), with its type URN.
+    #[error("the CA says: {detail} ({kind})")]
+    Ca { kind: String, detail: String },
+    /// Talking to the CA failed (network, TLS, unreadable answers).
+    #[error("{0}")]
+    Protocol(String),
+    /// Local trouble: the account file, the key, writing the certificate.
+    #[error("{0}")]
+    Local(String),
+    /// The certificate the CA issued fails berth's own checks.
+    #[error(transparent)]
+    Certificate(#[from] TlsError),
+}
 
 impl AcmeError {
+    fn ca_problem(&self, suffix: &str) -> bool {
+        matches!(self, AcmeError::Ca { kind, .. } if kind.ends_with(suffix))
+    }
+
     fn rate_limited(&self) -> bool {
-        self.1
+        self.ca_problem(":rateLimited")
+    }
+
+    fn account_unknown(&self) -> bool {
+        self.ca_problem(":accountDoesNotExist")
     }
 }
 
 impl From<instant_acme::Error> for AcmeError {
     fn from(e: instant_acme::Error) -> Self {
-        let limited = matches!(&e, instant_acme::Error::Api(p)
-            if p.r#type.as_deref().is_some_and(|t| t.ends_with(":rateLimited")));
-        let text = match &e {
-            instant_acme::Error::Api(p) => format!(
-                "the CA says: {} ({})",
-                p.detail.as_deref().unwrap_or("no detail"),
-                p.r#type.as_deref().unwrap_or("no type")
-            ),
-            other => other.to_string(),
-        };
-        AcmeError(text, limited)
-    }
-}
-
-impl From<TlsError> for AcmeError {
-    fn from(e: TlsError) -> Self {
-        AcmeError(e.to_string(), false)
+        match &e {
+            instant_acme::Error::Api(p) => AcmeError::Ca {
+                kind: p.r#type.clone().unwrap_or_else(|| "no type".into()),
+                detail: p.detail.clone().unwrap_or_else(|| "no detail".into()),
+            },
+            other => AcmeError::Protocol(other.to_string()),
+        }
     }
 }
 
@@ -271,7 +282,7 @@ impl Manager {
                 }
                 let acct = account
                     .as_ref()
-                    .ok_or_else(|| AcmeError("no account".into(), false))?;
+                    .ok_or_else(|| AcmeError::Local("no account".into()))?;
                 self.obtain(acct, kind.clone()).await
             }
             .await;
@@ -292,7 +303,7 @@ impl Manager {
                     // Start from the directory again next time; an account the CA no
                     // longer knows (a reset staging CA, say) is made anew.
                     account = None;
-                    if e.0.contains(":accountDoesNotExist") {
+                    if e.account_unknown() {
                         let _ = std::fs::remove_file(self.paths.account());
                     }
                     let mut delay = backoff(self.retry_min, self.retry_max).wait(failures);
@@ -355,12 +366,9 @@ impl Manager {
         let eab = match &self.eab {
             Some((kid, file)) => {
                 let raw = std::fs::read_to_string(file)
-                    .map_err(|e| AcmeError(format!("{}: {e}", file.display()), false))?;
+                    .map_err(|e| AcmeError::Local(format!("{}: {e}", file.display())))?;
                 let key = crate::auth::base64_decode(raw.trim()).ok_or_else(|| {
-                    AcmeError(
-                        format!("{}: not a base64url HMAC key", file.display()),
-                        false,
-                    )
+                    AcmeError::Local(format!("{}: not a base64url HMAC key", file.display()))
                 })?;
                 Some(ExternalAccountKey::new(kid.clone(), &key))
             }
@@ -382,7 +390,7 @@ impl Manager {
             credentials,
         };
         let json =
-            serde_json::to_vec(&stored).map_err(|e| AcmeError(format!("account: {e}"), false))?;
+            serde_json::to_vec(&stored).map_err(|e| AcmeError::Local(format!("account: {e}")))?;
         write_secret(&self.paths.account(), &json)?;
         tracing::info!(directory = %self.directory, id = %acct.id(), "ACME: account created");
         Ok(acct)
@@ -403,14 +411,18 @@ impl Manager {
             match authz.status {
                 AuthorizationStatus::Pending => {}
                 AuthorizationStatus::Valid => continue,
-                other => return Err(AcmeError(format!("authorization is {other:?}"), false)),
+                other => return Err(AcmeError::Protocol(format!("authorization is {other:?}"))),
             }
-            let mut ch = authz
-                .challenge(kind.clone())
-                .ok_or_else(|| AcmeError(format!("the CA offers no {kind:?} challenge"), false))?;
+            let mut ch = authz.challenge(kind.clone()).ok_or_else(|| {
+                AcmeError::Protocol(format!("the CA offers no {kind:?} challenge"))
+            })?;
             let host = match ch.identifier().identifier {
                 Identifier::Dns(h) => h.clone(),
-                other => return Err(AcmeError(format!("unexpected identifier {other:?}"), false)),
+                other => {
+                    return Err(AcmeError::Protocol(format!(
+                        "unexpected identifier {other:?}"
+                    )))
+                }
             };
             let key_auth = ch.key_authorization();
             match kind {
@@ -444,25 +456,24 @@ impl Manager {
                 .as_ref()
                 .map(|p| p.detail.clone().unwrap_or_default())
                 .unwrap_or_default();
-            return Err(AcmeError(
-                format!("validation failed: order is {status:?} {detail}"),
-                false,
-            ));
+            return Err(AcmeError::Protocol(format!(
+                "validation failed: order is {status:?} {detail}"
+            )));
         }
         tracing::info!("ACME: challenges validated; finalizing");
-        let key = KeyPair::generate().map_err(|e| AcmeError(e.to_string(), false))?;
+        let key = KeyPair::generate().map_err(|e| AcmeError::Local(e.to_string()))?;
         let csr = CertificateParams::new(self.hostnames.clone())
             .and_then(|p| p.serialize_request(&key))
-            .map_err(|e| AcmeError(format!("CSR: {e}"), false))?;
+            .map_err(|e| AcmeError::Local(format!("CSR: {e}")))?;
         order.finalize_csr(csr.der()).await?;
         let chain_pem = order.poll_certificate(&poll).await?;
         // Same checks as certificate files: key match, names, validity, chain order.
         let certs: Vec<CertificateDer<'static>> =
             CertificateDer::pem_slice_iter(chain_pem.as_bytes())
                 .collect::<Result<_, _>>()
-                .map_err(|e| AcmeError(format!("the CA sent unreadable PEM: {e}"), false))?;
+                .map_err(|e| AcmeError::Protocol(format!("the CA sent unreadable PEM: {e}")))?;
         let key_der = PrivateKeyDer::try_from(key.serialize_der())
-            .map_err(|e| AcmeError(e.to_string(), false))?;
+            .map_err(|e| AcmeError::Local(e.to_string()))?;
         let m = material::build(certs, key_der, &self.hostnames, &[], SystemTime::now())?;
         tracing::info!(serial = %m.summary.serial, not_after = m.summary.not_after, "ACME: certificate issued");
         write_secret(&self.paths.key(), key.serialize_pem().as_bytes())?;
@@ -498,6 +509,25 @@ mod tests {
         assert_eq!(
             renewal_due(&s, Some(Duration::from_secs(10 * 86_400))),
             80 * 86_400
+        );
+    }
+
+    #[test]
+    fn the_retry_loop_tells_ca_problems_apart() {
+        let ca = |kind: &str| AcmeError::Ca {
+            kind: kind.into(),
+            detail: "x".into(),
+        };
+        let limited = ca("urn:ietf:params:acme:error:rateLimited");
+        assert!(limited.rate_limited() && !limited.account_unknown());
+        let gone = ca("urn:ietf:params:acme:error:accountDoesNotExist");
+        assert!(gone.account_unknown() && !gone.rate_limited());
+        // The words in a detail or a local message are not a problem type.
+        let local = AcmeError::Local("rateLimited accountDoesNotExist".into());
+        assert!(!local.rate_limited() && !local.account_unknown());
+        assert_eq!(
+            ca("urn:ietf:params:acme:error:badNonce").to_string(),
+            "the CA says: x (urn:ietf:params:acme:error:badNonce)"
         );
     }
 
