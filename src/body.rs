@@ -12,11 +12,11 @@
 use bytes::Bytes;
 use std::pin::Pin;
 
-pub use crate::store::BlobFile;
+pub(crate) use crate::store::BlobFile;
 
 /// Bytes produced one chunk at a time; an error ends the response (the connection is
 /// dropped, so a client never takes a short body for a whole one).
-pub type BodyStream =
+pub(crate) type BodyStream =
     Pin<Box<dyn futures_core::Stream<Item = std::io::Result<Bytes>> + Send + 'static>>;
 
 /// A response body.
@@ -64,7 +64,7 @@ impl RequestBody for FullBody {
 }
 
 /// The next chunk of a stream (`None` at its end), without pulling in a combinator crate.
-pub async fn next_chunk(s: &mut BodyStream) -> Option<std::io::Result<Bytes>> {
+pub(crate) async fn next_chunk(s: &mut BodyStream) -> Option<std::io::Result<Bytes>> {
     std::future::poll_fn(|cx| s.as_mut().poll_next(cx)).await
 }
 

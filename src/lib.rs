@@ -16,16 +16,18 @@
 //!   sees only the open-file types of the zero-copy path (`BlobFile`, in `sendfile.rs`)
 //!   and, for the admin listener, `Content`.
 
+#![warn(unreachable_pub)]
+
 pub mod api;
 pub mod auth;
-pub mod body;
+pub(crate) mod body;
 pub mod config;
 pub mod frontdoor;
 pub mod import;
-pub mod metrics;
+pub(crate) mod metrics;
 pub mod notify;
 pub mod oci;
-pub mod retry;
+pub(crate) mod retry;
 pub mod store;
 pub mod timestamp;
 pub mod tls;

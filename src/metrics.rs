@@ -45,12 +45,12 @@ static GC_BYTES: AtomicU64 = AtomicU64::new(0);
 static STORAGE_CHANGED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
 
 /// Whether the store's size may have changed since the last call.
-pub fn storage_changed() -> bool {
+pub(crate) fn storage_changed() -> bool {
     STORAGE_CHANGED.swap(false, Ordering::Relaxed)
 }
 
 /// Counts one answered request.
-pub fn request(
+pub(crate) fn request(
     endpoint: &'static str,
     method: &str,
     status: u16,
@@ -87,23 +87,23 @@ pub fn request(
 
 /// Counts a committed blob upload.
 /// A TLS handshake that failed (pingora's log line is dropped unless debugging).
-pub fn tls_handshake_failed() {
+pub(crate) fn tls_handshake_failed() {
     TLS_HANDSHAKE_FAILURES.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Blob bytes sent zero-copy (sendfile) rather than through the response writer.
-pub fn sendfile(bytes: u64) {
+pub(crate) fn sendfile(bytes: u64) {
     SENDFILE_BYTES.fetch_add(bytes, Ordering::Relaxed);
 }
 
-pub fn upload(bytes: u64) {
+pub(crate) fn upload(bytes: u64) {
     STORAGE_CHANGED.store(true, Ordering::Relaxed);
     UPLOADS.fetch_add(1, Ordering::Relaxed);
     UPLOAD_BYTES.fetch_add(bytes, Ordering::Relaxed);
 }
 
 /// Counts a finished garbage collection.
-pub fn gc(blobs: u64, manifests: u64, uploads: u64, bytes: u64) {
+pub(crate) fn gc(blobs: u64, manifests: u64, uploads: u64, bytes: u64) {
     STORAGE_CHANGED.store(true, Ordering::Relaxed);
     GC_RUNS.fetch_add(1, Ordering::Relaxed);
     GC_BLOBS.fetch_add(blobs, Ordering::Relaxed);
@@ -113,7 +113,7 @@ pub fn gc(blobs: u64, manifests: u64, uploads: u64, bytes: u64) {
 }
 
 /// Figures measured at scrape time.
-pub struct Gauges {
+pub(crate) struct Gauges {
     /// Bytes of blob data in the store.
     pub storage_bytes: Option<u64>,
     /// Seconds until the served certificate expires (negative: expired).
@@ -125,7 +125,7 @@ pub struct Gauges {
 }
 
 /// The Prometheus text exposition of everything counted so far.
-pub fn render(g: &Gauges) -> String {
+pub(crate) fn render(g: &Gauges) -> String {
     let mut out = String::new();
     let counter = |out: &mut String, name: &str, help: &str, v: u64| {
         let _ = writeln!(

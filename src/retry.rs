@@ -8,7 +8,7 @@ use std::time::Duration;
 /// A wait of `initial` for the first `threshold` failures in a row, then doubling, never
 /// more than `max`; each wait scaled by a random factor drawn from `jitter`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     initial: Duration,
     max: Duration,
     threshold: u32,
@@ -17,7 +17,7 @@ pub struct Backoff {
 
 impl Backoff {
     /// `initial` doubling from the second failure up to `max`, without jitter.
-    pub fn new(initial: Duration, max: Duration) -> Self {
+    pub(crate) fn new(initial: Duration, max: Duration) -> Self {
         Self {
             initial,
             max,
@@ -27,12 +27,12 @@ impl Backoff {
     }
 
     /// Waits `initial` for the first `threshold` failures (at least one) before doubling.
-    pub fn threshold(self, threshold: u32) -> Self {
+    pub(crate) fn threshold(self, threshold: u32) -> Self {
         Self { threshold, ..self }
     }
 
     /// Scales each wait by a factor in `factor` (`0.8..1.2`: up to a fifth either way).
-    pub fn jitter(self, factor: Range<f64>) -> Self {
+    pub(crate) fn jitter(self, factor: Range<f64>) -> Self {
         Self {
             jitter: factor,
             ..self
@@ -40,19 +40,19 @@ impl Backoff {
     }
 
     /// The wait after the `failures`-th failure in a row, jittered at random.
-    pub fn wait(&self, failures: u32) -> Duration {
+    pub(crate) fn wait(&self, failures: u32) -> Duration {
         self.wait_at(failures, rand::random())
     }
 
     /// The wait after the `failures`-th failure in a row, without jitter.
-    pub fn delay(&self, failures: u32) -> Duration {
+    pub(crate) fn delay(&self, failures: u32) -> Duration {
         let doublings = failures.saturating_sub(self.threshold.max(1));
         let factor = 2u32.checked_pow(doublings).unwrap_or(u32::MAX);
         self.initial.saturating_mul(factor).min(self.max)
     }
 
     /// [`Backoff::wait`] with the random draw `unit` in [0, 1) given, for tests.
-    pub fn wait_at(&self, failures: u32, unit: f64) -> Duration {
+    pub(crate) fn wait_at(&self, failures: u32, unit: f64) -> Duration {
         let Range { start, end } = self.jitter;
         self.delay(failures)
             .mul_f64(start + (end - start) * unit.clamp(0.0, 1.0))

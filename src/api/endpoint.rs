@@ -8,7 +8,7 @@ use http::Method;
 
 /// Every route of the OCI Distribution API that berth serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Endpoint {
+pub(crate) enum Endpoint {
     /// `GET /`: health checks.
     Root,
     /// `/v2/`
@@ -35,7 +35,7 @@ pub enum Endpoint {
 
 impl Endpoint {
     /// A short name for logs and spans.
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             Endpoint::Root => "root",
             Endpoint::Base => "base",
@@ -52,7 +52,7 @@ impl Endpoint {
     }
 
     /// The repository the request is about, if any.
-    pub fn repository(&self) -> Option<&RepositoryName> {
+    pub(crate) fn repository(&self) -> Option<&RepositoryName> {
         match self {
             Endpoint::Tags(n)
             | Endpoint::Manifest(n, _)
@@ -68,7 +68,7 @@ impl Endpoint {
     /// The largest body a request to this endpoint may carry (`manifest_max` for
     /// manifests, `blob_max` for uploads); the front door answers 413 early from
     /// `Content-Length` above it.
-    pub fn body_limit(&self, manifest_max: u64, blob_max: Option<u64>) -> Option<u64> {
+    pub(crate) fn body_limit(&self, manifest_max: u64, blob_max: Option<u64>) -> Option<u64> {
         match self {
             Endpoint::Manifest(..) => Some(manifest_max),
             Endpoint::UploadStart(_) | Endpoint::Upload(..) => blob_max,
@@ -84,7 +84,7 @@ impl Endpoint {
     }
 
     /// Parses a request path (without the query).
-    pub fn parse(raw_path: &str) -> Result<Endpoint, ApiError> {
+    pub(crate) fn parse(raw_path: &str) -> Result<Endpoint, ApiError> {
         let decoded;
         let path = if raw_path.contains('%') {
             decoded = percent_decode(raw_path).ok_or_else(not_found)?;
@@ -155,7 +155,7 @@ impl Endpoint {
 /// (endpoint × method) match happens here, once; the gate ([`Operation::need`]) and the
 /// handlers ([`super::Registry`]'s dispatch) match on this, exhaustively.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Operation {
+pub(crate) enum Operation {
     Root,
     Base,
     Catalog,
@@ -182,7 +182,7 @@ pub enum Operation {
 }
 
 impl Operation {
-    pub fn of(e: Endpoint, m: &Method) -> Operation {
+    pub(crate) fn of(e: Endpoint, m: &Method) -> Operation {
         let head = m == Method::HEAD;
         match (e, m.clone()) {
             (Endpoint::Root, Method::GET | Method::HEAD) => Operation::Root,
@@ -212,7 +212,7 @@ impl Operation {
     /// (even its status) `push`, reading `pull`. A method an endpoint does not take is
     /// gated as what that method would do there, so the 405 is only told to a caller
     /// who could have done it.
-    pub fn need(&self) -> Need<'_> {
+    pub(crate) fn need(&self) -> Need<'_> {
         fn repo(n: &RepositoryName, a: Action) -> Need<'_> {
             Need::Repository(n.as_str(), a)
         }
@@ -247,7 +247,7 @@ impl Operation {
     }
 
     /// Whether the operation changes the store (refused while it is read-only).
-    pub fn writes(&self) -> bool {
+    pub(crate) fn writes(&self) -> bool {
         match self {
             Operation::ManifestPut(..)
             | Operation::ManifestDelete(..)
@@ -286,7 +286,7 @@ fn not_found() -> ApiError {
 }
 
 /// Decodes `%XX` escapes; `None` on a malformed escape or non-UTF-8 result.
-pub fn percent_decode(s: &str) -> Option<String> {
+pub(crate) fn percent_decode(s: &str) -> Option<String> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -312,7 +312,7 @@ pub fn percent_decode(s: &str) -> Option<String> {
 }
 
 /// The query string's `key=value` pairs, decoded, in order.
-pub fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
+pub(crate) fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
     query
         .unwrap_or("")
         .split('&')

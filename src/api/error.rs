@@ -13,7 +13,7 @@ use http::{HeaderValue, Response, StatusCode};
 /// adds that clients know (`UNAVAILABLE`, `TOOMANYREQUESTS`, `UNKNOWN`, `TAG_INVALID`),
 /// and `NOT_FOUND` for a path that is no endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OciCode {
+pub(crate) enum OciCode {
     BlobUnknown,
     BlobUploadInvalid,
     BlobUploadUnknown,
@@ -37,7 +37,7 @@ pub enum OciCode {
 
 impl OciCode {
     /// The code as it appears in the JSON.
-    pub const fn as_str(self) -> &'static str {
+    pub(crate) const fn as_str(self) -> &'static str {
         match self {
             OciCode::BlobUnknown => "BLOB_UNKNOWN",
             OciCode::BlobUploadInvalid => "BLOB_UPLOAD_INVALID",
@@ -62,7 +62,7 @@ impl OciCode {
     }
 
     /// The status the code is answered with unless the call site says otherwise.
-    pub const fn status(self) -> StatusCode {
+    pub(crate) const fn status(self) -> StatusCode {
         match self {
             OciCode::BlobUnknown
             | OciCode::BlobUploadUnknown
@@ -95,7 +95,7 @@ impl std::fmt::Display for OciCode {
 
 /// An error as the client will see it.
 #[derive(Debug)]
-pub struct ApiError {
+pub(crate) struct ApiError {
     pub status: StatusCode,
     pub code: OciCode,
     pub message: String,
@@ -106,7 +106,7 @@ pub struct ApiError {
 
 impl ApiError {
     /// An error with `code`'s status from the table.
-    pub fn new(code: OciCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: OciCode, message: impl Into<String>) -> Self {
         Self {
             status: code.status(),
             code,
@@ -117,51 +117,51 @@ impl ApiError {
     }
 
     /// The same error answered with another status than the table's.
-    pub fn with_status(mut self, status: StatusCode) -> Self {
+    pub(crate) fn with_status(mut self, status: StatusCode) -> Self {
         self.status = status;
         self
     }
 
-    pub fn detail(mut self, detail: serde_json::Value) -> Self {
+    pub(crate) fn detail(mut self, detail: serde_json::Value) -> Self {
         self.detail = Some(detail);
         self
     }
 
-    pub fn header(mut self, name: &'static str, value: String) -> Self {
+    pub(crate) fn header(mut self, name: &'static str, value: String) -> Self {
         self.headers.push((name, value));
         self
     }
 
-    pub fn blob_unknown(d: impl std::fmt::Display) -> Self {
+    pub(crate) fn blob_unknown(d: impl std::fmt::Display) -> Self {
         Self::new(OciCode::BlobUnknown, "blob unknown to registry")
             .detail(serde_json::json!({ "digest": d.to_string() }))
     }
 
-    pub fn upload_unknown() -> Self {
+    pub(crate) fn upload_unknown() -> Self {
         Self::new(
             OciCode::BlobUploadUnknown,
             "blob upload unknown to registry",
         )
     }
 
-    pub fn upload_invalid(message: impl Into<String>) -> Self {
+    pub(crate) fn upload_invalid(message: impl Into<String>) -> Self {
         Self::new(OciCode::BlobUploadInvalid, message)
     }
 
-    pub fn digest_invalid(message: impl Into<String>) -> Self {
+    pub(crate) fn digest_invalid(message: impl Into<String>) -> Self {
         Self::new(OciCode::DigestInvalid, message)
     }
 
-    pub fn manifest_invalid(message: impl Into<String>) -> Self {
+    pub(crate) fn manifest_invalid(message: impl Into<String>) -> Self {
         Self::new(OciCode::ManifestInvalid, message)
     }
 
-    pub fn manifest_unknown(reference: impl std::fmt::Display) -> Self {
+    pub(crate) fn manifest_unknown(reference: impl std::fmt::Display) -> Self {
         Self::new(OciCode::ManifestUnknown, "manifest unknown to registry")
             .detail(serde_json::json!({ "reference": reference.to_string() }))
     }
 
-    pub fn manifest_blob_unknown(d: impl std::fmt::Display) -> Self {
+    pub(crate) fn manifest_blob_unknown(d: impl std::fmt::Display) -> Self {
         Self::new(
             OciCode::ManifestBlobUnknown,
             "manifest references a blob unknown to the repository",
@@ -169,11 +169,11 @@ impl ApiError {
         .detail(serde_json::json!({ "digest": d.to_string() }))
     }
 
-    pub fn name_invalid(message: impl Into<String>) -> Self {
+    pub(crate) fn name_invalid(message: impl Into<String>) -> Self {
         Self::new(OciCode::NameInvalid, message)
     }
 
-    pub fn name_unknown(name: impl std::fmt::Display) -> Self {
+    pub(crate) fn name_unknown(name: impl std::fmt::Display) -> Self {
         Self::new(
             OciCode::NameUnknown,
             "repository name not known to registry",
@@ -181,15 +181,15 @@ impl ApiError {
         .detail(serde_json::json!({ "name": name.to_string() }))
     }
 
-    pub fn size_invalid(status: StatusCode, message: impl Into<String>) -> Self {
+    pub(crate) fn size_invalid(status: StatusCode, message: impl Into<String>) -> Self {
         Self::new(OciCode::SizeInvalid, message).with_status(status)
     }
 
-    pub fn unsupported(status: StatusCode, message: impl Into<String>) -> Self {
+    pub(crate) fn unsupported(status: StatusCode, message: impl Into<String>) -> Self {
         Self::new(OciCode::Unsupported, message).with_status(status)
     }
 
-    pub fn range_invalid(current_size: u64) -> Self {
+    pub(crate) fn range_invalid(current_size: u64) -> Self {
         Self::new(
             OciCode::BlobUploadInvalid,
             "content range does not continue the upload",
@@ -198,12 +198,12 @@ impl ApiError {
         .header("Range", super::upload_range(current_size))
     }
 
-    pub fn pagination_invalid(message: impl Into<String>) -> Self {
+    pub(crate) fn pagination_invalid(message: impl Into<String>) -> Self {
         Self::new(OciCode::PaginationNumberInvalid, message)
     }
 
     /// A server-side failure: the cause is logged here, the client sees a generic message.
-    pub fn internal(cause: &dyn std::error::Error) -> Self {
+    pub(crate) fn internal(cause: &dyn std::error::Error) -> Self {
         let mut chain = cause.to_string();
         let mut src = cause.source();
         while let Some(s) = src {
@@ -216,7 +216,7 @@ impl ApiError {
     }
 
     /// The response the client gets.
-    pub fn into_response(self) -> Response<Body> {
+    pub(crate) fn into_response(self) -> Response<Body> {
         let mut entry = serde_json::json!({ "code": self.code.as_str(), "message": self.message });
         if let (Some(d), Some(obj)) = (self.detail, entry.as_object_mut()) {
             obj.insert("detail".into(), d);

@@ -83,7 +83,7 @@ impl From<Response<Body>> for Answer<'_> {
 }
 
 impl<'a> Answer<'a> {
-    pub fn with(resp: Response<Body>, happened: Happened<'a>) -> Self {
+    pub(super) fn with(resp: Response<Body>, happened: Happened<'a>) -> Self {
         Answer {
             resp,
             happened: Some(happened),

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 /// What a manifest body says about itself.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Manifest {
+pub(crate) struct Manifest {
     pub schema_version: Option<i64>,
     pub media_type: Option<String>,
     pub artifact_type: Option<String>,
@@ -25,24 +25,27 @@ pub struct Manifest {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Descriptor {
+pub(crate) struct Descriptor {
     pub media_type: String,
     pub digest: String,
     pub size: i64,
     #[serde(default)]
     pub urls: Vec<String>,
+    /// Parsed only to refuse an index entry whose platform lacks `architecture`/`os`.
+    #[allow(dead_code)]
     pub platform: Option<Platform>,
 }
 
 #[derive(Debug, Deserialize)]
-pub struct Platform {
+#[allow(dead_code)]
+pub(crate) struct Platform {
     pub architecture: String,
     pub os: String,
 }
 
 /// The kinds of manifest berth accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     OciManifest,
     OciIndex,
     OciArtifact,
@@ -51,7 +54,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub fn media_type(self) -> &'static str {
+    pub(crate) fn media_type(self) -> &'static str {
         match self {
             Kind::OciManifest => mt::OCI_MANIFEST,
             Kind::OciIndex => mt::OCI_INDEX,
@@ -61,7 +64,7 @@ impl Kind {
         }
     }
 
-    pub fn is_index(self) -> bool {
+    pub(crate) fn is_index(self) -> bool {
         matches!(self, Kind::OciIndex | Kind::DockerList)
     }
 
@@ -79,7 +82,7 @@ impl Kind {
 
 /// Why a pushed manifest was refused (all become `MANIFEST_INVALID`).
 #[derive(Debug, thiserror::Error)]
-pub enum Invalid {
+pub(crate) enum Invalid {
     #[error("manifest is not valid JSON: {0}")]
     Json(String),
     #[error("Docker schema 1 manifests are not supported; push with a current client")]
@@ -100,14 +103,14 @@ pub enum Invalid {
 
 /// A manifest that passed the structural checks, with the kind it was stored as.
 #[derive(Debug)]
-pub struct Parsed {
+pub(crate) struct Parsed {
     pub kind: Kind,
     pub body: Manifest,
 }
 
 impl Parsed {
     /// Parses a pushed manifest, checking it against the request's `Content-Type`.
-    pub fn from_push(bytes: &[u8], content_type: Option<&str>) -> Result<Parsed, Invalid> {
+    pub(crate) fn from_push(bytes: &[u8], content_type: Option<&str>) -> Result<Parsed, Invalid> {
         let body: Manifest =
             serde_json::from_slice(bytes).map_err(|e| Invalid::Json(e.to_string()))?;
         let header = content_type
@@ -141,7 +144,7 @@ impl Parsed {
     }
 
     /// Parses stored bytes (already validated once, or written by another registry).
-    pub fn from_stored(bytes: &[u8]) -> Option<Parsed> {
+    pub(crate) fn from_stored(bytes: &[u8]) -> Option<Parsed> {
         let body: Manifest = serde_json::from_slice(bytes).ok()?;
         let kind = match body.media_type.as_deref() {
             Some(m) => Kind::from_media_type(m)?,
@@ -190,7 +193,7 @@ impl Parsed {
     }
 
     /// Every descriptor the manifest references (not its subject).
-    pub fn descriptors(&self) -> impl Iterator<Item = &Descriptor> {
+    pub(crate) fn descriptors(&self) -> impl Iterator<Item = &Descriptor> {
         let b = &self.body;
         b.config
             .iter()
@@ -200,7 +203,7 @@ impl Parsed {
     }
 
     /// The subject's digest, if the manifest has a valid one.
-    pub fn subject(&self) -> Option<Digest> {
+    pub(crate) fn subject(&self) -> Option<Digest> {
         self.body
             .subject
             .as_ref()
@@ -209,7 +212,7 @@ impl Parsed {
 
     /// The artifact type a referrers response reports: `artifactType`, else the config's
     /// media type (for image manifests).
-    pub fn artifact_type(&self) -> Option<String> {
+    pub(crate) fn artifact_type(&self) -> Option<String> {
         self.body.artifact_type.clone().or_else(|| {
             self.body
                 .config
@@ -222,7 +225,7 @@ impl Parsed {
 
 impl Descriptor {
     /// Foreign (non-distributable) layers live elsewhere: their presence is not required.
-    pub fn is_foreign(&self) -> bool {
+    pub(crate) fn is_foreign(&self) -> bool {
         !self.urls.is_empty()
             || matches!(
                 self.media_type.as_str(),
@@ -244,7 +247,7 @@ fn infer(b: &Manifest) -> Kind {
 }
 
 /// Whether an `Accept` header admits `media_type` (no header admits everything).
-pub fn accepts(accept: &[&str], media_type: &str) -> bool {
+pub(crate) fn accepts(accept: &[&str], media_type: &str) -> bool {
     if accept.is_empty() {
         return true;
     }

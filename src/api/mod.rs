@@ -7,11 +7,11 @@
 
 mod admin;
 mod blobs;
-pub mod endpoint;
-pub mod error;
+pub(crate) mod endpoint;
+pub(crate) mod error;
 mod events;
 mod listing;
-pub mod manifest;
+pub(crate) mod manifest;
 mod manifests;
 mod referrers;
 mod uploads;

@@ -8,7 +8,7 @@ use super::{Action, Auth, Refusal, Tokens};
 
 /// What an operation needs of the caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Need<'a> {
+pub(crate) enum Need<'a> {
     /// Nothing (`GET /`, health checks); Basic credentials given are still checked.
     Nothing,
     /// A signed-in caller (`/v2/`, which clients use to discover the challenge).
@@ -22,7 +22,7 @@ pub enum Need<'a> {
 
 /// What the request presented, as the front door saw it.
 #[derive(Debug, Clone, Copy)]
-pub struct Presented<'a> {
+pub(crate) struct Presented<'a> {
     /// The `Authorization` header's value.
     pub authorization: Option<&'a str>,
     /// Whether the channel protects credentials (TLS, loopback, a trusted https proxy).
@@ -39,7 +39,7 @@ pub struct Presented<'a> {
 
 /// Why a request does not pass.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Denial {
+pub(crate) enum Denial {
     /// 401 with `WWW-Authenticate: <challenge>`.
     Challenge { challenge: String, message: String },
     /// 403: a known user without the permission.
@@ -52,11 +52,11 @@ pub enum Denial {
     TooMany(u64),
 }
 
-pub const PLAINTEXT_REFUSED: &str =
+pub(crate) const PLAINTEXT_REFUSED: &str =
     "credentials over plain HTTP are refused: use https (or set auth.insecure_allow_plaintext)";
 
 /// Who is asking, as far as the handlers care.
-pub enum Caller<'a> {
+pub(crate) enum Caller<'a> {
     /// Access control is off.
     Open,
     /// Authenticated (`Some`) or anonymous (`None`) under `auth`.
@@ -66,7 +66,7 @@ pub enum Caller<'a> {
 }
 
 impl Caller<'_> {
-    pub fn user(&self) -> Option<String> {
+    pub(crate) fn user(&self) -> Option<String> {
         match self {
             Caller::Open => None,
             Caller::Checked(_, u) => u.clone(),
@@ -74,7 +74,7 @@ impl Caller<'_> {
         }
     }
 
-    pub fn can_pull(&self, repo: &str) -> bool {
+    pub(crate) fn can_pull(&self, repo: &str) -> bool {
         match self {
             Caller::Open => true,
             Caller::Checked(a, u) => a.allowed(u.as_deref(), repo, Action::Pull),
@@ -84,7 +84,7 @@ impl Caller<'_> {
 
     /// Whether `_catalog` shows `repo`: what the caller may pull. A built-in token's
     /// user is checked against the rules; an external server's catalog grant shows all.
-    pub fn lists(&self, repo: &str) -> bool {
+    pub(crate) fn lists(&self, repo: &str) -> bool {
         match self {
             Caller::Token(a, c) if a.tokens.as_ref().is_some_and(Tokens::builtin) => {
                 let user = Some(c.sub.as_str()).filter(|s| !s.is_empty());
@@ -97,7 +97,7 @@ impl Caller<'_> {
 
     /// A mount without `from` takes the blob from any repository: only for callers who
     /// may read every repository (otherwise it would leak blobs by digest).
-    pub fn may_mount_anywhere(&self) -> bool {
+    pub(crate) fn may_mount_anywhere(&self) -> bool {
         match self {
             Caller::Open => true,
             Caller::Checked(a, u) => a.reads_everything(u.as_deref()),
@@ -107,7 +107,7 @@ impl Caller<'_> {
 }
 
 /// The Basic challenge of `auth`.
-pub fn basic(auth: &Auth, message: &str) -> Denial {
+pub(crate) fn basic(auth: &Auth, message: &str) -> Denial {
     Denial::Challenge {
         challenge: format!("Basic realm=\"{}\", charset=\"UTF-8\"", auth.realm),
         message: message.into(),
@@ -115,7 +115,7 @@ pub fn basic(auth: &Auth, message: &str) -> Denial {
 }
 
 /// What a failed Basic authentication answers.
-pub fn refused(auth: &Auth, r: Refusal, bad_credentials: &str) -> Denial {
+pub(crate) fn refused(auth: &Auth, r: Refusal, bad_credentials: &str) -> Denial {
     match r {
         Refusal::BadCredentials => basic(auth, bad_credentials),
         Refusal::Plaintext => basic(auth, PLAINTEXT_REFUSED),
@@ -126,7 +126,7 @@ pub fn refused(auth: &Auth, r: Refusal, bad_credentials: &str) -> Denial {
 /// Authenticates the caller and checks `need`: a challenge for missing or wrong
 /// credentials, `Denied` for a known user without the permission, `TooMany` after too
 /// many failures.
-pub async fn authorize<'a>(
+pub(crate) async fn authorize<'a>(
     auth: &'a Auth,
     need: Need<'_>,
     p: &Presented<'_>,

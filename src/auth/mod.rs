@@ -7,7 +7,7 @@
 //! of many layers costs one bcrypt, not one per request; bcrypt runs on the blocking pool.
 //! Failed logins are counted per client address and answered with 429 past a limit.
 
-pub mod gate;
+pub(crate) mod gate;
 pub mod htpasswd;
 pub mod token;
 

@@ -30,7 +30,7 @@ const DRAIN_MAX: u64 = 1 << 20;
 
 /// What a listener set does with its requests.
 #[derive(Clone, Copy, Debug)]
-pub enum Role {
+pub(crate) enum Role {
     /// Serve the registry.
     Registry,
     /// Redirect to https on `https_port` (the plain :80 listener when TLS is on).
@@ -41,7 +41,7 @@ pub enum Role {
 
 /// Whose forwarded headers to believe, and the configured external URL.
 #[derive(Clone, Debug, Default)]
-pub struct Forwarding {
+pub(crate) struct Forwarding {
     pub trusted: Vec<Cidr>,
     pub external_url: Option<String>,
 }
@@ -146,7 +146,7 @@ fn header_str(h: &http::HeaderMap, name: &str) -> Option<String> {
 
 /// Per-connection limits.
 #[derive(Clone, Copy, Debug)]
-pub struct Limits {
+pub(crate) struct Limits {
     pub keepalive: Duration,
     pub header: Duration,
     pub io: Duration,
@@ -157,7 +157,7 @@ pub struct Limits {
 }
 
 /// The pingora application: one per listener set, sharing the registry core.
-pub struct App {
+pub(crate) struct App {
     registry: Arc<Registry>,
     role: Role,
     limits: Limits,
@@ -174,7 +174,7 @@ struct Reused;
 /// SIGTERM berth exits as soon as this is zero instead of waiting out the grace period.
 static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
 
-pub fn in_flight() -> usize {
+pub(crate) fn in_flight() -> usize {
     IN_FLIGHT.load(Ordering::Acquire)
 }
 
@@ -194,7 +194,7 @@ impl Drop for InFlight {
 }
 
 impl App {
-    pub fn new(
+    pub(crate) fn new(
         registry: Arc<Registry>,
         role: Role,
         limits: Limits,
@@ -211,13 +211,13 @@ impl App {
     }
 
     /// The certificate the admin listener reports on.
-    pub fn with_tls(mut self, tls: Option<Arc<crate::tls::Tls>>) -> Self {
+    pub(crate) fn with_tls(mut self, tls: Option<Arc<crate::tls::Tls>>) -> Self {
         self.tls = tls;
         self
     }
 
     /// Answers ACME http-01 challenges (on the plain :80 listener).
-    pub fn with_acme(mut self, acme: Option<Arc<Challenges>>) -> Self {
+    pub(crate) fn with_acme(mut self, acme: Option<Arc<Challenges>>) -> Self {
         self.acme = acme;
         self
     }

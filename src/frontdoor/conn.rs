@@ -36,7 +36,7 @@ const V2_MAX: usize = 4096;
 
 /// What the connection layer enforces, from `[http]` and `[tls]`.
 #[derive(Debug, Clone)]
-pub struct Policy {
+pub(crate) struct Policy {
     /// Every connection starts with a PROXY header (from a trusted proxy).
     pub proxy_protocol: bool,
     /// Who may send PROXY headers (and forwarded HTTP headers).
@@ -53,7 +53,7 @@ pub struct Policy {
 
 /// The source address a PROXY header announced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Proxied {
+pub(crate) enum Proxied {
     /// The original client.
     Client(SocketAddr),
     /// A health check from the proxy itself (v2 LOCAL, v1 UNKNOWN): keep the peer address.
@@ -61,7 +61,9 @@ pub enum Proxied {
 }
 
 /// Reads one PROXY protocol header (v1 text or v2 binary) and nothing after it.
-pub async fn read_proxy_header<R: AsyncRead + Unpin + ?Sized>(r: &mut R) -> io::Result<Proxied> {
+pub(crate) async fn read_proxy_header<R: AsyncRead + Unpin + ?Sized>(
+    r: &mut R,
+) -> io::Result<Proxied> {
     let bad = |m: &str| io::Error::new(io::ErrorKind::InvalidData, format!("PROXY header: {m}"));
     let mut head = [0u8; 5];
     r.read_exact(&mut head).await?;
@@ -143,7 +145,7 @@ fn parse_v1(line: &[u8]) -> Option<Proxied> {
 
 /// What a ClientHello offers, as far as berth cares.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Hello {
+pub(crate) struct Hello {
     /// Protocol versions from `supported_versions`, or the legacy version without it.
     pub versions: Vec<u16>,
     /// ALPN protocol names, in the client's order.
@@ -153,7 +155,7 @@ pub struct Hello {
 }
 
 /// Parses a ClientHello handshake message (type, 3-byte length, body).
-pub fn parse_client_hello(msg: &[u8]) -> Option<Hello> {
+pub(crate) fn parse_client_hello(msg: &[u8]) -> Option<Hello> {
     let mut r = Reader(msg);
     if r.u8()? != 1 {
         return None;
@@ -318,7 +320,7 @@ impl Policy {
 }
 
 /// pingora's pre-TLS hook: the PROXY header, then a look at the ClientHello.
-pub struct Prelude {
+pub(crate) struct Prelude {
     pub policy: Arc<Policy>,
 }
 
@@ -407,7 +409,7 @@ async fn answer_tls_alpn(
 /// Wraps the HTTP application: counts connections against `http.max_connections`, reads
 /// the PROXY header on plain listeners, and runs the keep-alive loop itself so that one
 /// call covers the connection's whole life.
-pub struct Gate<A> {
+pub(crate) struct Gate<A> {
     inner: Arc<A>,
     policy: Arc<Policy>,
     active: Arc<AtomicUsize>,
@@ -415,7 +417,7 @@ pub struct Gate<A> {
 }
 
 impl<A> Gate<A> {
-    pub fn new(inner: A, policy: Arc<Policy>) -> Self {
+    pub(crate) fn new(inner: A, policy: Arc<Policy>) -> Self {
         Self {
             inner: Arc::new(inner),
             policy,

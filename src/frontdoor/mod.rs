@@ -1,10 +1,10 @@
 //! The front door: pingora's server, its listeners (plain and TLS), and the adapter that
 //! connects sessions to the registry core. Knows nothing of registry semantics.
 
-pub mod adapter;
-pub mod conn;
+pub(crate) mod adapter;
+pub(crate) mod conn;
 pub mod handshake_log;
-pub mod sendfile;
+pub(crate) mod sendfile;
 
 use crate::api::Registry;
 use crate::config::{Config, TlsPlan, TlsVersion};

@@ -32,7 +32,7 @@ const SLICE: usize = 1 << 20;
 const SCRATCH: usize = 64 << 10;
 
 /// A duplicate of the session's TCP socket, when the zero-copy path can be used for it.
-pub fn socket_of(session: &mut ServerSession) -> Option<std::net::TcpStream> {
+pub(crate) fn socket_of(session: &mut ServerSession) -> Option<std::net::TcpStream> {
     let h1 = session.as_http1()?;
     if h1.response_written().is_some() || !session.is_body_done() {
         return None;
@@ -71,7 +71,7 @@ fn own_pidfd() -> Option<&'static OwnedFd> {
 }
 
 /// The HTTP/1.1 response header as it goes on the wire.
-pub fn head(parts: &http::response::Parts, keepalive: bool) -> Vec<u8> {
+pub(crate) fn head(parts: &http::response::Parts, keepalive: bool) -> Vec<u8> {
     let mut h = Vec::with_capacity(512);
     h.extend_from_slice(b"HTTP/1.1 ");
     h.extend_from_slice(parts.status.as_str().as_bytes());
@@ -109,7 +109,7 @@ pub fn head(parts: &http::response::Parts, keepalive: bool) -> Vec<u8> {
 /// page cache are sent on the calling task; a slice that must come from the disk is first
 /// read into the page cache on the blocking pool. Returns the body bytes sent (all of
 /// them on `Ok`).
-pub async fn send(
+pub(crate) async fn send(
     socket: std::net::TcpStream,
     head: &[u8],
     blob: BlobFile,

@@ -674,7 +674,7 @@ fn write_atomic_sync(path: &Path, bytes: &[u8]) -> Result<(), Error> {
 
 /// The durable write recipe with the new file's permission bits (before the umask): the
 /// file never exists with wider ones, and readers see the old or the new file, whole.
-pub fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Error> {
+pub(crate) fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Error> {
     use std::os::unix::fs::OpenOptionsExt;
     let dir = parent(path)?;
     create_dir_all_durable(dir)?;

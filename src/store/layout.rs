@@ -30,15 +30,15 @@ use std::path::PathBuf;
 
 const V2: &str = "docker/registry/v2";
 
-pub fn blobs() -> PathBuf {
+pub(crate) fn blobs() -> PathBuf {
     PathBuf::from(V2).join("blobs")
 }
 
-pub fn blob_data(d: &Digest) -> PathBuf {
+pub(crate) fn blob_data(d: &Digest) -> PathBuf {
     blob_dir(d).join("data")
 }
 
-pub fn blob_dir(d: &Digest) -> PathBuf {
+pub(crate) fn blob_dir(d: &Digest) -> PathBuf {
     let hex = d.hex();
     // `hex` is at least 64 lowercase hex characters (Digest's invariant), so the slice holds.
     PathBuf::from(V2)
@@ -48,11 +48,11 @@ pub fn blob_dir(d: &Digest) -> PathBuf {
         .join(hex)
 }
 
-pub fn repositories() -> PathBuf {
+pub(crate) fn repositories() -> PathBuf {
     PathBuf::from(V2).join("repositories")
 }
 
-pub fn repository(name: &RepositoryName) -> PathBuf {
+pub(crate) fn repository(name: &RepositoryName) -> PathBuf {
     let mut p = repositories();
     for c in name.components() {
         p.push(c);
@@ -60,48 +60,48 @@ pub fn repository(name: &RepositoryName) -> PathBuf {
     p
 }
 
-pub fn manifests_dir(name: &RepositoryName) -> PathBuf {
+pub(crate) fn manifests_dir(name: &RepositoryName) -> PathBuf {
     repository(name).join("_manifests")
 }
 
-pub fn layers_dir(name: &RepositoryName) -> PathBuf {
+pub(crate) fn layers_dir(name: &RepositoryName) -> PathBuf {
     repository(name).join("_layers")
 }
 
-pub fn layer_link(name: &RepositoryName, d: &Digest) -> PathBuf {
+pub(crate) fn layer_link(name: &RepositoryName, d: &Digest) -> PathBuf {
     layers_dir(name)
         .join(d.algorithm().as_str())
         .join(d.hex())
         .join("link")
 }
 
-pub fn revision_link(name: &RepositoryName, d: &Digest) -> PathBuf {
+pub(crate) fn revision_link(name: &RepositoryName, d: &Digest) -> PathBuf {
     revision_dir(name, d).join("link")
 }
 
-pub fn revisions_dir(name: &RepositoryName) -> PathBuf {
+pub(crate) fn revisions_dir(name: &RepositoryName) -> PathBuf {
     manifests_dir(name).join("revisions")
 }
 
-pub fn revision_dir(name: &RepositoryName, d: &Digest) -> PathBuf {
+pub(crate) fn revision_dir(name: &RepositoryName, d: &Digest) -> PathBuf {
     revisions_dir(name)
         .join(d.algorithm().as_str())
         .join(d.hex())
 }
 
-pub fn tags_dir(name: &RepositoryName) -> PathBuf {
+pub(crate) fn tags_dir(name: &RepositoryName) -> PathBuf {
     manifests_dir(name).join("tags")
 }
 
-pub fn tag_dir(name: &RepositoryName, tag: &Tag) -> PathBuf {
+pub(crate) fn tag_dir(name: &RepositoryName, tag: &Tag) -> PathBuf {
     tags_dir(name).join(tag.as_str())
 }
 
-pub fn tag_current_link(name: &RepositoryName, tag: &Tag) -> PathBuf {
+pub(crate) fn tag_current_link(name: &RepositoryName, tag: &Tag) -> PathBuf {
     tag_dir(name, tag).join("current").join("link")
 }
 
-pub fn tag_index_link(name: &RepositoryName, tag: &Tag, d: &Digest) -> PathBuf {
+pub(crate) fn tag_index_link(name: &RepositoryName, tag: &Tag, d: &Digest) -> PathBuf {
     tag_dir(name, tag)
         .join("index")
         .join(d.algorithm().as_str())
@@ -109,33 +109,33 @@ pub fn tag_index_link(name: &RepositoryName, tag: &Tag, d: &Digest) -> PathBuf {
         .join("link")
 }
 
-pub fn uploads_dir(name: &RepositoryName) -> PathBuf {
+pub(crate) fn uploads_dir(name: &RepositoryName) -> PathBuf {
     repository(name).join("_uploads")
 }
 
-pub fn upload_dir(name: &RepositoryName, id: &UploadId) -> PathBuf {
+pub(crate) fn upload_dir(name: &RepositoryName, id: &UploadId) -> PathBuf {
     uploads_dir(name).join(id.as_str())
 }
 
-pub fn upload_data(name: &RepositoryName, id: &UploadId) -> PathBuf {
+pub(crate) fn upload_data(name: &RepositoryName, id: &UploadId) -> PathBuf {
     upload_dir(name, id).join("data")
 }
 
-pub fn upload_started_at(name: &RepositoryName, id: &UploadId) -> PathBuf {
+pub(crate) fn upload_started_at(name: &RepositoryName, id: &UploadId) -> PathBuf {
     upload_dir(name, id).join("startedat")
 }
 
-pub fn referrers_root(name: &RepositoryName) -> PathBuf {
+pub(crate) fn referrers_root(name: &RepositoryName) -> PathBuf {
     repository(name).join("_referrers")
 }
 
-pub fn referrers_dir(name: &RepositoryName, subject: &Digest) -> PathBuf {
+pub(crate) fn referrers_dir(name: &RepositoryName, subject: &Digest) -> PathBuf {
     referrers_root(name)
         .join(subject.algorithm().as_str())
         .join(subject.hex())
 }
 
-pub fn referrer_link(name: &RepositoryName, subject: &Digest, referrer: &Digest) -> PathBuf {
+pub(crate) fn referrer_link(name: &RepositoryName, subject: &Digest, referrer: &Digest) -> PathBuf {
     referrers_dir(name, subject)
         .join(referrer.algorithm().as_str())
         .join(referrer.hex())
@@ -143,32 +143,32 @@ pub fn referrer_link(name: &RepositoryName, subject: &Digest, referrer: &Digest)
 }
 
 /// Held (try, exclusive) by the one collector running on this store.
-pub fn gc_lock() -> PathBuf {
+pub(crate) fn gc_lock() -> PathBuf {
     PathBuf::from(V2).join(".berth-gc.lock")
 }
 
 /// Rewritten (empty) after every collection: its mtime schedules the next one.
-pub fn gc_last_run() -> PathBuf {
+pub(crate) fn gc_last_run() -> PathBuf {
     PathBuf::from(V2).join(".berth-gc.last")
 }
 
 /// Shared by manifest pushes from their checks to their last link, exclusive by the
 /// collector at its start and while it unlinks manifests.
-pub fn link_lock() -> PathBuf {
+pub(crate) fn link_lock() -> PathBuf {
     PathBuf::from(V2).join(".berth-link.lock")
 }
 
 /// Where the collector moves a blob before it decides; same filesystem as `blobs/`.
-pub fn trash() -> PathBuf {
+pub(crate) fn trash() -> PathBuf {
     PathBuf::from(V2).join(".berth-trash")
 }
 
-pub fn trash_blob(d: &Digest) -> PathBuf {
+pub(crate) fn trash_blob(d: &Digest) -> PathBuf {
     trash().join(format!("{}-{}", d.algorithm().as_str(), d.hex()))
 }
 
 /// The digest a name in [`trash`] stands for.
-pub fn trash_digest(name: &str) -> Option<Digest> {
+pub(crate) fn trash_digest(name: &str) -> Option<Digest> {
     let (alg, hex) = name.split_once('-')?;
     format!("{alg}:{hex}").parse().ok()
 }

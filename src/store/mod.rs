@@ -10,11 +10,11 @@
 //! What tells a client that a blob or manifest is there also marks it as used (its mtime),
 //! so the garbage collector ([`gc`]) leaves it alone for the grace period.
 
-pub mod content;
-pub mod driver;
-pub mod fs;
+pub(crate) mod content;
+pub(crate) mod driver;
+pub(crate) mod fs;
 pub mod gc;
-pub mod layout;
+pub(crate) mod layout;
 #[cfg(test)]
 mod suite;
 

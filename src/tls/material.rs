@@ -53,7 +53,7 @@ pub struct Summary {
 /// Reads the leaf (and perhaps its chain) from `cert`, intermediates from `chain` if given,
 /// and the private key from `key`; validates them against `hostnames` and `trusted_roots`
 /// (DER subjects of roots the chain may end at).
-pub fn load(
+pub(crate) fn load(
     cert: &Path,
     key: &Path,
     chain: Option<&Path>,
@@ -73,7 +73,7 @@ pub fn load(
 }
 
 /// Validates in-memory material (self-signed and ACME certificates go through here too).
-pub fn build(
+pub(crate) fn build(
     certs: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
     hostnames: &[String],
@@ -203,7 +203,7 @@ pub fn build(
 }
 
 /// DER subjects of the system's trusted roots plus those in `extra` (a private CA file).
-pub fn trusted_root_subjects(extra: Option<&Path>) -> Result<Vec<Vec<u8>>, TlsError> {
+pub(crate) fn trusted_root_subjects(extra: Option<&Path>) -> Result<Vec<Vec<u8>>, TlsError> {
     let mut out = Vec::new();
     let native = rustls_native_certs::load_native_certs();
     let mut ders: Vec<CertificateDer<'static>> = native.certs;
@@ -218,7 +218,7 @@ pub fn trusted_root_subjects(extra: Option<&Path>) -> Result<Vec<Vec<u8>>, TlsEr
     Ok(out)
 }
 
-pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+pub(crate) fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let bytes = std::fs::read(path).map_err(|e| file_err(path, format!("cannot read: {e}")))?;
     let certs = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
@@ -266,7 +266,7 @@ fn subject_alt_names(c: &X509Certificate<'_>) -> Vec<String> {
 }
 
 /// Whether the names cover `host` (one-label wildcards as browsers match them).
-pub fn covers(sans: &[String], host: &str) -> bool {
+pub(crate) fn covers(sans: &[String], host: &str) -> bool {
     let host = host.trim_end_matches('.').to_ascii_lowercase();
     if let Ok(ip) = host.parse::<IpAddr>() {
         return sans.iter().any(|s| s.parse::<IpAddr>().ok() == Some(ip));

@@ -4,7 +4,7 @@
 //! certificate, open connections keep the one they started with.
 
 pub mod acme;
-pub mod material;
+pub(crate) mod material;
 pub mod selfsigned;
 
 use crate::config::{Config, TlsPlan};
