@@ -15,6 +15,12 @@
 //! - `frontdoor` knows handlers by their `http` types and `body::Body`; of the store it
 //!   sees only the open-file types of the zero-copy path (`BlobFile`, in `sendfile.rs`)
 //!   and, for the admin listener, `Content`.
+//! - `auth::gate` decides access from an operation's `Need` and what the request
+//!   presented; it knows neither endpoints nor responses (`api` renders its `Denial`).
+//! - `store::Store` and the collector reach the medium only through `store::Driver`; a
+//!   new medium passes `store/suite.rs`.
+//! - `config` is a leaf: it imports no other module of the crate but the leaves
+//!   (`oci`, `timestamp`).
 
 #![warn(unreachable_pub)]
 
