@@ -487,6 +487,92 @@ fn manifest_validation_errors() {
     spec_error(&r, 400, "TAG_INVALID");
 }
 
+/// The distribution-spec conformance suite's "nonexistent manifest" case: a reference
+/// that is neither a tag nor a digest is 404 for GET and HEAD, 400 for a PUT.
+#[test]
+fn invalid_reference_is_unknown_to_reads_and_refused_to_writes() {
+    let b = Berth::start(&[]);
+    push_image(&b, "conf", "v1", b"a layer");
+    for reference in [".INVALID_MANIFEST_NAME", "-bad", &"t".repeat(129)] {
+        let url = b.url(&format!("/v2/conf/manifests/{reference}"));
+        spec_error(&call("GET", &url, &[], None), 404, "MANIFEST_UNKNOWN");
+        let head = call("HEAD", &url, &[], None);
+        assert_eq!(head.status, 404, "HEAD {reference}");
+        assert!(head.body.is_empty());
+        let put = call("PUT", &url, &[("Content-Type", OCI_MANIFEST)], Some(b"{}"));
+        spec_error(&put, 400, "TAG_INVALID");
+    }
+    let bad_digest = b.url("/v2/conf/manifests/sha256:abc");
+    spec_error(
+        &call("GET", &bad_digest, &[], None),
+        404,
+        "MANIFEST_UNKNOWN",
+    );
+    spec_error(
+        &call(
+            "PUT",
+            &bad_digest,
+            &[("Content-Type", OCI_MANIFEST)],
+            Some(b"{}"),
+        ),
+        400,
+        "DIGEST_INVALID",
+    );
+    // The repository's real tag is untouched.
+    assert_eq!(get_manifest(&b, "conf", "v1").status, 200);
+}
+
+/// `manifests.require_index_children = false` accepts a sparse index (children absent)
+/// and serves it and its tag; the default refuses it.
+#[test]
+fn sparse_index_when_children_are_not_required() {
+    let absent = sha256(b"a child that was never pushed");
+    let index = serde_json::json!({
+        "schemaVersion": 2, "mediaType": OCI_INDEX,
+        "manifests": [{"mediaType": OCI_MANIFEST, "digest": absent, "size": 321,
+                       "platform": {"architecture": "arm64", "os": "linux"}}],
+    })
+    .to_string();
+    let put = |b: &Berth| {
+        call(
+            "PUT",
+            &b.url("/v2/sparse/manifests/multi"),
+            &[("Content-Type", OCI_INDEX)],
+            Some(index.as_bytes()),
+        )
+    };
+    let strict = Berth::start(&[]);
+    spec_error(&put(&strict), 400, "MANIFEST_UNKNOWN");
+    let lax = Berth::start(&[("BERTH__MANIFESTS__REQUIRE_INDEX_CHILDREN", "false")]);
+    let r = put(&lax);
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let d = sha256(index.as_bytes());
+    for reference in ["multi", d.as_str()] {
+        let got = call(
+            "GET",
+            &lax.url(&format!("/v2/sparse/manifests/{reference}")),
+            &[("Accept", OCI_INDEX)],
+            None,
+        );
+        assert_eq!(got.status, 200, "{reference}");
+        assert_eq!(got.body, index.as_bytes());
+        assert_eq!(got.header("Docker-Content-Digest"), Some(d.as_str()));
+    }
+    let tags = call("GET", &lax.url("/v2/sparse/tags/list"), &[], None).json();
+    assert_eq!(tags["tags"], serde_json::json!(["multi"]));
+    // The absent child is still absent, not invented.
+    spec_error(
+        &call(
+            "GET",
+            &lax.url(&format!("/v2/sparse/manifests/{absent}")),
+            &[],
+            None,
+        ),
+        404,
+        "MANIFEST_UNKNOWN",
+    );
+}
+
 #[test]
 fn index_children_and_foreign_layers() {
     let b = Berth::start(&[(
@@ -846,7 +932,12 @@ fn hostile_names_never_escape_the_root() {
         ),
         ("/v2/Upper/manifests/latest".to_owned(), 400, "NAME_INVALID"),
         (format!("/v2/{long}/manifests/latest"), 400, "NAME_INVALID"),
-        (format!("/v2/ok/manifests/{long_tag}"), 400, "TAG_INVALID"),
+        // A GET of a reference that cannot exist finds nothing (the conformance suite).
+        (
+            format!("/v2/ok/manifests/{long_tag}"),
+            404,
+            "MANIFEST_UNKNOWN",
+        ),
         (
             "/v2/ok/blobs/sha256:..%2f..%2f..%2fetc".to_owned(),
             404,

@@ -19,6 +19,14 @@ pub(crate) enum Endpoint {
     Tags(RepositoryName),
     /// `/v2/<name>/manifests/<reference>`
     Manifest(RepositoryName, Reference),
+    /// `/v2/<name>/manifests/<x>` where `x` is neither a tag nor a digest: a GET finds no
+    /// such manifest (404, as the conformance suite expects), a PUT is refused (400).
+    BadReference {
+        name: RepositoryName,
+        reference: String,
+        code: OciCode,
+        why: String,
+    },
     /// `/v2/<name>/blobs/<digest>`
     Blob(RepositoryName, Digest),
     /// `/v2/<name>/blobs/uploads/`
@@ -41,7 +49,7 @@ impl Endpoint {
             Endpoint::Base => "base",
             Endpoint::Catalog => "catalog",
             Endpoint::Tags(_) => "tags",
-            Endpoint::Manifest(..) => "manifest",
+            Endpoint::Manifest(..) | Endpoint::BadReference { .. } => "manifest",
             Endpoint::Blob(..) => "blob",
             Endpoint::UploadStart(_) => "upload_start",
             Endpoint::Upload(..) => "upload",
@@ -60,7 +68,8 @@ impl Endpoint {
             | Endpoint::UploadStart(n)
             | Endpoint::Upload(n, _)
             | Endpoint::Referrers(n, _)
-            | Endpoint::Repository(n) => Some(n),
+            | Endpoint::Repository(n)
+            | Endpoint::BadReference { name: n, .. } => Some(n),
             Endpoint::Root | Endpoint::Base | Endpoint::Catalog | Endpoint::Token => None,
         }
     }
@@ -70,7 +79,7 @@ impl Endpoint {
     /// `Content-Length` above it.
     pub(crate) fn body_limit(&self, manifest_max: u64, blob_max: Option<u64>) -> Option<u64> {
         match self {
-            Endpoint::Manifest(..) => Some(manifest_max),
+            Endpoint::Manifest(..) | Endpoint::BadReference { .. } => Some(manifest_max),
             Endpoint::UploadStart(_) | Endpoint::Upload(..) => blob_max,
             Endpoint::Root
             | Endpoint::Base
@@ -135,11 +144,18 @@ impl Endpoint {
         }
         if let Some(name) = prefix.strip_suffix("/manifests") {
             let name = name_of(name)?;
-            let r = last.parse().map_err(|e: crate::oci::ParseError| match e {
-                crate::oci::ParseError::Digest(..) => ApiError::digest_invalid(e.to_string()),
-                _ => ApiError::new(OciCode::TagInvalid, e.to_string()),
-            })?;
-            return Ok(Endpoint::Manifest(name, r));
+            return Ok(match last.parse() {
+                Ok(r) => Endpoint::Manifest(name, r),
+                Err(e) => Endpoint::BadReference {
+                    name,
+                    reference: last.to_owned(),
+                    code: match e {
+                        crate::oci::ParseError::Digest(..) => OciCode::DigestInvalid,
+                        _ => OciCode::TagInvalid,
+                    },
+                    why: e.to_string(),
+                },
+            });
         }
         if let Some(name) = prefix.strip_suffix("/referrers") {
             let d = last
@@ -164,6 +180,10 @@ pub(crate) enum Operation {
     ManifestGet(RepositoryName, Reference, bool),
     ManifestPut(RepositoryName, Reference),
     ManifestDelete(RepositoryName, Reference),
+    /// A GET or HEAD of a reference that cannot name a manifest: 404.
+    ManifestAbsent(RepositoryName, String),
+    /// Any other method with such a reference: 400 with the parse error.
+    ReferenceInvalid(RepositoryName, OciCode, String, Method),
     /// GET, or HEAD when the flag is set.
     BlobGet(RepositoryName, Digest, bool),
     BlobDelete(RepositoryName, Digest),
@@ -194,6 +214,18 @@ impl Operation {
             }
             (Endpoint::Manifest(n, r), Method::PUT) => Operation::ManifestPut(n, r),
             (Endpoint::Manifest(n, r), Method::DELETE) => Operation::ManifestDelete(n, r),
+            (
+                Endpoint::BadReference {
+                    name, reference, ..
+                },
+                Method::GET | Method::HEAD,
+            ) => Operation::ManifestAbsent(name, reference),
+            (
+                Endpoint::BadReference {
+                    name, code, why, ..
+                },
+                m,
+            ) => Operation::ReferenceInvalid(name, code, why, m),
             (Endpoint::Blob(n, d), Method::GET | Method::HEAD) => Operation::BlobGet(n, d, head),
             (Endpoint::Blob(n, d), Method::DELETE) => Operation::BlobDelete(n, d),
             (Endpoint::UploadStart(n), Method::POST) => Operation::UploadStart(n),
@@ -222,6 +254,7 @@ impl Operation {
             Operation::Catalog => Need::Catalog,
             Operation::TagList(n)
             | Operation::ManifestGet(n, ..)
+            | Operation::ManifestAbsent(n, _)
             | Operation::BlobGet(n, ..)
             | Operation::Referrers(n, _) => repo(n, Action::Pull),
             Operation::ManifestPut(n, _)
@@ -233,6 +266,8 @@ impl Operation {
             | Operation::BlobDelete(n, _)
             | Operation::UploadCancel(n, _)
             | Operation::RepositoryDelete(n) => repo(n, Action::Delete),
+            Operation::ReferenceInvalid(n, .., m) if m == Method::DELETE => repo(n, Action::Delete),
+            Operation::ReferenceInvalid(n, ..) => repo(n, Action::Push),
             Operation::Unsupported(e, m) => match (e, e.repository()) {
                 (Endpoint::Root | Endpoint::Token, _) => Need::Nothing,
                 (Endpoint::Base, _) => Need::Login,
@@ -262,11 +297,12 @@ impl Operation {
             | Operation::Catalog
             | Operation::TagList(_)
             | Operation::ManifestGet(..)
+            | Operation::ManifestAbsent(..)
             | Operation::BlobGet(..)
             | Operation::UploadStatus(..)
             | Operation::Referrers(..)
             | Operation::Token => false,
-            Operation::Unsupported(_, m) => {
+            Operation::Unsupported(_, m) | Operation::ReferenceInvalid(.., m) => {
                 matches!(
                     *m,
                     Method::PUT | Method::POST | Method::PATCH | Method::DELETE
@@ -393,10 +429,22 @@ mod tests {
             code(&format!("/v2/{}/manifests/latest", "a".repeat(256))),
             "NAME_INVALID"
         );
-        assert_eq!(
-            code(&format!("/v2/a/manifests/{}", "t".repeat(129))),
-            "TAG_INVALID"
-        );
+        let long_tag = format!("/v2/a/manifests/{}", "t".repeat(129));
+        assert!(matches!(
+            Endpoint::parse(&long_tag),
+            Ok(Endpoint::BadReference {
+                code: OciCode::TagInvalid,
+                ..
+            })
+        ));
+        let bad_digest = Endpoint::parse("/v2/a/manifests/sha256:abc");
+        assert!(matches!(
+            bad_digest,
+            Ok(Endpoint::BadReference {
+                code: OciCode::DigestInvalid,
+                ..
+            })
+        ));
         assert_eq!(code("/v2/a/blobs/sha256:abc"), "DIGEST_INVALID");
         assert_eq!(code("/v2/a/blobs/uploads/../../x"), "NOT_FOUND");
         assert_eq!(
@@ -433,6 +481,10 @@ mod tests {
             (Method::PUT, "/v2/a/manifests/t", "push a", true),
             (Method::DELETE, "/v2/a/manifests/t", "delete a", true),
             (Method::POST, "/v2/a/manifests/t", "push a", true),
+            (Method::GET, "/v2/a/manifests/.INVALID", "pull a", false),
+            (Method::HEAD, "/v2/a/manifests/.INVALID", "pull a", false),
+            (Method::PUT, "/v2/a/manifests/.INVALID", "push a", true),
+            (Method::DELETE, "/v2/a/manifests/.INVALID", "delete a", true),
             (Method::GET, &blob, "pull a", false),
             (Method::DELETE, &blob, "delete a", true),
             (Method::PUT, &blob, "push a", true),

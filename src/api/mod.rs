@@ -304,6 +304,8 @@ impl Registry {
             Operation::ManifestGet(n, r, head) => self.manifest_get(n, r, h, *head).await,
             Operation::ManifestPut(n, r) => self.manifest_put(n, r, &q, h, body).await,
             Operation::ManifestDelete(n, r) => self.manifest_delete(n, r).await,
+            Operation::ManifestAbsent(_, r) => Err(ApiError::manifest_unknown(r)),
+            Operation::ReferenceInvalid(_, code, why, _) => Err(ApiError::new(*code, why.clone())),
             Operation::BlobGet(n, d, head) => self.blob_get(n, d, h, *head).await,
             Operation::BlobDelete(n, d) => self.blob_delete(n, d).await,
             Operation::UploadStart(n) => {
