@@ -4,7 +4,8 @@
 //! adapter) → [`api`] (endpoint parsing, handlers, OCI errors) → [`store::Content`] (the
 //! storage seam) → [`store::Store`] (the distribution layout on a filesystem). [`oci`]
 //! holds the spec's nouns; [`config`] reads `appliance.toml`; [`body`] is the contract
-//! between the front door and the handlers.
+//! between the front door and the handlers; [`upstream`] is the one client for other HTTP
+//! servers (webhook endpoints today).
 //!
 //! Dependency rules (checked in review):
 //! - `oci` and `body` are leaves (`body` names only the store's open-file type, for
@@ -15,6 +16,8 @@
 //! - `frontdoor` knows handlers by their `http` types and `body::Body`; of the store it
 //!   sees only the open-file types of the zero-copy path (`BlobFile`, in `sendfile.rs`)
 //!   and, for the admin listener, `Content`.
+//! - Outbound HTTP goes through `upstream::Client` (TLS always verified, redirects never
+//!   followed); `upstream` knows nothing of the registry.
 
 pub mod api;
 pub mod auth;
@@ -29,6 +32,7 @@ pub mod retry;
 pub mod store;
 pub mod timestamp;
 pub mod tls;
+pub mod upstream;
 
 /// Runs `task` on a thread of its own with a single-threaded tokio runtime: the
 /// background jobs (certificate reloads, ACME, garbage collection, the SIGTERM drain)
