@@ -4,7 +4,8 @@
 //! adapter) → [`api`] (endpoint parsing, handlers, OCI errors) → [`store::Content`] (the
 //! storage seam) → [`store::Store`] (the distribution layout on a filesystem). [`oci`]
 //! holds the spec's nouns; [`config`] reads `appliance.toml`; [`body`] is the contract
-//! between the front door and the handlers.
+//! between the front door and the handlers; [`upstream`] is the one client for other HTTP
+//! servers (webhook endpoints today).
 //!
 //! Dependency rules (checked in review):
 //! - `oci` and `body` are leaves (`body` names only the store's open-file type, for
@@ -22,6 +23,9 @@
 //! - `config` is a leaf: it imports no other module of the crate but the leaves
 //!   (`oci`, `timestamp`).
 
+//! - Outbound HTTP goes through `upstream::Client` (TLS always verified, redirects never
+//!   followed); `upstream` knows nothing of the registry.
+
 #![warn(unreachable_pub)]
 
 pub mod api;
@@ -37,6 +41,7 @@ pub(crate) mod retry;
 pub mod store;
 pub mod timestamp;
 pub mod tls;
+pub mod upstream;
 
 /// Runs `task` on a thread of its own with a single-threaded tokio runtime: the
 /// background jobs (certificate reloads, ACME, garbage collection, the SIGTERM drain)

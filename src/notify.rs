@@ -13,7 +13,9 @@
 //! sender; nothing is sent before it is on disk.
 //!
 //! **Delivery.** One sender thread per endpoint POSTs the files in sequence order, one at a
-//! time, and removes a file only after a 2xx answer. Anything else (a refused connection,
+//! time, with [`crate::upstream::Client`] on a runtime the senders share (one thread): the
+//! connection is kept for the next event (HTTP/1.1, or HTTP/2 when an https:// endpoint
+//! offers it). A file is removed only after a 2xx answer. Anything else (a refused connection,
 //! a timeout, a redirect, a 4xx, a 5xx) is retried after a wait that stays at `backoff` for
 //! the first `threshold` failures and then doubles up to `backoff_max`. Nothing is dropped,
 //! and an event that keeps failing holds back the ones behind it, so order is kept (remove
@@ -32,12 +34,13 @@
 
 use crate::config::{Config, Notifications, NotifyEndpoint};
 use crate::retry::Backoff;
+use crate::upstream::{Client, ClientError, ClientOptions, RequestBody, Roots};
+use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use serde::Serialize;
 use std::collections::HashSet;
 use std::fmt::Display;
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::io;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -66,6 +69,15 @@ const WRITE_ATTEMPTS: u64 = 4;
 
 /// A response header larger than this is not an HTTP server answering a webhook.
 const RESPONSE_HEAD_MAX: usize = 64 << 10;
+
+/// The most of an answer's body that is read, so that its connection can carry the next
+/// event; a longer body closes the connection instead (the delivery stands either way).
+const RESPONSE_BODY_MAX: u64 = 64 << 10;
+
+/// A connection unused this long is closed rather than kept for the next event: shorter
+/// than the 5 s after which Node.js and Apache close an idle one, so that berth does not
+/// write an event to a connection the endpoint is closing at that moment.
+const IDLE_CONNECTION: Duration = Duration::from_secs(4);
 
 const LOCK_FILE: &str = ".lock";
 
@@ -443,7 +455,7 @@ pub fn check_config(n: &Notifications) -> Result<(), (String, String)> {
             ));
         }
         for (name, value) in &e.headers {
-            check_header(name, value).map_err(|m| (key("headers"), m))?;
+            parse_header(name, value).map_err(|m| (key("headers"), m))?;
         }
         if e.timeout.0.is_zero() {
             return Err((key("timeout"), "must be more than 0, e.g. \"5s\"".into()));
@@ -484,58 +496,18 @@ fn check_name(name: &str) -> Result<(), String> {
 }
 
 /// A header berth may send: a valid name that berth does not set itself, and a valid
-/// value. The value is never quoted in the message (it is often a secret).
-fn check_header(name: &str, value: &str) -> Result<(), String> {
-    let parsed = http::HeaderName::from_bytes(name.as_bytes())
+/// value. The value is never quoted in the message (it is often a secret), and it is
+/// marked sensitive: kept out of HTTP/2's header compression tables and of `Debug`.
+fn parse_header(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), String> {
+    let parsed = HeaderName::from_bytes(name.as_bytes())
         .map_err(|_| format!("{name:?} is not a valid header name"))?;
     if RESERVED_HEADERS.contains(&parsed.as_str()) {
         return Err(format!("{name} is set by berth and cannot be configured"));
     }
-    http::HeaderValue::from_str(value)
+    let mut value = HeaderValue::from_str(value)
         .map_err(|_| format!("the value of {name} has characters a header cannot carry"))?;
-    Ok(())
-}
-
-/// TLS towards one endpoint.
-struct TlsTarget {
-    config: Arc<rustls::ClientConfig>,
-    name: rustls::pki_types::ServerName<'static>,
-}
-
-fn tls_target(url: &Url, ca: Option<&Path>) -> Result<TlsTarget, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    match ca {
-        Some(path) => {
-            let certs = crate::tls::material::read_certs(path).map_err(|e| e.to_string())?;
-            for c in certs {
-                roots
-                    .add(c)
-                    .map_err(|e| format!("{}: not a CA certificate: {e}", path.display()))?;
-            }
-        }
-        None => {
-            let native = rustls_native_certs::load_native_certs();
-            let (added, _) = roots.add_parsable_certificates(native.certs);
-            if added == 0 {
-                return Err(
-                    "no trusted root certificates on this system (install ca-certificates, or set ca to the endpoint's CA file)"
-                        .into(),
-                );
-            }
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let name = rustls::pki_types::ServerName::try_from(url.host.clone())
-        .map_err(|e| format!("{:?}: {e}", url.host))?;
-    Ok(TlsTarget {
-        config: Arc::new(config),
-        name,
-    })
+    value.set_sensitive(true);
+    Ok((parsed, value))
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -618,14 +590,16 @@ impl Wake {
 struct Endpoint {
     name: String,
     url: Url,
-    headers: Vec<(String, String)>,
+    /// Where the POSTs go: `url` again, as the client takes it.
+    uri: http::Uri,
+    /// Every request's headers: the content type and the configured ones.
+    headers: HeaderMap,
     timeout: Duration,
     threshold: u32,
     backoff: Duration,
     backoff_max: Duration,
     ignored_media_types: Vec<String>,
     ignore_actions: Vec<Action>,
-    tls: Option<TlsTarget>,
     dir: PathBuf,
     wake: Wake,
     /// Files in the queue, as far as this process knows.
@@ -636,18 +610,20 @@ impl Endpoint {
     fn from_config(c: &NotifyEndpoint, root: &Path) -> Result<Self, String> {
         let fail = |m: String| format!("notification endpoint {:?}: {m}", c.name);
         let url = parse_url(&c.url).map_err(fail)?;
-        let tls = if url.tls {
-            Some(tls_target(&url, c.ca.as_deref()).map_err(fail)?)
-        } else {
-            None
-        };
+        let scheme = if url.tls { "https" } else { "http" };
+        let uri = format!("{scheme}://{}{}", url.authority, url.target)
+            .parse()
+            .map_err(|e| fail(format!("{e}")))?;
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(EVENTS_MEDIA_TYPE));
+        for (name, value) in &c.headers {
+            let (name, value) = parse_header(name, value).map_err(fail)?;
+            headers.append(name, value);
+        }
         Ok(Self {
             name: c.name.clone(),
-            headers: c
-                .headers
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+            uri,
+            headers,
             timeout: c.timeout.0,
             threshold: c.threshold,
             backoff: c.backoff.0,
@@ -658,7 +634,6 @@ impl Endpoint {
                 .iter()
                 .filter_map(|a| Action::parse(a))
                 .collect(),
-            tls,
             dir: root.join(&c.name),
             url,
             wake: Wake::default(),
@@ -699,6 +674,8 @@ pub struct Notifier {
     writer: Mutex<Option<JoinHandle<()>>>,
     senders: Mutex<Vec<JoinHandle<()>>>,
     dropped: AtomicU64,
+    /// Dropped after the senders have stopped (fields drop after `Drop::drop`).
+    _io: Io,
 }
 
 /// Every notifier of the process, for [`flush_all`].
@@ -741,10 +718,16 @@ impl Notifier {
             addr: source_addr(cfg),
             instance_id: instance,
         };
+        let io = Io::start()?;
         let mut endpoints = Vec::new();
+        let mut transports = Vec::new();
         let mut next = Vec::new();
         for c in active {
             let ep = Endpoint::from_config(c, &root)?;
+            transports.push(
+                Transport::new(c, ep.url.tls, io.handle())
+                    .map_err(|m| format!("notification endpoint {:?}: {m}", c.name))?,
+            );
             fs::DirBuilder::new()
                 .recursive(true)
                 .mode(DIR_MODE)
@@ -783,11 +766,12 @@ impl Notifier {
             writer: Mutex::new(Some(writer)),
             senders: Mutex::new(Vec::new()),
             dropped: AtomicU64::new(0),
+            _io: io,
         };
-        for ep in notifier.endpoints.clone() {
+        for (ep, transport) in notifier.endpoints.clone().into_iter().zip(transports) {
             let name = format!("notify-{}", ep.name);
             // On an error the notifier is dropped, which stops what started.
-            let handle = spawn(name, move || send_loop(&ep))?;
+            let handle = spawn(name, move || send_loop(&ep, &transport))?;
             notifier
                 .senders
                 .get_mut()
@@ -1094,7 +1078,7 @@ fn write_durably(path: &Path, body: &[u8]) -> Result<(), crate::store::Error> {
 
 /// A sender thread: takes the directory's lock, then delivers its files in order for as
 /// long as the notifier lives.
-fn send_loop(ep: &Endpoint) {
+fn send_loop(ep: &Endpoint, transport: &Transport) {
     let Some(_lock) = take_lock(ep) else {
         return;
     };
@@ -1124,7 +1108,7 @@ fn send_loop(ep: &Endpoint) {
             continue;
         }
         for path in files {
-            if !deliver_file(ep, &path, &mut undeletable) {
+            if !deliver_file(ep, transport, &path, &mut undeletable) {
                 return;
             }
         }
@@ -1198,14 +1182,19 @@ fn remove_stale_temporaries(dir: &Path) {
 }
 
 /// Delivers one file, retrying until a 2xx; false once stopped.
-fn deliver_file(ep: &Endpoint, path: &Path, undeletable: &mut HashSet<PathBuf>) -> bool {
+fn deliver_file(
+    ep: &Endpoint,
+    transport: &Transport,
+    path: &Path,
+    undeletable: &mut HashSet<PathBuf>,
+) -> bool {
     let mut failures: u32 = 0;
     loop {
         if ep.wake.stopped() {
             return false;
         }
         let outcome = match fs::read(path) {
-            Ok(body) => post(ep, &body),
+            Ok(body) => transport.post(ep, body).map_err(|e| e.to_string()),
             // Removed by hand (an event given up on): on to the next.
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 ep.dequeued();
@@ -1253,161 +1242,91 @@ fn deliver_file(ep: &Endpoint, path: &Path, undeletable: &mut HashSet<PathBuf>) 
     }
 }
 
-/// A connection to an endpoint, plain or TLS.
-trait Channel: Read + Write {
-    fn tcp(&self) -> &TcpStream;
+/// The runtime the endpoints' connections live on: one worker thread, shared by the
+/// senders. It keeps running between deliveries, so that a connection the endpoint closes
+/// while idle is noticed then (and not when the next event is already being written to
+/// it), and idle connections are closed on time.
+struct Io {
+    /// `None` only once dropped.
+    rt: Option<tokio::runtime::Runtime>,
+    handle: tokio::runtime::Handle,
 }
 
-impl Channel for TcpStream {
-    fn tcp(&self) -> &TcpStream {
-        self
+impl Io {
+    fn start() -> Result<Self, String> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("berth-notify-io")
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start a notification thread: {e}"))?;
+        Ok(Self {
+            handle: rt.handle().clone(),
+            rt: Some(rt),
+        })
+    }
+
+    fn handle(&self) -> tokio::runtime::Handle {
+        self.handle.clone()
     }
 }
 
-impl Channel for rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
-    fn tcp(&self) -> &TcpStream {
-        &self.sock
-    }
-}
-
-/// POSTs `body` on a new connection and returns the response status; the whole exchange
-/// (connect, TLS, request, response head) within the endpoint's timeout.
-fn post(ep: &Endpoint, body: &[u8]) -> Result<u16, String> {
-    let deadline = Instant::now() + ep.timeout;
-    let sock = connect(ep, deadline)?;
-    let _ = sock.set_nodelay(true);
-    let head = request_head(ep, body.len());
-    match &ep.tls {
-        None => {
-            let mut s = sock;
-            exchange(&mut s, &head, body, deadline, ep.timeout)
-        }
-        Some(t) => {
-            let conn = rustls::ClientConnection::new(t.config.clone(), t.name.clone())
-                .map_err(|e| format!("TLS: {e}"))?;
-            let mut s = rustls::StreamOwned::new(conn, sock);
-            exchange(&mut s, &head, body, deadline, ep.timeout)
-        }
-    }
-}
-
-fn timed_out(timeout: Duration) -> String {
-    format!("no answer within the timeout ({timeout:?})")
-}
-
-fn left(deadline: Instant, timeout: Duration) -> Result<Duration, String> {
-    let d = deadline.saturating_duration_since(Instant::now());
-    if d.is_zero() {
-        Err(timed_out(timeout))
-    } else {
-        Ok(d)
-    }
-}
-
-fn connect(ep: &Endpoint, deadline: Instant) -> Result<TcpStream, String> {
-    let addrs = (ep.url.host.as_str(), ep.url.port)
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {}: {e}", ep.url.host))?;
-    let mut last = format!("{} has no address", ep.url.host);
-    for a in addrs {
-        match TcpStream::connect_timeout(&a, left(deadline, ep.timeout)?) {
-            Ok(s) => return Ok(s),
-            Err(e) => last = format!("cannot connect to {a}: {e}"),
+impl Drop for Io {
+    fn drop(&mut self) {
+        // Without waiting for the worker: a Notifier may be dropped on an async thread,
+        // where a blocking runtime shutdown panics.
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
         }
     }
-    Err(last)
 }
 
-fn request_head(ep: &Endpoint, len: usize) -> String {
-    let mut h = format!(
-        "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: {EVENTS_MEDIA_TYPE}\r\nContent-Length: {len}\r\nUser-Agent: berth/{}\r\nConnection: close\r\n",
-        ep.url.target,
-        ep.url.authority,
-        env!("CARGO_PKG_VERSION")
-    );
-    for (name, value) in &ep.headers {
-        h.push_str(name);
-        h.push_str(": ");
-        h.push_str(value);
-        h.push_str("\r\n");
-    }
-    h.push_str("\r\n");
-    h
+/// How one endpoint's sender reaches it: the connections' runtime, and a client whose
+/// connections are kept from one delivery to the next.
+struct Transport {
+    rt: tokio::runtime::Handle,
+    client: Client,
 }
 
-fn io_error(e: &io::Error, timeout: Duration, doing: &str) -> String {
-    match e.kind() {
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => timed_out(timeout),
-        _ => format!("{doing}: {e}"),
-    }
-}
-
-fn exchange<C: Channel>(
-    c: &mut C,
-    head: &str,
-    body: &[u8],
-    deadline: Instant,
-    timeout: Duration,
-) -> Result<u16, String> {
-    let budget = left(deadline, timeout)?;
-    c.tcp()
-        .set_write_timeout(Some(budget))
-        .and_then(|()| c.tcp().set_read_timeout(Some(budget)))
+impl Transport {
+    /// Trusts the endpoint's `ca` file alone when it is set, else the system's roots; a
+    /// plain http:// endpoint does without either.
+    fn new(c: &NotifyEndpoint, tls: bool, rt: tokio::runtime::Handle) -> Result<Self, String> {
+        let roots = match &c.ca {
+            Some(path) => Roots::File(path.clone()),
+            None if tls => Roots::System,
+            None => Roots::Empty,
+        };
+        let client = Client::new(&ClientOptions {
+            timeout: c.timeout.0,
+            read_timeout: c.timeout.0,
+            roots,
+            body_max: RESPONSE_BODY_MAX,
+            head_max: RESPONSE_HEAD_MAX,
+            idle_timeout: IDLE_CONNECTION,
+            // Connecting is part of the exchange that `timeout` bounds.
+            connect_timeout: None,
+        })
         .map_err(|e| e.to_string())?;
-    c.write_all(head.as_bytes())
-        .and_then(|()| c.write_all(body))
-        .and_then(|()| c.flush())
-        .map_err(|e| io_error(&e, timeout, "sending"))?;
-    let mut buf: Vec<u8> = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 4096];
-    loop {
-        if let Some(status) = response_status(&mut buf)? {
-            return Ok(status);
-        }
-        if buf.len() > RESPONSE_HEAD_MAX {
-            return Err("the response header is too large".into());
-        }
-        let budget = left(deadline, timeout)?;
-        c.tcp()
-            .set_read_timeout(Some(budget))
-            .map_err(|e| e.to_string())?;
-        let n = c
-            .read(&mut chunk)
-            .map_err(|e| io_error(&e, timeout, "reading the response"))?;
-        if n == 0 {
-            return Err("the connection was closed without an answer".into());
-        }
-        buf.extend_from_slice(&chunk[..n]);
+        Ok(Self { rt, client })
     }
-}
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-/// The status of the first final (not 1xx) response whose head `buf` holds completely;
-/// `None` while it is incomplete. Interim responses are removed from `buf`.
-fn response_status(buf: &mut Vec<u8>) -> Result<Option<u16>, String> {
-    loop {
-        let Some(end) = find(buf, b"\r\n\r\n") else {
-            return Ok(None);
-        };
-        let line_end = find(&buf[..end], b"\r\n").unwrap_or(end);
-        let line = String::from_utf8_lossy(&buf[..line_end]).into_owned();
-        let mut parts = line.split(' ');
-        let version = parts.next().unwrap_or_default();
-        let status = parts
-            .next()
-            .and_then(|c| c.parse::<u16>().ok())
-            .filter(|c| (100..1000).contains(c));
-        let Some(status) = status.filter(|_| version.starts_with("HTTP/1.")) else {
-            return Err(format!("not an HTTP/1.x response: {line:?}"));
-        };
-        if (100..200).contains(&status) {
-            *buf = buf.split_off(end + 4);
-            continue;
-        }
-        return Ok(Some(status));
+    /// POSTs `body` and returns the answer's status; the exchange (connect, TLS, request,
+    /// response head) within the endpoint's timeout. Redirects are not followed.
+    fn post(&self, ep: &Endpoint, body: Vec<u8>) -> Result<u16, ClientError> {
+        let mut request = http::Request::new(RequestBody::from(body));
+        *request.method_mut() = http::Method::POST;
+        *request.uri_mut() = ep.uri.clone();
+        *request.headers_mut() = ep.headers.clone();
+        self.rt.block_on(async {
+            let deadline = tokio::time::Instant::now() + ep.timeout;
+            let answer = self.client.send(request).await?;
+            let status = answer.status().as_u16();
+            // The rest of the answer is read, in what is left of the timeout, so that the
+            // connection can carry the next event. The status alone is the outcome.
+            let _ = tokio::time::timeout_at(deadline, answer.bytes()).await;
+            Ok(status)
+        })
     }
 }
 
@@ -1416,8 +1335,13 @@ mod tests {
     use super::*;
     use crate::config::Duration as CfgDuration;
     use std::collections::VecDeque;
+    use std::io::{Read, Write};
     use std::net::TcpListener;
     use std::sync::atomic::AtomicBool;
+
+    fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+        hay.windows(needle.len()).position(|w| w == needle)
+    }
 
     /// One request the test receiver got.
     #[derive(Debug, Clone)]
@@ -1457,6 +1381,12 @@ mod tests {
                         continue;
                     };
                     let status = script.pop_front().unwrap_or(200);
+                    let ready = conn
+                        .set_nonblocking(false)
+                        .and_then(|()| conn.set_read_timeout(Some(Duration::from_secs(5))));
+                    if ready.is_err() {
+                        continue;
+                    }
                     if let Some((head, body)) = read_request(&mut conn) {
                         lock(&g).push(Got { head, body, status });
                         let _ = conn.write_all(
@@ -1509,9 +1439,7 @@ mod tests {
         }
     }
 
-    fn read_request(conn: &mut TcpStream) -> Option<(String, Vec<u8>)> {
-        conn.set_nonblocking(false).ok()?;
-        conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    fn read_request(conn: &mut impl Read) -> Option<(String, Vec<u8>)> {
         let mut buf = Vec::new();
         let mut chunk = [0u8; 4096];
         let end = loop {
@@ -1784,17 +1712,6 @@ mod tests {
     }
 
     #[test]
-    fn response_heads() {
-        let mut b =
-            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\nX: y\r\n\r\n".to_vec();
-        assert_eq!(response_status(&mut b), Ok(Some(204)));
-        let mut b = b"HTTP/1.1 200 OK\r\nContent-Le".to_vec();
-        assert_eq!(response_status(&mut b), Ok(None));
-        let mut b = b"SSH-2.0-OpenSSH\r\n\r\n".to_vec();
-        assert!(response_status(&mut b).is_err());
-    }
-
-    #[test]
     fn no_endpoints_no_notifier() {
         let dir = tempfile::tempdir().expect("tempdir");
         assert!(Notifier::start(&config(dir.path(), Vec::new()))
@@ -1902,6 +1819,125 @@ mod tests {
         let first: serde_json::Value = serde_json::from_slice(&attempts[0].body).expect("JSON");
         let last: serde_json::Value = serde_json::from_slice(&attempts[3].body).expect("JSON");
         assert_eq!(first, last);
+    }
+
+    /// A loopback https:// receiver with a self-signed certificate that keeps each
+    /// connection open and answers every request 204. Its threads end with the test
+    /// process.
+    struct TlsReceiver {
+        port: u16,
+        /// Connections it took.
+        connections: Arc<AtomicU64>,
+        /// The bodies it got.
+        bodies: Arc<Mutex<Vec<Vec<u8>>>>,
+        /// The certificate's PEM file.
+        ca: PathBuf,
+    }
+
+    fn tls_receiver(dir: &Path) -> TlsReceiver {
+        let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).expect("cert");
+        let ca = dir.join("hook-ca.pem");
+        fs::write(&ca, ck.cert.pem()).expect("write the CA file");
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(ck.signing_key.serialize_der().into());
+        let cfg = Arc::new(
+            rustls::ServerConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![ck.cert.der().clone()], key)
+            .expect("server config"),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let connections = Arc::new(AtomicU64::new(0));
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let (n, b) = (connections.clone(), bodies.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                n.fetch_add(1, Ordering::SeqCst);
+                let (cfg, b) = (cfg.clone(), b.clone());
+                std::thread::spawn(move || {
+                    let Ok(server) = rustls::ServerConnection::new(cfg) else {
+                        return;
+                    };
+                    let mut tls = rustls::StreamOwned::new(server, conn);
+                    while let Some((_, body)) = read_request(&mut tls) {
+                        lock(&b).push(body);
+                        let answered = tls
+                            .write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
+                            .and_then(|()| tls.flush());
+                        if answered.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        TlsReceiver {
+            port,
+            connections,
+            bodies,
+            ca,
+        }
+    }
+
+    #[test]
+    fn https_endpoints_trust_their_ca_file_and_keep_the_connection() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rx = tls_receiver(dir.path());
+        let url = format!("https://127.0.0.1:{}/hook", rx.port);
+
+        // Another CA: the certificate is not trusted, nothing is delivered.
+        let other = tempfile::tempdir().expect("tempdir");
+        let mut ep = endpoint("distrust", &url);
+        ep.ca = Some(tls_receiver(other.path()).ca);
+        let n = Notifier::start(&config(dir.path(), vec![ep]))
+            .expect("start")
+            .expect("notifier");
+        n.emit(blob_push(0));
+        assert!(n.flush(Duration::from_secs(10)));
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(lock(&rx.bodies).is_empty());
+        assert_eq!(queue_files(dir.path(), "distrust").len(), 1);
+        drop(n);
+
+        // Its own CA: every event arrives, and events that come apart (not in the same
+        // instant as the previous one's answer) use the same connection.
+        let mut ep = endpoint("hook", &url);
+        ep.ca = Some(rx.ca.clone());
+        let n = Notifier::start(&config(dir.path(), vec![ep]))
+            .expect("start")
+            .expect("notifier");
+        let before = rx.connections.load(Ordering::SeqCst);
+        let sent: Vec<Event> = (1..=3).map(blob_push).collect();
+        for (i, e) in sent.iter().enumerate() {
+            n.emit(e.clone());
+            for _ in 0..400 {
+                if lock(&rx.bodies).len() > i {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(25));
+            }
+        }
+        let ids: Vec<String> = lock(&rx.bodies)
+            .iter()
+            .map(|b| {
+                let v: serde_json::Value = serde_json::from_slice(b).expect("JSON");
+                v["events"][0]["id"].as_str().unwrap_or_default().to_owned()
+            })
+            .collect();
+        let want: Vec<&str> = sent.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(ids, want);
+        assert_eq!(rx.connections.load(Ordering::SeqCst) - before, 1);
+        for _ in 0..100 {
+            if queue_files(dir.path(), "hook").is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(queue_files(dir.path(), "hook").is_empty());
     }
 
     #[test]
