@@ -4,8 +4,13 @@
 //! The YAML is read once into a small tree ([`Node`]); every key the translation uses is
 //! taken out of it, so whatever is left is reported as not translated. The result only
 //! uses keys that [`crate::config::Config`] knows, and paths for the packaged service
-//! (`/var/lib/berth`, `/etc/berth`).
+//! (`/var/lib/berth`, `/etc/berth`). How `REGISTRY_*` variables name settings, and the
+//! berth key of the settings that carry over as they are, come from
+//! [`crate::config::distribution`], which the run-time overrides use too.
 
+use crate::config::distribution::{self, Kind, Variable};
+use crate::config::TokenAlg;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -213,45 +218,32 @@ fn from_yaml(v: &serde_yaml::Value) -> Node {
     }
 }
 
-/// One `REGISTRY_A_B_C=value`: sets `a.b.c`. A last part that is a number appends to the
-/// list (`REGISTRY_HTTP_TLS_LETSENCRYPT_HOSTS_0`, as berth itself reads it); a value
-/// written as a YAML list or map (`[a, b]`) is one.
+/// One `REGISTRY_A_B_C=value`: sets `a.b.c` ([`Variable`]). A last part that is a number
+/// appends to the list (`REGISTRY_HTTP_TLS_LETSENCRYPT_HOSTS_0`, as berth itself reads
+/// it); a value written as a YAML list or map (`[a, b]`) is one.
 fn apply_env(root: &mut Node, var: &str, raw: &str) -> Result<(), String> {
-    let rest = var.strip_prefix("REGISTRY_").unwrap_or(var);
-    let parts: Vec<String> = rest.split('_').map(str::to_ascii_lowercase).collect();
-    if parts.iter().any(String::is_empty) {
-        return Err(format!("{var}: not a REGISTRY_SECTION_KEY variable"));
-    }
-    let value = env_value(var, raw)?;
-    let Some((last, parents)) = parts.split_last() else {
+    let Some(v) = Variable::parse(var) else {
         return Err(format!("{var}: not a REGISTRY_SECTION_KEY variable"));
     };
-    let index = !parents.is_empty() && last.chars().all(|c| c.is_ascii_digit());
-    let (parents, last) = if index {
-        let (list, parents) = parents.split_last().unwrap_or((last, &[]));
-        (parents, Some(list))
-    } else {
-        (parents, None)
+    let value = env_value(var, raw)?;
+    let Some((key, parents)) = v.path.split_last() else {
+        return Err(format!("{var}: not a REGISTRY_SECTION_KEY variable"));
     };
     let mut node = root;
     for p in parents {
         node = node.child(p);
     }
-    match last {
+    let slot = node.child(key);
+    if v.element {
         // REGISTRY_..._HOSTS_<n>: an element of the list `hosts`.
-        Some(list) => {
-            let slot = node.child(list);
-            if !matches!(slot, Node::List(_)) {
-                *slot = Node::List(Vec::new());
-            }
-            if let Node::List(items) = slot {
-                items.push(value);
-            }
+        if !matches!(slot, Node::List(_)) {
+            *slot = Node::List(Vec::new());
         }
-        None => {
-            let key = parts.last().map(String::as_str).unwrap_or_default();
-            *node.child(key) = value;
+        if let Node::List(items) = slot {
+            items.push(value);
         }
+    } else {
+        *slot = value;
     }
     Ok(())
 }
@@ -299,28 +291,34 @@ struct Out {
     foreign_allow: Vec<String>,
     foreign_deny: Vec<String>,
     auth_mode: &'static str,
-    htpasswd_path: Option<String>,
-    htpasswd_realm: Option<String>,
-    token: Option<Token>,
+    /// `auth.token` of registry:2: an external token server whose tokens berth verifies,
+    /// with these algorithms (none: berth's default list).
+    token: Option<Vec<TokenAlg>>,
+    /// The settings of [`distribution::SETTINGS`] copied as they are, by berth key
+    /// (`auth.htpasswd.path`, `auth.token.realm`, ...).
+    copied: BTreeMap<&'static str, String>,
     log_level: Option<String>,
     log_format: Option<&'static str>,
 }
 
-/// `auth.token` of registry:2: an external token server whose tokens berth verifies.
-#[derive(Debug, Default)]
-struct Token {
-    realm: String,
-    service: Option<String>,
-    issuer: Option<String>,
-    rootcertbundle: Option<String>,
-    jwks: Option<String>,
-    algorithms: Vec<String>,
-}
+impl Out {
+    /// Takes every text setting that the distribution table has directly in the
+    /// `config.yml` section `section` out of `node` (that section), for its berth key.
+    fn copy(&mut self, node: &mut Node, section: &str) {
+        for (key, s) in distribution::settings_in(section) {
+            if s.kind != Kind::Text {
+                continue;
+            }
+            if let Some(v) = node.take(key).and_then(|v| v.word()) {
+                self.copied.insert(s.berth, v);
+            }
+        }
+    }
 
-/// The token signature algorithms berth accepts (`auth.token.algorithms`).
-const TOKEN_ALGORITHMS: &[&str] = &[
-    "ES256", "ES384", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "EdDSA",
-];
+    fn copied(&self, berth: &str) -> Option<&String> {
+        self.copied.get(berth)
+    }
+}
 
 /// Top-level sections berth has no counterpart for, and why.
 const UNSUPPORTED: &[(&str, &str)] = &[
@@ -646,16 +644,15 @@ fn auth(node: Option<Node>, out: &mut Out, w: &mut Vec<String>) -> Result<(), St
     let mut a = node.into_map();
     if let Some(mut h) = a.take("htpasswd").map(Node::into_map) {
         out.auth_mode = "htpasswd";
-        out.htpasswd_realm = h.take("realm").and_then(|v| v.word());
-        out.htpasswd_path = h.take("path").and_then(|v| v.word());
-        if out.htpasswd_path.is_none() {
-            out.htpasswd_path = Some("/etc/berth/htpasswd".into());
+        out.copy(&mut h, "auth.htpasswd");
+        if out.copied(HTPASSWD_PATH).is_none() {
+            out.copied.insert(HTPASSWD_PATH, DEFAULT_HTPASSWD.into());
             w.push("auth.htpasswd.path: not set; using /etc/berth/htpasswd".into());
         }
         leftovers(&h, "auth.htpasswd", w);
     } else if let Some(t) = a.take("token").map(Node::into_map) {
         out.auth_mode = "token";
-        out.token = Some(token(t, w)?);
+        out.token = Some(token(t, out, w)?);
     }
     for kind in a.keys() {
         w.push(format!(
@@ -666,7 +663,7 @@ fn auth(node: Option<Node>, out: &mut Out, w: &mut Vec<String>) -> Result<(), St
     if out.auth_mode == "none" {
         // Fail closed: an unsupported scheme must not become an open registry.
         out.auth_mode = "htpasswd";
-        out.htpasswd_path = Some("/etc/berth/htpasswd".into());
+        out.copied.insert(HTPASSWD_PATH, DEFAULT_HTPASSWD.into());
         w.push(
             "auth: set to htpasswd with /etc/berth/htpasswd, so that nothing is open; add \
              users with `berth user add`"
@@ -676,31 +673,33 @@ fn auth(node: Option<Node>, out: &mut Out, w: &mut Vec<String>) -> Result<(), St
     Ok(())
 }
 
+/// The berth key of `auth.htpasswd.path`, which the translation fills in when it is missing.
+const HTPASSWD_PATH: &str = "auth.htpasswd.path";
+const DEFAULT_HTPASSWD: &str = "/etc/berth/htpasswd";
+
 /// `auth.token`: registry:2 verifies tokens of an external server; so does berth
-/// (`auth.token.issuer = "external"`), with the same keys.
-fn token(mut t: Node, w: &mut Vec<String>) -> Result<Token, String> {
-    let Some(realm) = t.take("realm").and_then(|v| v.word()) else {
+/// (`auth.token.issuer = "external"`), with the same keys. Returns the algorithms.
+fn token(mut t: Node, out: &mut Out, w: &mut Vec<String>) -> Result<Vec<TokenAlg>, String> {
+    out.copy(&mut t, "auth.token");
+    if out.copied("auth.token.realm").is_none() {
         return Err("auth.token.realm: the token server's URL is missing".into());
-    };
-    let mut token = Token {
-        realm,
-        service: t.take("service").and_then(|v| v.word()),
-        issuer: t.take("issuer").and_then(|v| v.word()),
-        rootcertbundle: t.take("rootcertbundle").and_then(|v| v.word()),
-        jwks: t.take("jwks").and_then(|v| v.word()),
-        algorithms: Vec::new(),
-    };
-    if token.rootcertbundle.is_none() && token.jwks.is_none() {
+    }
+    if out.copied("auth.token.rootcertbundle").is_none() && out.copied("auth.token.jwks").is_none()
+    {
         return Err(
             "auth.token: neither rootcertbundle nor jwks: berth only trusts tokens signed by \
              keys it is given"
                 .into(),
         );
     }
+    let mut algorithms = Vec::new();
     if let Some(algs) = t.take("signingalgorithms") {
         for a in algs.texts() {
-            match TOKEN_ALGORITHMS.iter().find(|k| k.eq_ignore_ascii_case(&a)) {
-                Some(k) => token.algorithms.push((*k).to_owned()),
+            match TokenAlg::ALL
+                .into_iter()
+                .find(|k| k.name().eq_ignore_ascii_case(&a))
+            {
+                Some(k) => algorithms.push(k),
                 None => w.push(format!(
                     "auth.token.signingalgorithms: {a:?} is not accepted by berth; left out"
                 )),
@@ -715,7 +714,7 @@ fn token(mut t: Node, w: &mut Vec<String>) -> Result<Token, String> {
         );
     }
     leftovers(&t, "auth.token", w);
-    Ok(token)
+    Ok(algorithms)
 }
 
 fn log(node: Option<Node>, legacy: Option<Node>, out: &mut Out, w: &mut Vec<String>) {
@@ -852,18 +851,18 @@ fn review(out: &Out, w: &mut Vec<String>) {
              files must belong to it: chown -R berth:berth {root}"
         ));
     }
-    let token_files = out
-        .token
-        .as_ref()
-        .map(|t| [&t.rootcertbundle, &t.jwks])
-        .unwrap_or([&None, &None]);
-    let outside: Vec<&str> = [&out.htpasswd_path, &out.tls_certificate, &out.tls_key]
-        .into_iter()
-        .chain(token_files)
-        .flatten()
-        .map(String::as_str)
-        .filter(|p| !p.starts_with("/etc/berth/"))
-        .collect();
+    let outside: Vec<&str> = [
+        out.copied(HTPASSWD_PATH),
+        out.tls_certificate.as_ref(),
+        out.tls_key.as_ref(),
+        out.copied("auth.token.rootcertbundle"),
+        out.copied("auth.token.jwks"),
+    ]
+    .into_iter()
+    .flatten()
+    .map(String::as_str)
+    .filter(|p| !p.starts_with("/etc/berth/"))
+    .collect();
     if !outside.is_empty() {
         w.push(format!(
             "berth runs as user berth and must be able to read {} (chgrp berth and chmod 0640, \
@@ -1052,12 +1051,7 @@ fn render(out: &Out, warnings: &[String], env_used: &[String]) -> String {
     let _ = writeln!(s, "mode = {}", q(out.auth_mode));
     if out.auth_mode == "htpasswd" {
         s.push_str("\n[auth.htpasswd]\n");
-        if let Some(p) = &out.htpasswd_path {
-            let _ = writeln!(s, "path = {}", q(p));
-        }
-        if let Some(r) = &out.htpasswd_realm {
-            let _ = writeln!(s, "realm = {}", q(r));
-        }
+        put_copied(&mut s, out, "auth.htpasswd");
         if out.read_only {
             s.push_str(
                 "\n# storage.maintenance.readonly: every user may pull, nobody may push.\n\
@@ -1069,24 +1063,13 @@ fn render(out: &Out, warnings: &[String], env_used: &[String]) -> String {
         }
     }
 
-    if let Some(t) = &out.token {
+    if let Some(algorithms) = &out.token {
         s.push_str("\n[auth.token]\n# An external token server; berth verifies its tokens.\n");
         s.push_str("issuer = \"external\"\n");
-        let _ = writeln!(s, "realm = {}", q(&t.realm));
-        if let Some(v) = &t.service {
-            let _ = writeln!(s, "service = {}", q(v));
-        }
-        if let Some(v) = &t.issuer {
-            let _ = writeln!(s, "issuer_name = {}", q(v));
-        }
-        if let Some(v) = &t.rootcertbundle {
-            let _ = writeln!(s, "rootcertbundle = {}", q(v));
-        }
-        if let Some(v) = &t.jwks {
-            let _ = writeln!(s, "jwks = {}", q(v));
-        }
-        if !t.algorithms.is_empty() {
-            let _ = writeln!(s, "algorithms = {}", list(&t.algorithms));
+        put_copied(&mut s, out, "auth.token");
+        if !algorithms.is_empty() {
+            let names: Vec<String> = algorithms.iter().map(|a| a.name().to_owned()).collect();
+            let _ = writeln!(s, "algorithms = {}", list(&names));
         }
     }
 
@@ -1100,6 +1083,17 @@ fn render(out: &Out, warnings: &[String], env_used: &[String]) -> String {
         }
     }
     s
+}
+
+/// The copied settings ([`Out::copy`]) of the `config.yml` section `section`, in the
+/// distribution table's order, as keys of the berth table their keys name.
+fn put_copied(s: &mut String, out: &Out, section: &str) {
+    for (_, setting) in distribution::settings_in(section) {
+        if let Some(v) = out.copied(setting.berth) {
+            let key = setting.berth.rsplit('.').next().unwrap_or(setting.berth);
+            let _ = writeln!(s, "{key} = {}", q(v));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -1401,7 +1395,7 @@ auth:
             t.rootcertbundle,
             Some(PathBuf::from("/etc/docker/registry/token-bundle.pem"))
         );
-        assert_eq!(t.algorithms, vec!["ES256".to_owned()]);
+        assert_eq!(t.algorithms, vec![TokenAlg::Es256]);
         for what in ["HS256", "autoredirect", "token-bundle.pem"] {
             assert!(
                 warned(&warnings, what),
@@ -1502,5 +1496,108 @@ auth:
             import_distribution("storage:\n  filesystem:\n    rootdirectory: '/srv/a \"b\"'\n")
                 .expect("translates");
         assert_eq!(config(&text).storage.root, PathBuf::from("/srv/a \"b\""));
+    }
+
+    /// Each setting of the distribution table means the same to both of its readers: the
+    /// run-time overrides (a `REGISTRY_*` variable over the built-in defaults) and the
+    /// importer (the same variable over the registry:2 image's configuration).
+    #[test]
+    fn run_time_variables_and_the_importer_agree() {
+        fn setting(cfg: &Config, berth: &str) -> Option<toml::Value> {
+            let all = toml::Value::try_from(cfg).expect("serializes");
+            berth.split('.').try_fold(&all, |v, k| v.get(k)).cloned()
+        }
+        for s in distribution::SETTINGS {
+            let var = format!(
+                "REGISTRY_{}",
+                s.distribution.replace('.', "_").to_uppercase()
+            );
+            // What the setting needs beside it to be a working configuration.
+            let mut vars: Vec<(String, String)> = match s.distribution {
+                "http.tls.certificate" | "http.tls.key" => env(&[
+                    ("REGISTRY_HTTP_TLS_CERTIFICATE", "/etc/berth/tls/cert.pem"),
+                    ("REGISTRY_HTTP_TLS_KEY", "/etc/berth/tls/key.pem"),
+                ]),
+                d if d.starts_with("http.tls.letsencrypt.") => env(&[
+                    ("REGISTRY_HTTP_TLS_LETSENCRYPT_CACHEFILE", "/le.json"),
+                    ("REGISTRY_HTTP_TLS_LETSENCRYPT_EMAIL", "ops@example.com"),
+                    (
+                        "REGISTRY_HTTP_TLS_LETSENCRYPT_HOSTS_0",
+                        "registry.example.com",
+                    ),
+                ]),
+                d if d.starts_with("auth.htpasswd.") => env(&[("REGISTRY_AUTH", "htpasswd")]),
+                d if d.starts_with("auth.token.") => env(&[
+                    ("REGISTRY_AUTH", "token"),
+                    (
+                        "REGISTRY_AUTH_TOKEN_REALM",
+                        "https://auth.example.com/token",
+                    ),
+                    ("REGISTRY_AUTH_TOKEN_JWKS", "/etc/berth/jwks.json"),
+                ]),
+                _ => Vec::new(),
+            };
+            let samples: &[&str] = match (s.kind, s.distribution) {
+                (Kind::Listen, _) => &["127.0.0.1:5443", ":5000"],
+                (Kind::Flag, _) => &["true", "false"],
+                (Kind::List, _) => &["registry.example.com"],
+                (Kind::Text, "auth") => &["htpasswd", "token"],
+                (Kind::Text, "http.tls.letsencrypt.email") => &["hostmaster@example.com"],
+                (Kind::Text, _) => &["/etc/berth/sample"],
+            };
+            let name = if s.kind == Kind::List {
+                format!("{var}_0")
+            } else {
+                var
+            };
+            for sample in samples {
+                vars.retain(|(k, _)| *k != name);
+                vars.push((name.clone(), (*sample).to_owned()));
+                if s.distribution == "auth" && *sample == "token" {
+                    vars.extend(env(&[
+                        (
+                            "REGISTRY_AUTH_TOKEN_REALM",
+                            "https://auth.example.com/token",
+                        ),
+                        ("REGISTRY_AUTH_TOKEN_JWKS", "/etc/berth/jwks.json"),
+                    ]));
+                }
+                let run_time =
+                    Config::load(None, &vars).unwrap_or_else(|e| panic!("{name}={sample}: {e}"));
+                let (text, _) = import_distribution_env(None, &vars).expect("translates");
+                let imported = config(&text);
+                let what = format!("{name}={sample}, {}", s.berth);
+                if s.kind == Kind::List {
+                    // The importer names Let's Encrypt's hosts in tls.hostnames, which ACME
+                    // certifies when tls.acme.hostnames is empty.
+                    assert_eq!(
+                        run_time.acme_hostnames(),
+                        imported.acme_hostnames(),
+                        "{what}"
+                    );
+                } else {
+                    let value = setting(&run_time, s.berth);
+                    assert!(value.is_some(), "{what}: not set");
+                    assert_eq!(value, setting(&imported, s.berth), "{what}\n{text}");
+                }
+                if let Some((key, value)) = s.implies {
+                    let want = Some(toml::Value::String(value.to_owned()));
+                    assert_eq!(setting(&run_time, key), want, "{what}: {key}");
+                    assert_eq!(setting(&imported, key), want, "{what}: {key}\n{text}");
+                }
+            }
+        }
+        // An address given with a certificate serves TLS, in both.
+        let vars = env(&[
+            ("REGISTRY_HTTP_ADDR", ":5443"),
+            ("REGISTRY_HTTP_TLS_CERTIFICATE", "/etc/berth/tls/cert.pem"),
+            ("REGISTRY_HTTP_TLS_KEY", "/etc/berth/tls/key.pem"),
+        ]);
+        let run_time = Config::load(None, &vars).expect("loads");
+        let (text, _) = import_distribution_env(None, &vars).expect("translates");
+        let imported = config(&text);
+        assert_eq!(run_time.listeners(), imported.listeners());
+        assert_eq!(run_time.tls.listen, imported.tls.listen);
+        assert!(run_time.http.listen.is_empty() && imported.http.listen.is_empty());
     }
 }
