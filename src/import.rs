@@ -6,13 +6,14 @@
 //! uses keys that [`crate::config::Config`] knows, and paths for the packaged service
 //! (`/var/lib/berth`, `/etc/berth`). How `REGISTRY_*` variables name settings, and the
 //! berth key of the settings that carry over as they are, come from
-//! [`crate::config::distribution`], which the run-time overrides use too.
+//! [`crate::config::distribution`], which the run-time overrides use too. The TOML is
+//! written with `toml_edit`, the notes as comments.
 
 use crate::config::distribution::{self, Kind, Variable};
 use crate::config::TokenAlg;
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use toml_edit::{Array, ArrayOfTables, Decor, DocumentMut, Item, Key, Table, Value};
 
 /// The configuration the `registry:2` image ships (`/etc/docker/registry/config.yml` in
 /// `distribution/registry`): the base that compose-style `REGISTRY_*` variables override.
@@ -941,159 +942,198 @@ fn listen_addr(raw: &str, w: &mut Vec<String>) -> String {
     SocketAddr::new(ip, port).to_string()
 }
 
-/// A TOML basic string.
-fn q(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() => {
-                let _ = write!(out, "\\u{:04X}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// A TOML array of strings.
-fn list(items: &[String]) -> String {
-    let quoted: Vec<String> = items.iter().map(String::as_str).map(q).collect();
-    format!("[{}]", quoted.join(", "))
-}
-
+/// The `appliance.toml` text: the notes as comments on top, then the settings.
 fn render(out: &Out, warnings: &[String], env_used: &[String]) -> String {
-    let mut s = String::new();
-    s.push_str(
+    let mut doc = DocumentMut::new();
+    let mut head = String::from(
         "# appliance.toml translated from a registry:2 (distribution) configuration by\n\
          # `berth config import-distribution`. Check it: berth config check FILE\n",
     );
     if !env_used.is_empty() {
-        let _ = writeln!(s, "# Environment applied: {}", env_used.join(", "));
+        head.push_str(&comment(&format!(
+            "Environment applied: {}",
+            env_used.join(", ")
+        )));
     }
     if !warnings.is_empty() {
-        s.push_str("#\n# Not translated, or to review:\n");
+        head.push_str("#\n# Not translated, or to review:\n");
         for w in warnings {
-            let _ = writeln!(s, "#   - {}", w.replace(['\n', '\r'], " "));
+            head.push_str(&comment(&format!("  - {w}")));
         }
     }
+    head.push('\n');
+    doc.decor_mut().set_prefix(head);
 
-    s.push_str("\n[http]\n");
-    let _ = writeln!(s, "listen = {}", list(&out.http_listen));
+    let mut http = Table::new();
+    http.insert("listen", list(&out.http_listen));
     if let Some(r) = &out.redirect_listen {
-        let _ = writeln!(s, "redirect_listen = {}", list(r));
+        http.insert("redirect_listen", list(r));
     }
     if let Some(u) = &out.external_url {
-        let _ = writeln!(s, "external_url = {}", q(u));
+        http.insert("external_url", text(u));
     }
     if let Some(g) = &out.shutdown_grace {
-        let _ = writeln!(s, "shutdown_grace = {}", q(g));
+        http.insert("shutdown_grace", text(g));
     }
+    doc.insert("http", Item::Table(http));
 
-    s.push_str("\n[tls]\n");
-    let _ = writeln!(s, "mode = {}", q(out.tls_mode));
+    let mut tls = Table::new();
+    tls.insert("mode", text(out.tls_mode));
     if let Some(l) = &out.tls_listen {
-        let _ = writeln!(s, "listen = {}", list(l));
+        tls.insert("listen", list(l));
     }
     if !out.tls_hostnames.is_empty() {
-        let _ = writeln!(s, "hostnames = {}", list(&out.tls_hostnames));
+        tls.insert("hostnames", list(&out.tls_hostnames));
     }
     if let Some(c) = &out.tls_certificate {
-        let _ = writeln!(s, "certificate = {}", q(c));
+        tls.insert("certificate", text(c));
     }
     if let Some(k) = &out.tls_key {
-        let _ = writeln!(s, "key = {}", q(k));
+        tls.insert("key", text(k));
     }
     if let Some(v) = out.min_version {
-        let _ = writeln!(s, "min_version = {}", q(v));
+        tls.insert("min_version", text(v));
     }
     if out.tls_mode == "acme" {
-        s.push_str("\n[tls.acme]\n");
+        let mut acme = Table::new();
         if let Some(d) = &out.acme_directory_url {
-            let _ = writeln!(s, "directory_url = {}", q(d));
+            acme.insert("directory_url", text(d));
         }
         if let Some(e) = &out.acme_email {
-            let _ = writeln!(s, "email = {}", q(e));
+            acme.insert("email", text(e));
         }
         if let Some(c) = &out.acme_challenges {
-            let _ = writeln!(s, "challenges = {}", list(c));
+            acme.insert("challenges", list(c));
         }
+        tls.insert("acme", Item::Table(acme));
     }
+    doc.insert("tls", Item::Table(tls));
 
-    s.push_str("\n[storage]\n");
-    let _ = writeln!(s, "root = {}", q(&out.storage_root));
-    let _ = writeln!(
-        s,
-        "delete_enabled = {}",
-        out.delete_enabled && !out.read_only
+    let mut storage = Table::new();
+    storage.insert("root", text(&out.storage_root));
+    storage.insert(
+        "delete_enabled",
+        toml_edit::value(out.delete_enabled && !out.read_only),
     );
+    doc.insert("storage", Item::Table(storage));
 
-    s.push_str("\n[state]\n# berth's own state: its local CA, ACME account and keys.\n");
-    s.push_str("dir = \"/var/lib/berth/state\"\n");
+    let mut state = Table::new();
+    state.insert_formatted(
+        &commented(
+            "dir",
+            "berth's own state: its local CA, ACME account and keys.",
+        ),
+        text("/var/lib/berth/state"),
+    );
+    doc.insert("state", Item::Table(state));
 
     if let Some(n) = out.page_max {
-        let _ = writeln!(s, "\n[limits]\npage_max = {n}");
+        let mut limits = Table::new();
+        limits.insert("page_max", toml_edit::value(i64::from(n)));
+        doc.insert("limits", Item::Table(limits));
     }
 
     if !out.foreign_allow.is_empty() || !out.foreign_deny.is_empty() {
-        s.push_str("\n[manifests]\n");
-        let _ = writeln!(s, "foreign_urls_allow = {}", list(&out.foreign_allow));
-        let _ = writeln!(s, "foreign_urls_deny = {}", list(&out.foreign_deny));
+        let mut manifests = Table::new();
+        manifests.insert("foreign_urls_allow", list(&out.foreign_allow));
+        manifests.insert("foreign_urls_deny", list(&out.foreign_deny));
+        doc.insert("manifests", Item::Table(manifests));
     }
 
-    s.push_str("\n[auth]\n");
-    let _ = writeln!(s, "mode = {}", q(out.auth_mode));
+    let mut auth = Table::new();
+    auth.insert("mode", text(out.auth_mode));
     if out.auth_mode == "htpasswd" {
-        s.push_str("\n[auth.htpasswd]\n");
-        put_copied(&mut s, out, "auth.htpasswd");
+        let mut htpasswd = Table::new();
+        put_copied(&mut htpasswd, out, "auth.htpasswd");
+        auth.insert("htpasswd", Item::Table(htpasswd));
         if out.read_only {
-            s.push_str(
-                "\n# storage.maintenance.readonly: every user may pull, nobody may push.\n\
-                 [[auth.rules]]\n\
-                 repositories = [\"*\"]\n\
-                 users = [\"*\"]\n\
-                 actions = [\"pull\"]\n",
-            );
+            let mut rule = Table::new();
+            rule.decor_mut().set_prefix(format!(
+                "\n{}",
+                comment("storage.maintenance.readonly: every user may pull, nobody may push.")
+            ));
+            for key in ["repositories", "users"] {
+                rule.insert(key, list(&["*".to_owned()]));
+            }
+            rule.insert("actions", list(&["pull".to_owned()]));
+            let mut rules = ArrayOfTables::new();
+            rules.push(rule);
+            auth.insert("rules", Item::ArrayOfTables(rules));
         }
     }
-
     if let Some(algorithms) = &out.token {
-        s.push_str("\n[auth.token]\n# An external token server; berth verifies its tokens.\n");
-        s.push_str("issuer = \"external\"\n");
-        put_copied(&mut s, out, "auth.token");
+        let mut token = Table::new();
+        token.insert_formatted(
+            &commented(
+                "issuer",
+                "An external token server; berth verifies its tokens.",
+            ),
+            text("external"),
+        );
+        put_copied(&mut token, out, "auth.token");
         if !algorithms.is_empty() {
             let names: Vec<String> = algorithms.iter().map(|a| a.name().to_owned()).collect();
-            let _ = writeln!(s, "algorithms = {}", list(&names));
+            token.insert("algorithms", list(&names));
         }
+        auth.insert("token", Item::Table(token));
     }
+    doc.insert("auth", Item::Table(auth));
 
     if out.log_level.is_some() || out.log_format.is_some() {
-        s.push_str("\n[log]\n");
+        let mut log = Table::new();
         if let Some(l) = &out.log_level {
-            let _ = writeln!(s, "level = {}", q(l));
+            log.insert("level", text(l));
         }
         if let Some(f) = out.log_format {
-            let _ = writeln!(s, "format = {}", q(f));
+            log.insert("format", text(f));
         }
+        doc.insert("log", Item::Table(log));
     }
-    s
+    doc.to_string()
 }
 
 /// The copied settings ([`Out::copy`]) of the `config.yml` section `section`, in the
-/// distribution table's order, as keys of the berth table their keys name.
-fn put_copied(s: &mut String, out: &Out, section: &str) {
-    for (_, setting) in distribution::settings_in(section) {
-        if let Some(v) = out.copied(setting.berth) {
-            let key = setting.berth.rsplit('.').next().unwrap_or(setting.berth);
-            let _ = writeln!(s, "{key} = {}", q(v));
+/// distribution table's order, into the berth table their keys name.
+fn put_copied(table: &mut Table, out: &Out, section: &str) {
+    for (_, s) in distribution::settings_in(section) {
+        if let Some(v) = out.copied(s.berth) {
+            let key = s.berth.rsplit('.').next().unwrap_or(s.berth);
+            table.insert(key, text(v));
         }
     }
+}
+
+fn text(s: &str) -> Item {
+    toml_edit::value(s)
+}
+
+fn list(items: &[String]) -> Item {
+    Item::Value(Value::Array(
+        items.iter().map(String::as_str).collect::<Array>(),
+    ))
+}
+
+/// A key with a comment line above it.
+fn commented(key: &str, note: &str) -> Key {
+    let mut decor = Decor::default();
+    decor.set_prefix(comment(note));
+    Key::new(key).with_leaf_decor(decor)
+}
+
+/// `# note` as one comment line: line breaks become spaces, and other control characters
+/// (which a TOML comment may not hold) are written as escapes.
+fn comment(note: &str) -> String {
+    let mut line = String::from("# ");
+    for c in note.chars() {
+        match c {
+            '\n' | '\r' => line.push(' '),
+            '\t' => line.push(c),
+            c if c.is_control() => line.extend(c.escape_unicode()),
+            c => line.push(c),
+        }
+    }
+    line.push('\n');
+    line
 }
 
 #[cfg(test)]
@@ -1491,11 +1531,20 @@ auth:
 
     #[test]
     fn toml_strings_are_escaped() {
-        assert_eq!(q("a\"b\\c\n"), "\"a\\\"b\\\\c\\n\"");
         let (text, _) =
             import_distribution("storage:\n  filesystem:\n    rootdirectory: '/srv/a \"b\"'\n")
                 .expect("translates");
         assert_eq!(config(&text).storage.root, PathBuf::from("/srv/a \"b\""));
+        // Quotes, backslashes, line breaks and control characters, in a value and in the
+        // notes (comments) that repeat it: the file still reads back to the same text.
+        let nasty = "/srv/a\"b\\c\nd\te\u{1}f";
+        let yaml = format!(
+            "storage:\n  filesystem:\n    rootdirectory: {}\n",
+            serde_json::to_string(nasty).expect("json")
+        );
+        let (text, warnings) = import_distribution(&yaml).expect("translates");
+        assert!(warned(&warnings, "ReadWritePaths"), "{warnings:#?}");
+        assert_eq!(config(&text).storage.root, PathBuf::from(nasty), "{text}");
     }
 
     /// Each setting of the distribution table means the same to both of its readers: the
@@ -1599,5 +1648,16 @@ auth:
         assert_eq!(run_time.listeners(), imported.listeners());
         assert_eq!(run_time.tls.listen, imported.tls.listen);
         assert!(run_time.http.listen.is_empty() && imported.http.listen.is_empty());
+    }
+
+    #[test]
+    fn notes_are_valid_comments() {
+        let (text, warnings) =
+            import_distribution("storage:\n  filesystem:\n    rootdirectory: \"/srv/a\\u0001b\"\n")
+                .expect("translates");
+        assert!(warned(&warnings, "/srv/a\u{1}b"), "{warnings:#?}");
+        // The control character is in the value, escaped, and spelt out in the comment.
+        assert_eq!(config(&text).storage.root, PathBuf::from("/srv/a\u{1}b"));
+        assert!(text.contains("ReadWritePaths=/srv/a\\u{1}b"), "{text}");
     }
 }
