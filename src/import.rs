@@ -4,10 +4,16 @@
 //! The YAML is read once into a small tree ([`Node`]); every key the translation uses is
 //! taken out of it, so whatever is left is reported as not translated. The result only
 //! uses keys that [`crate::config::Config`] knows, and paths for the packaged service
-//! (`/var/lib/berth`, `/etc/berth`).
+//! (`/var/lib/berth`, `/etc/berth`). How `REGISTRY_*` variables name settings, and the
+//! berth key of the settings that carry over as they are, come from
+//! [`crate::config::distribution`], which the run-time overrides use too. The TOML is
+//! written with `toml_edit`, the notes as comments.
 
-use std::fmt::Write as _;
+use crate::config::distribution::{self, Kind, Variable};
+use crate::config::TokenAlg;
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use toml_edit::{Array, ArrayOfTables, Decor, DocumentMut, Item, Key, Table, Value};
 
 /// The configuration the `registry:2` image ships (`/etc/docker/registry/config.yml` in
 /// `distribution/registry`): the base that compose-style `REGISTRY_*` variables override.
@@ -213,45 +219,32 @@ fn from_yaml(v: &serde_yaml::Value) -> Node {
     }
 }
 
-/// One `REGISTRY_A_B_C=value`: sets `a.b.c`. A last part that is a number appends to the
-/// list (`REGISTRY_HTTP_TLS_LETSENCRYPT_HOSTS_0`, as berth itself reads it); a value
-/// written as a YAML list or map (`[a, b]`) is one.
+/// One `REGISTRY_A_B_C=value`: sets `a.b.c` ([`Variable`]). A last part that is a number
+/// appends to the list (`REGISTRY_HTTP_TLS_LETSENCRYPT_HOSTS_0`, as berth itself reads
+/// it); a value written as a YAML list or map (`[a, b]`) is one.
 fn apply_env(root: &mut Node, var: &str, raw: &str) -> Result<(), String> {
-    let rest = var.strip_prefix("REGISTRY_").unwrap_or(var);
-    let parts: Vec<String> = rest.split('_').map(str::to_ascii_lowercase).collect();
-    if parts.iter().any(String::is_empty) {
-        return Err(format!("{var}: not a REGISTRY_SECTION_KEY variable"));
-    }
-    let value = env_value(var, raw)?;
-    let Some((last, parents)) = parts.split_last() else {
+    let Some(v) = Variable::parse(var) else {
         return Err(format!("{var}: not a REGISTRY_SECTION_KEY variable"));
     };
-    let index = !parents.is_empty() && last.chars().all(|c| c.is_ascii_digit());
-    let (parents, last) = if index {
-        let (list, parents) = parents.split_last().unwrap_or((last, &[]));
-        (parents, Some(list))
-    } else {
-        (parents, None)
+    let value = env_value(var, raw)?;
+    let Some((key, parents)) = v.path.split_last() else {
+        return Err(format!("{var}: not a REGISTRY_SECTION_KEY variable"));
     };
     let mut node = root;
     for p in parents {
         node = node.child(p);
     }
-    match last {
+    let slot = node.child(key);
+    if v.element {
         // REGISTRY_..._HOSTS_<n>: an element of the list `hosts`.
-        Some(list) => {
-            let slot = node.child(list);
-            if !matches!(slot, Node::List(_)) {
-                *slot = Node::List(Vec::new());
-            }
-            if let Node::List(items) = slot {
-                items.push(value);
-            }
+        if !matches!(slot, Node::List(_)) {
+            *slot = Node::List(Vec::new());
         }
-        None => {
-            let key = parts.last().map(String::as_str).unwrap_or_default();
-            *node.child(key) = value;
+        if let Node::List(items) = slot {
+            items.push(value);
         }
+    } else {
+        *slot = value;
     }
     Ok(())
 }
@@ -299,28 +292,34 @@ struct Out {
     foreign_allow: Vec<String>,
     foreign_deny: Vec<String>,
     auth_mode: &'static str,
-    htpasswd_path: Option<String>,
-    htpasswd_realm: Option<String>,
-    token: Option<Token>,
+    /// `auth.token` of registry:2: an external token server whose tokens berth verifies,
+    /// with these algorithms (none: berth's default list).
+    token: Option<Vec<TokenAlg>>,
+    /// The settings of [`distribution::SETTINGS`] copied as they are, by berth key
+    /// (`auth.htpasswd.path`, `auth.token.realm`, ...).
+    copied: BTreeMap<&'static str, String>,
     log_level: Option<String>,
     log_format: Option<&'static str>,
 }
 
-/// `auth.token` of registry:2: an external token server whose tokens berth verifies.
-#[derive(Debug, Default)]
-struct Token {
-    realm: String,
-    service: Option<String>,
-    issuer: Option<String>,
-    rootcertbundle: Option<String>,
-    jwks: Option<String>,
-    algorithms: Vec<String>,
-}
+impl Out {
+    /// Takes every text setting that the distribution table has directly in the
+    /// `config.yml` section `section` out of `node` (that section), for its berth key.
+    fn copy(&mut self, node: &mut Node, section: &str) {
+        for (key, s) in distribution::settings_in(section) {
+            if s.kind != Kind::Text {
+                continue;
+            }
+            if let Some(v) = node.take(key).and_then(|v| v.word()) {
+                self.copied.insert(s.berth, v);
+            }
+        }
+    }
 
-/// The token signature algorithms berth accepts (`auth.token.algorithms`).
-const TOKEN_ALGORITHMS: &[&str] = &[
-    "ES256", "ES384", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "EdDSA",
-];
+    fn copied(&self, berth: &str) -> Option<&String> {
+        self.copied.get(berth)
+    }
+}
 
 /// Top-level sections berth has no counterpart for, and why.
 const UNSUPPORTED: &[(&str, &str)] = &[
@@ -646,16 +645,15 @@ fn auth(node: Option<Node>, out: &mut Out, w: &mut Vec<String>) -> Result<(), St
     let mut a = node.into_map();
     if let Some(mut h) = a.take("htpasswd").map(Node::into_map) {
         out.auth_mode = "htpasswd";
-        out.htpasswd_realm = h.take("realm").and_then(|v| v.word());
-        out.htpasswd_path = h.take("path").and_then(|v| v.word());
-        if out.htpasswd_path.is_none() {
-            out.htpasswd_path = Some("/etc/berth/htpasswd".into());
+        out.copy(&mut h, "auth.htpasswd");
+        if out.copied(HTPASSWD_PATH).is_none() {
+            out.copied.insert(HTPASSWD_PATH, DEFAULT_HTPASSWD.into());
             w.push("auth.htpasswd.path: not set; using /etc/berth/htpasswd".into());
         }
         leftovers(&h, "auth.htpasswd", w);
     } else if let Some(t) = a.take("token").map(Node::into_map) {
         out.auth_mode = "token";
-        out.token = Some(token(t, w)?);
+        out.token = Some(token(t, out, w)?);
     }
     for kind in a.keys() {
         w.push(format!(
@@ -666,7 +664,7 @@ fn auth(node: Option<Node>, out: &mut Out, w: &mut Vec<String>) -> Result<(), St
     if out.auth_mode == "none" {
         // Fail closed: an unsupported scheme must not become an open registry.
         out.auth_mode = "htpasswd";
-        out.htpasswd_path = Some("/etc/berth/htpasswd".into());
+        out.copied.insert(HTPASSWD_PATH, DEFAULT_HTPASSWD.into());
         w.push(
             "auth: set to htpasswd with /etc/berth/htpasswd, so that nothing is open; add \
              users with `berth user add`"
@@ -676,31 +674,33 @@ fn auth(node: Option<Node>, out: &mut Out, w: &mut Vec<String>) -> Result<(), St
     Ok(())
 }
 
+/// The berth key of `auth.htpasswd.path`, which the translation fills in when it is missing.
+const HTPASSWD_PATH: &str = "auth.htpasswd.path";
+const DEFAULT_HTPASSWD: &str = "/etc/berth/htpasswd";
+
 /// `auth.token`: registry:2 verifies tokens of an external server; so does berth
-/// (`auth.token.issuer = "external"`), with the same keys.
-fn token(mut t: Node, w: &mut Vec<String>) -> Result<Token, String> {
-    let Some(realm) = t.take("realm").and_then(|v| v.word()) else {
+/// (`auth.token.issuer = "external"`), with the same keys. Returns the algorithms.
+fn token(mut t: Node, out: &mut Out, w: &mut Vec<String>) -> Result<Vec<TokenAlg>, String> {
+    out.copy(&mut t, "auth.token");
+    if out.copied("auth.token.realm").is_none() {
         return Err("auth.token.realm: the token server's URL is missing".into());
-    };
-    let mut token = Token {
-        realm,
-        service: t.take("service").and_then(|v| v.word()),
-        issuer: t.take("issuer").and_then(|v| v.word()),
-        rootcertbundle: t.take("rootcertbundle").and_then(|v| v.word()),
-        jwks: t.take("jwks").and_then(|v| v.word()),
-        algorithms: Vec::new(),
-    };
-    if token.rootcertbundle.is_none() && token.jwks.is_none() {
+    }
+    if out.copied("auth.token.rootcertbundle").is_none() && out.copied("auth.token.jwks").is_none()
+    {
         return Err(
             "auth.token: neither rootcertbundle nor jwks: berth only trusts tokens signed by \
              keys it is given"
                 .into(),
         );
     }
+    let mut algorithms = Vec::new();
     if let Some(algs) = t.take("signingalgorithms") {
         for a in algs.texts() {
-            match TOKEN_ALGORITHMS.iter().find(|k| k.eq_ignore_ascii_case(&a)) {
-                Some(k) => token.algorithms.push((*k).to_owned()),
+            match TokenAlg::ALL
+                .into_iter()
+                .find(|k| k.name().eq_ignore_ascii_case(&a))
+            {
+                Some(k) => algorithms.push(k),
                 None => w.push(format!(
                     "auth.token.signingalgorithms: {a:?} is not accepted by berth; left out"
                 )),
@@ -715,7 +715,7 @@ fn token(mut t: Node, w: &mut Vec<String>) -> Result<Token, String> {
         );
     }
     leftovers(&t, "auth.token", w);
-    Ok(token)
+    Ok(algorithms)
 }
 
 fn log(node: Option<Node>, legacy: Option<Node>, out: &mut Out, w: &mut Vec<String>) {
@@ -852,18 +852,18 @@ fn review(out: &Out, w: &mut Vec<String>) {
              files must belong to it: chown -R berth:berth {root}"
         ));
     }
-    let token_files = out
-        .token
-        .as_ref()
-        .map(|t| [&t.rootcertbundle, &t.jwks])
-        .unwrap_or([&None, &None]);
-    let outside: Vec<&str> = [&out.htpasswd_path, &out.tls_certificate, &out.tls_key]
-        .into_iter()
-        .chain(token_files)
-        .flatten()
-        .map(String::as_str)
-        .filter(|p| !p.starts_with("/etc/berth/"))
-        .collect();
+    let outside: Vec<&str> = [
+        out.copied(HTPASSWD_PATH),
+        out.tls_certificate.as_ref(),
+        out.tls_key.as_ref(),
+        out.copied("auth.token.rootcertbundle"),
+        out.copied("auth.token.jwks"),
+    ]
+    .into_iter()
+    .flatten()
+    .map(String::as_str)
+    .filter(|p| !p.starts_with("/etc/berth/"))
+    .collect();
     if !outside.is_empty() {
         w.push(format!(
             "berth runs as user berth and must be able to read {} (chgrp berth and chmod 0640, \
@@ -942,164 +942,198 @@ fn listen_addr(raw: &str, w: &mut Vec<String>) -> String {
     SocketAddr::new(ip, port).to_string()
 }
 
-/// A TOML basic string.
-fn q(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() => {
-                let _ = write!(out, "\\u{:04X}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// A TOML array of strings.
-fn list(items: &[String]) -> String {
-    let quoted: Vec<String> = items.iter().map(String::as_str).map(q).collect();
-    format!("[{}]", quoted.join(", "))
-}
-
+/// The `appliance.toml` text: the notes as comments on top, then the settings.
 fn render(out: &Out, warnings: &[String], env_used: &[String]) -> String {
-    let mut s = String::new();
-    s.push_str(
+    let mut doc = DocumentMut::new();
+    let mut head = String::from(
         "# appliance.toml translated from a registry:2 (distribution) configuration by\n\
          # `berth config import-distribution`. Check it: berth config check FILE\n",
     );
     if !env_used.is_empty() {
-        let _ = writeln!(s, "# Environment applied: {}", env_used.join(", "));
+        head.push_str(&comment(&format!(
+            "Environment applied: {}",
+            env_used.join(", ")
+        )));
     }
     if !warnings.is_empty() {
-        s.push_str("#\n# Not translated, or to review:\n");
+        head.push_str("#\n# Not translated, or to review:\n");
         for w in warnings {
-            let _ = writeln!(s, "#   - {}", w.replace(['\n', '\r'], " "));
+            head.push_str(&comment(&format!("  - {w}")));
         }
     }
+    head.push('\n');
+    doc.decor_mut().set_prefix(head);
 
-    s.push_str("\n[http]\n");
-    let _ = writeln!(s, "listen = {}", list(&out.http_listen));
+    let mut http = Table::new();
+    http.insert("listen", list(&out.http_listen));
     if let Some(r) = &out.redirect_listen {
-        let _ = writeln!(s, "redirect_listen = {}", list(r));
+        http.insert("redirect_listen", list(r));
     }
     if let Some(u) = &out.external_url {
-        let _ = writeln!(s, "external_url = {}", q(u));
+        http.insert("external_url", text(u));
     }
     if let Some(g) = &out.shutdown_grace {
-        let _ = writeln!(s, "shutdown_grace = {}", q(g));
+        http.insert("shutdown_grace", text(g));
     }
+    doc.insert("http", Item::Table(http));
 
-    s.push_str("\n[tls]\n");
-    let _ = writeln!(s, "mode = {}", q(out.tls_mode));
+    let mut tls = Table::new();
+    tls.insert("mode", text(out.tls_mode));
     if let Some(l) = &out.tls_listen {
-        let _ = writeln!(s, "listen = {}", list(l));
+        tls.insert("listen", list(l));
     }
     if !out.tls_hostnames.is_empty() {
-        let _ = writeln!(s, "hostnames = {}", list(&out.tls_hostnames));
+        tls.insert("hostnames", list(&out.tls_hostnames));
     }
     if let Some(c) = &out.tls_certificate {
-        let _ = writeln!(s, "certificate = {}", q(c));
+        tls.insert("certificate", text(c));
     }
     if let Some(k) = &out.tls_key {
-        let _ = writeln!(s, "key = {}", q(k));
+        tls.insert("key", text(k));
     }
     if let Some(v) = out.min_version {
-        let _ = writeln!(s, "min_version = {}", q(v));
+        tls.insert("min_version", text(v));
     }
     if out.tls_mode == "acme" {
-        s.push_str("\n[tls.acme]\n");
+        let mut acme = Table::new();
         if let Some(d) = &out.acme_directory_url {
-            let _ = writeln!(s, "directory_url = {}", q(d));
+            acme.insert("directory_url", text(d));
         }
         if let Some(e) = &out.acme_email {
-            let _ = writeln!(s, "email = {}", q(e));
+            acme.insert("email", text(e));
         }
         if let Some(c) = &out.acme_challenges {
-            let _ = writeln!(s, "challenges = {}", list(c));
+            acme.insert("challenges", list(c));
         }
+        tls.insert("acme", Item::Table(acme));
     }
+    doc.insert("tls", Item::Table(tls));
 
-    s.push_str("\n[storage]\n");
-    let _ = writeln!(s, "root = {}", q(&out.storage_root));
-    let _ = writeln!(
-        s,
-        "delete_enabled = {}",
-        out.delete_enabled && !out.read_only
+    let mut storage = Table::new();
+    storage.insert("root", text(&out.storage_root));
+    storage.insert(
+        "delete_enabled",
+        toml_edit::value(out.delete_enabled && !out.read_only),
     );
+    doc.insert("storage", Item::Table(storage));
 
-    s.push_str("\n[state]\n# berth's own state: its local CA, ACME account and keys.\n");
-    s.push_str("dir = \"/var/lib/berth/state\"\n");
+    let mut state = Table::new();
+    state.insert_formatted(
+        &commented(
+            "dir",
+            "berth's own state: its local CA, ACME account and keys.",
+        ),
+        text("/var/lib/berth/state"),
+    );
+    doc.insert("state", Item::Table(state));
 
     if let Some(n) = out.page_max {
-        let _ = writeln!(s, "\n[limits]\npage_max = {n}");
+        let mut limits = Table::new();
+        limits.insert("page_max", toml_edit::value(i64::from(n)));
+        doc.insert("limits", Item::Table(limits));
     }
 
     if !out.foreign_allow.is_empty() || !out.foreign_deny.is_empty() {
-        s.push_str("\n[manifests]\n");
-        let _ = writeln!(s, "foreign_urls_allow = {}", list(&out.foreign_allow));
-        let _ = writeln!(s, "foreign_urls_deny = {}", list(&out.foreign_deny));
+        let mut manifests = Table::new();
+        manifests.insert("foreign_urls_allow", list(&out.foreign_allow));
+        manifests.insert("foreign_urls_deny", list(&out.foreign_deny));
+        doc.insert("manifests", Item::Table(manifests));
     }
 
-    s.push_str("\n[auth]\n");
-    let _ = writeln!(s, "mode = {}", q(out.auth_mode));
+    let mut auth = Table::new();
+    auth.insert("mode", text(out.auth_mode));
     if out.auth_mode == "htpasswd" {
-        s.push_str("\n[auth.htpasswd]\n");
-        if let Some(p) = &out.htpasswd_path {
-            let _ = writeln!(s, "path = {}", q(p));
-        }
-        if let Some(r) = &out.htpasswd_realm {
-            let _ = writeln!(s, "realm = {}", q(r));
-        }
+        let mut htpasswd = Table::new();
+        put_copied(&mut htpasswd, out, "auth.htpasswd");
+        auth.insert("htpasswd", Item::Table(htpasswd));
         if out.read_only {
-            s.push_str(
-                "\n# storage.maintenance.readonly: every user may pull, nobody may push.\n\
-                 [[auth.rules]]\n\
-                 repositories = [\"*\"]\n\
-                 users = [\"*\"]\n\
-                 actions = [\"pull\"]\n",
-            );
+            let mut rule = Table::new();
+            rule.decor_mut().set_prefix(format!(
+                "\n{}",
+                comment("storage.maintenance.readonly: every user may pull, nobody may push.")
+            ));
+            for key in ["repositories", "users"] {
+                rule.insert(key, list(&["*".to_owned()]));
+            }
+            rule.insert("actions", list(&["pull".to_owned()]));
+            let mut rules = ArrayOfTables::new();
+            rules.push(rule);
+            auth.insert("rules", Item::ArrayOfTables(rules));
         }
     }
-
-    if let Some(t) = &out.token {
-        s.push_str("\n[auth.token]\n# An external token server; berth verifies its tokens.\n");
-        s.push_str("issuer = \"external\"\n");
-        let _ = writeln!(s, "realm = {}", q(&t.realm));
-        if let Some(v) = &t.service {
-            let _ = writeln!(s, "service = {}", q(v));
+    if let Some(algorithms) = &out.token {
+        let mut token = Table::new();
+        token.insert_formatted(
+            &commented(
+                "issuer",
+                "An external token server; berth verifies its tokens.",
+            ),
+            text("external"),
+        );
+        put_copied(&mut token, out, "auth.token");
+        if !algorithms.is_empty() {
+            let names: Vec<String> = algorithms.iter().map(|a| a.name().to_owned()).collect();
+            token.insert("algorithms", list(&names));
         }
-        if let Some(v) = &t.issuer {
-            let _ = writeln!(s, "issuer_name = {}", q(v));
-        }
-        if let Some(v) = &t.rootcertbundle {
-            let _ = writeln!(s, "rootcertbundle = {}", q(v));
-        }
-        if let Some(v) = &t.jwks {
-            let _ = writeln!(s, "jwks = {}", q(v));
-        }
-        if !t.algorithms.is_empty() {
-            let _ = writeln!(s, "algorithms = {}", list(&t.algorithms));
-        }
+        auth.insert("token", Item::Table(token));
     }
+    doc.insert("auth", Item::Table(auth));
 
     if out.log_level.is_some() || out.log_format.is_some() {
-        s.push_str("\n[log]\n");
+        let mut log = Table::new();
         if let Some(l) = &out.log_level {
-            let _ = writeln!(s, "level = {}", q(l));
+            log.insert("level", text(l));
         }
         if let Some(f) = out.log_format {
-            let _ = writeln!(s, "format = {}", q(f));
+            log.insert("format", text(f));
+        }
+        doc.insert("log", Item::Table(log));
+    }
+    doc.to_string()
+}
+
+/// The copied settings ([`Out::copy`]) of the `config.yml` section `section`, in the
+/// distribution table's order, into the berth table their keys name.
+fn put_copied(table: &mut Table, out: &Out, section: &str) {
+    for (_, s) in distribution::settings_in(section) {
+        if let Some(v) = out.copied(s.berth) {
+            let key = s.berth.rsplit('.').next().unwrap_or(s.berth);
+            table.insert(key, text(v));
         }
     }
-    s
+}
+
+fn text(s: &str) -> Item {
+    toml_edit::value(s)
+}
+
+fn list(items: &[String]) -> Item {
+    Item::Value(Value::Array(
+        items.iter().map(String::as_str).collect::<Array>(),
+    ))
+}
+
+/// A key with a comment line above it.
+fn commented(key: &str, note: &str) -> Key {
+    let mut decor = Decor::default();
+    decor.set_prefix(comment(note));
+    Key::new(key).with_leaf_decor(decor)
+}
+
+/// `# note` as one comment line: line breaks become spaces, and other control characters
+/// (which a TOML comment may not hold) are written as escapes.
+fn comment(note: &str) -> String {
+    let mut line = String::from("# ");
+    for c in note.chars() {
+        match c {
+            '\n' | '\r' => line.push(' '),
+            '\t' => line.push(c),
+            c if c.is_control() => line.extend(c.escape_unicode()),
+            c => line.push(c),
+        }
+    }
+    line.push('\n');
+    line
 }
 
 #[cfg(test)]
@@ -1401,7 +1435,7 @@ auth:
             t.rootcertbundle,
             Some(PathBuf::from("/etc/docker/registry/token-bundle.pem"))
         );
-        assert_eq!(t.algorithms, vec!["ES256".to_owned()]);
+        assert_eq!(t.algorithms, vec![TokenAlg::Es256]);
         for what in ["HS256", "autoredirect", "token-bundle.pem"] {
             assert!(
                 warned(&warnings, what),
@@ -1497,10 +1531,133 @@ auth:
 
     #[test]
     fn toml_strings_are_escaped() {
-        assert_eq!(q("a\"b\\c\n"), "\"a\\\"b\\\\c\\n\"");
         let (text, _) =
             import_distribution("storage:\n  filesystem:\n    rootdirectory: '/srv/a \"b\"'\n")
                 .expect("translates");
         assert_eq!(config(&text).storage.root, PathBuf::from("/srv/a \"b\""));
+        // Quotes, backslashes, line breaks and control characters, in a value and in the
+        // notes (comments) that repeat it: the file still reads back to the same text.
+        let nasty = "/srv/a\"b\\c\nd\te\u{1}f";
+        let yaml = format!(
+            "storage:\n  filesystem:\n    rootdirectory: {}\n",
+            serde_json::to_string(nasty).expect("json")
+        );
+        let (text, warnings) = import_distribution(&yaml).expect("translates");
+        assert!(warned(&warnings, "ReadWritePaths"), "{warnings:#?}");
+        assert_eq!(config(&text).storage.root, PathBuf::from(nasty), "{text}");
+    }
+
+    /// Each setting of the distribution table means the same to both of its readers: the
+    /// run-time overrides (a `REGISTRY_*` variable over the built-in defaults) and the
+    /// importer (the same variable over the registry:2 image's configuration).
+    #[test]
+    fn run_time_variables_and_the_importer_agree() {
+        fn setting(cfg: &Config, berth: &str) -> Option<toml::Value> {
+            let all = toml::Value::try_from(cfg).expect("serializes");
+            berth.split('.').try_fold(&all, |v, k| v.get(k)).cloned()
+        }
+        for s in distribution::SETTINGS {
+            let var = format!(
+                "REGISTRY_{}",
+                s.distribution.replace('.', "_").to_uppercase()
+            );
+            // What the setting needs beside it to be a working configuration.
+            let mut vars: Vec<(String, String)> = match s.distribution {
+                "http.tls.certificate" | "http.tls.key" => env(&[
+                    ("REGISTRY_HTTP_TLS_CERTIFICATE", "/etc/berth/tls/cert.pem"),
+                    ("REGISTRY_HTTP_TLS_KEY", "/etc/berth/tls/key.pem"),
+                ]),
+                d if d.starts_with("http.tls.letsencrypt.") => env(&[
+                    ("REGISTRY_HTTP_TLS_LETSENCRYPT_CACHEFILE", "/le.json"),
+                    ("REGISTRY_HTTP_TLS_LETSENCRYPT_EMAIL", "ops@example.com"),
+                    (
+                        "REGISTRY_HTTP_TLS_LETSENCRYPT_HOSTS_0",
+                        "registry.example.com",
+                    ),
+                ]),
+                d if d.starts_with("auth.htpasswd.") => env(&[("REGISTRY_AUTH", "htpasswd")]),
+                d if d.starts_with("auth.token.") => env(&[
+                    ("REGISTRY_AUTH", "token"),
+                    (
+                        "REGISTRY_AUTH_TOKEN_REALM",
+                        "https://auth.example.com/token",
+                    ),
+                    ("REGISTRY_AUTH_TOKEN_JWKS", "/etc/berth/jwks.json"),
+                ]),
+                _ => Vec::new(),
+            };
+            let samples: &[&str] = match (s.kind, s.distribution) {
+                (Kind::Listen, _) => &["127.0.0.1:5443", ":5000"],
+                (Kind::Flag, _) => &["true", "false"],
+                (Kind::List, _) => &["registry.example.com"],
+                (Kind::Text, "auth") => &["htpasswd", "token"],
+                (Kind::Text, "http.tls.letsencrypt.email") => &["hostmaster@example.com"],
+                (Kind::Text, _) => &["/etc/berth/sample"],
+            };
+            let name = if s.kind == Kind::List {
+                format!("{var}_0")
+            } else {
+                var
+            };
+            for sample in samples {
+                vars.retain(|(k, _)| *k != name);
+                vars.push((name.clone(), (*sample).to_owned()));
+                if s.distribution == "auth" && *sample == "token" {
+                    vars.extend(env(&[
+                        (
+                            "REGISTRY_AUTH_TOKEN_REALM",
+                            "https://auth.example.com/token",
+                        ),
+                        ("REGISTRY_AUTH_TOKEN_JWKS", "/etc/berth/jwks.json"),
+                    ]));
+                }
+                let run_time =
+                    Config::load(None, &vars).unwrap_or_else(|e| panic!("{name}={sample}: {e}"));
+                let (text, _) = import_distribution_env(None, &vars).expect("translates");
+                let imported = config(&text);
+                let what = format!("{name}={sample}, {}", s.berth);
+                if s.kind == Kind::List {
+                    // The importer names Let's Encrypt's hosts in tls.hostnames, which ACME
+                    // certifies when tls.acme.hostnames is empty.
+                    assert_eq!(
+                        run_time.acme_hostnames(),
+                        imported.acme_hostnames(),
+                        "{what}"
+                    );
+                } else {
+                    let value = setting(&run_time, s.berth);
+                    assert!(value.is_some(), "{what}: not set");
+                    assert_eq!(value, setting(&imported, s.berth), "{what}\n{text}");
+                }
+                if let Some((key, value)) = s.implies {
+                    let want = Some(toml::Value::String(value.to_owned()));
+                    assert_eq!(setting(&run_time, key), want, "{what}: {key}");
+                    assert_eq!(setting(&imported, key), want, "{what}: {key}\n{text}");
+                }
+            }
+        }
+        // An address given with a certificate serves TLS, in both.
+        let vars = env(&[
+            ("REGISTRY_HTTP_ADDR", ":5443"),
+            ("REGISTRY_HTTP_TLS_CERTIFICATE", "/etc/berth/tls/cert.pem"),
+            ("REGISTRY_HTTP_TLS_KEY", "/etc/berth/tls/key.pem"),
+        ]);
+        let run_time = Config::load(None, &vars).expect("loads");
+        let (text, _) = import_distribution_env(None, &vars).expect("translates");
+        let imported = config(&text);
+        assert_eq!(run_time.listeners(), imported.listeners());
+        assert_eq!(run_time.tls.listen, imported.tls.listen);
+        assert!(run_time.http.listen.is_empty() && imported.http.listen.is_empty());
+    }
+
+    #[test]
+    fn notes_are_valid_comments() {
+        let (text, warnings) =
+            import_distribution("storage:\n  filesystem:\n    rootdirectory: \"/srv/a\\u0001b\"\n")
+                .expect("translates");
+        assert!(warned(&warnings, "/srv/a\u{1}b"), "{warnings:#?}");
+        // The control character is in the value, escaped, and spelt out in the comment.
+        assert_eq!(config(&text).storage.root, PathBuf::from("/srv/a\u{1}b"));
+        assert!(text.contains("ReadWritePaths=/srv/a\\u{1}b"), "{text}");
     }
 }

@@ -10,6 +10,8 @@
 //! Dependency rules (checked in review):
 //! - `oci` and `body` are leaves (`body` names only the store's open-file type, for
 //!   sendfile).
+//! - `config` imports no other module of berth; every subsystem takes its (already
+//!   parsed) values from it.
 //! - `api` reaches storage only through `store::Content`; it never names `store::fs`,
 //!   a path or a file.
 //! - `store` never sees `http` types; only `store` touches the registry's disk.

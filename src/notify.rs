@@ -32,7 +32,8 @@
 //! berth processes share `state.dir` (the hand-over of `serve --upgrade`), one delivers and
 //! the other waits for it. Writers never collide: file names carry the instance.
 
-use crate::config::{Config, Notifications, NotifyEndpoint};
+// Endpoint URLs are parsed once, by config; `Url` is that parsed form.
+use crate::config::{Config, HttpUrl as Url, NotifyEndpoint};
 use crate::retry::Backoff;
 use crate::upstream::{Client, ClientError, ClientOptions, RequestBody, Roots};
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
@@ -90,22 +91,6 @@ const RESCAN: Duration = Duration::from_secs(10);
 
 /// Temporary files of a write that a crash interrupted are removed after this long.
 const STALE_TEMP: Duration = Duration::from_secs(3600);
-
-/// Headers berth sets itself (or that would break the request's framing).
-const RESERVED_HEADERS: &[&str] = &[
-    "host",
-    "content-length",
-    "content-type",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "upgrade",
-    "expect",
-    "user-agent",
-];
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -367,143 +352,12 @@ fn backoff(initial: Duration, max: Duration, threshold: u32) -> Backoff {
         .jitter(0.75..1.0)
 }
 
-/// An endpoint URL, taken apart for the client.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Url {
-    pub tls: bool,
-    /// For connecting and for TLS: a name or an address (no brackets).
-    pub host: String,
-    pub port: u16,
-    /// The `Host` header: the authority as written.
-    pub authority: String,
-    /// The request target: path and query.
-    pub target: String,
-}
-
-/// Parses an `http://` or `https://` endpoint URL.
-pub fn parse_url(s: &str) -> Result<Url, String> {
-    let bad =
-        |why: &str| format!("{s:?} {why}; use a URL like \"https://hooks.example.com/registry\"");
-    if s.contains('#') {
-        return Err(bad("has a fragment"));
-    }
-    let uri: http::Uri = s.parse().map_err(|_| bad("is not a URL"))?;
-    let tls = match uri.scheme_str() {
-        Some("https") => true,
-        Some("http") => false,
-        _ => return Err(bad("is not an http:// or https:// URL")),
-    };
-    let authority = uri
-        .authority()
-        .map(|a| a.as_str().to_owned())
-        .ok_or_else(|| bad("has no host"))?;
-    if authority.contains('@') {
-        return Err(bad(
-            "has credentials in it (send them with headers, e.g. Authorization)",
-        ));
-    }
-    let host = uri
-        .host()
-        .unwrap_or_default()
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
-    if host.is_empty() {
-        return Err(bad("has no host"));
-    }
-    let port = match uri.port_u16() {
-        Some(0) => return Err(bad("has port 0")),
-        Some(p) => p,
-        None if tls => 443,
-        None => 80,
-    };
-    let target = match uri.path_and_query().map(|p| p.as_str()) {
-        Some(p) if p.starts_with('/') => p.to_owned(),
-        Some(p) if p.starts_with('?') => format!("/{p}"),
-        _ => "/".to_owned(),
-    };
-    Ok(Url {
-        tls,
-        host,
-        port,
-        authority,
-        target,
-    })
-}
-
-/// Checks `[notifications]` beyond what types check; the error is (key, message), the key
-/// like `notifications.endpoints[0].url`. `Config::validate` calls this.
-pub fn check_config(n: &Notifications) -> Result<(), (String, String)> {
-    let mut names = HashSet::new();
-    for (i, e) in n.endpoints.iter().enumerate() {
-        let key = |k: &str| format!("notifications.endpoints[{i}].{k}");
-        check_name(&e.name).map_err(|m| (key("name"), m))?;
-        if !names.insert(e.name.as_str()) {
-            return Err((
-                key("name"),
-                format!(
-                    "{:?} names two endpoints; each needs its own name (it names its queue directory)",
-                    e.name
-                ),
-            ));
-        }
-        let url = parse_url(&e.url).map_err(|m| (key("url"), m))?;
-        if e.ca.is_some() && !url.tls {
-            return Err((
-                key("ca"),
-                "a CA file is only used for https:// endpoints".into(),
-            ));
-        }
-        for (name, value) in &e.headers {
-            parse_header(name, value).map_err(|m| (key("headers"), m))?;
-        }
-        if e.timeout.0.is_zero() {
-            return Err((key("timeout"), "must be more than 0, e.g. \"5s\"".into()));
-        }
-        if e.backoff.0.is_zero() {
-            return Err((key("backoff"), "must be more than 0, e.g. \"1s\"".into()));
-        }
-        if e.backoff_max.0 < e.backoff.0 {
-            return Err((
-                key("backoff_max"),
-                "must be at least backoff, e.g. \"5m\"".into(),
-            ));
-        }
-        if let Some(a) = e.ignore_actions.iter().find(|a| Action::parse(a).is_none()) {
-            return Err((
-                key("ignore_actions"),
-                format!("{a:?}: use some of \"push\", \"pull\", \"delete\", \"mount\""),
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn check_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && !name.starts_with(['.', '-'])
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{name:?}: up to 64 letters, digits, '.', '_' and '-', not starting with '.' or '-' (it names the queue directory), e.g. \"hook\""
-        ))
-    }
-}
-
-/// A header berth may send: a valid name that berth does not set itself, and a valid
-/// value. The value is never quoted in the message (it is often a secret), and it is
+/// A configured header as the client sends it (config refused the ones berth sets
+/// itself). The value is never quoted in the message (it is often a secret), and it is
 /// marked sensitive: kept out of HTTP/2's header compression tables and of `Debug`.
 fn parse_header(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), String> {
     let parsed = HeaderName::from_bytes(name.as_bytes())
         .map_err(|_| format!("{name:?} is not a valid header name"))?;
-    if RESERVED_HEADERS.contains(&parsed.as_str()) {
-        return Err(format!("{name} is set by berth and cannot be configured"));
-    }
     let mut value = HeaderValue::from_str(value)
         .map_err(|_| format!("the value of {name} has characters a header cannot carry"))?;
     value.set_sensitive(true);
@@ -609,7 +463,7 @@ struct Endpoint {
 impl Endpoint {
     fn from_config(c: &NotifyEndpoint, root: &Path) -> Result<Self, String> {
         let fail = |m: String| format!("notification endpoint {:?}: {m}", c.name);
-        let url = parse_url(&c.url).map_err(fail)?;
+        let url = c.url.clone();
         let scheme = if url.tls { "https" } else { "http" };
         let uri = format!("{scheme}://{}{}", url.authority, url.target)
             .parse()
@@ -693,10 +547,9 @@ pub fn flush_all(within: Duration) -> bool {
 impl Notifier {
     /// Starts the writer and a sender per enabled endpoint; `None` when no endpoint is
     /// configured (or all are disabled). Queue files left by an earlier run are sent
-    /// first. Errors name the endpoint: a bad URL, unusable TLS roots, a queue directory
-    /// that cannot be made.
+    /// first. `cfg` has been validated (`Config::load`). Errors name the endpoint: unusable
+    /// TLS roots, a queue directory that cannot be made.
     pub fn start(cfg: &Config) -> Result<Option<Arc<Notifier>>, String> {
-        check_config(&cfg.notifications).map_err(|(key, m)| format!("{key}: {m}"))?;
         let root = cfg.state.dir.join("notifications");
         let active: Vec<&NotifyEndpoint> = cfg
             .notifications
@@ -1481,12 +1334,10 @@ mod tests {
 
     fn endpoint(name: &str, url: &str) -> NotifyEndpoint {
         NotifyEndpoint {
-            name: name.into(),
-            url: url.into(),
             timeout: CfgDuration(Duration::from_secs(2)),
             backoff: CfgDuration(Duration::from_millis(20)),
             backoff_max: CfgDuration(Duration::from_millis(100)),
-            ..NotifyEndpoint::default()
+            ..NotifyEndpoint::new(name, url.parse().expect("url"))
         }
     }
 
@@ -1620,76 +1471,11 @@ mod tests {
     }
 
     #[test]
-    fn urls_and_endpoint_checks() {
-        let u = parse_url("https://hooks.example.com/x/y?token=1").expect("url");
-        assert!(u.tls);
-        assert_eq!(
-            (
-                u.host.as_str(),
-                u.port,
-                u.authority.as_str(),
-                u.target.as_str()
-            ),
-            (
-                "hooks.example.com",
-                443,
-                "hooks.example.com",
-                "/x/y?token=1"
-            )
-        );
+    fn urls_are_logged_without_their_query() {
+        let u: Url = "https://hooks.example.com/x/y?token=1"
+            .parse()
+            .expect("url");
         assert_eq!(redacted_url(&u), "https://hooks.example.com/x/y");
-        let u = parse_url("http://[::1]:8080").expect("url");
-        assert_eq!(
-            (
-                u.host.as_str(),
-                u.port,
-                u.authority.as_str(),
-                u.target.as_str()
-            ),
-            ("::1", 8080, "[::1]:8080", "/")
-        );
-        for bad in [
-            "ftp://x/",
-            "hooks.example.com/x",
-            "http://user:pw@x/",
-            "http://x/#frag",
-            "http://x:0/",
-            "",
-        ] {
-            assert!(parse_url(bad).is_err(), "{bad} accepted");
-        }
-
-        fn check(eps: Vec<NotifyEndpoint>) -> Result<(), String> {
-            check_config(&Notifications { endpoints: eps }).map_err(|(k, m)| format!("{k}: {m}"))
-        }
-        fn refused(ok: &NotifyEndpoint, change: impl Fn(&mut NotifyEndpoint)) -> String {
-            let mut e = ok.clone();
-            change(&mut e);
-            check(vec![e]).expect_err("refused")
-        }
-        let ok = endpoint("hook", "http://127.0.0.1:9/events");
-        assert_eq!(check(vec![ok.clone()]), Ok(()));
-        let e = refused(&ok, |e| e.name = "../x".into());
-        assert!(e.starts_with("notifications.endpoints[0].name"), "{e}");
-        assert!(refused(&ok, |e| e.name = String::new()).contains(".name"));
-        assert!(refused(&ok, |e| e.url = "nope".into()).contains(".url"));
-        assert!(refused(&ok, |e| e.ca = Some("/ca.pem".into())).contains(".ca"));
-        assert!(refused(&ok, |e| e.timeout = CfgDuration(Duration::ZERO)).contains(".timeout"));
-        assert!(refused(&ok, |e| e.backoff_max =
-            CfgDuration(Duration::from_millis(1)))
-        .contains(".backoff_max"));
-        assert!(refused(&ok, |e| e.ignore_actions = vec!["pul".into()]).contains("\"pul\""));
-        let e = refused(&ok, |e| {
-            e.headers
-                .insert("Authorization".into(), "Bearer s3cret\r\nX: y".into());
-        });
-        assert!(e.contains(".headers") && !e.contains("s3cret"), "{e}");
-        let e = refused(&ok, |e| {
-            e.headers.insert("Content-Length".into(), "1".into());
-        });
-        assert!(e.contains("set by berth"), "{e}");
-        let e = check(vec![ok.clone(), ok.clone()]).expect_err("duplicate");
-        assert!(e.starts_with("notifications.endpoints[1].name"), "{e}");
     }
 
     #[test]

@@ -11,13 +11,13 @@ pub(crate) mod gate;
 pub mod htpasswd;
 pub mod token;
 
-use crate::config::{AuthConfig, AuthMode, Config, Rule, TokenIssuer};
+use crate::config::{AuthConfig, AuthMode, Config, Rule, TokenAlg, TokenIssuer};
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
-use token::{Access, Alg, Audience, Claims, KeySet, Signer, TokenError};
+use token::{Access, Audience, Claims, KeySet, Signer, TokenError};
 
 /// How long a verified password is remembered.
 const CACHE_TTL: Duration = Duration::from_secs(300);
@@ -92,7 +92,7 @@ pub struct Tokens {
     /// The configured realm; `None`: the registry's own `/token`.
     pub realm: Option<String>,
     expiration: Duration,
-    algorithms: Vec<Alg>,
+    algorithms: Vec<TokenAlg>,
 }
 
 impl Tokens {
@@ -211,7 +211,7 @@ impl Auth {
             service: t.service.clone(),
             realm: t.realm.clone(),
             expiration: t.expiration.0,
-            algorithms: t.algorithms.iter().filter_map(|a| Alg::parse(a)).collect(),
+            algorithms: t.algorithms.clone(),
         })
     }
 
@@ -661,7 +661,7 @@ mod tests {
             service: "registry".into(),
             realm: None,
             expiration: Duration::from_secs(300),
-            algorithms: Alg::ALL.to_vec(),
+            algorithms: TokenAlg::ALL.to_vec(),
         });
         let now = unix_now();
         let claims = Claims {

@@ -9,6 +9,7 @@
 //! in the configured allow-list and fit the key.
 
 use super::base64_decode;
+use crate::config::TokenAlg;
 use ring::rand::SystemRandom;
 use ring::signature::{
     self, EcdsaKeyPair, KeyPair as _, RsaPublicKeyComponents, UnparsedPublicKey,
@@ -112,52 +113,6 @@ impl Claims {
     }
 }
 
-/// Signature algorithms a token may use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Alg {
-    Es256,
-    Es384,
-    Rs256,
-    Rs384,
-    Rs512,
-    Ps256,
-    Ps384,
-    Ps512,
-    EdDsa,
-}
-
-impl Alg {
-    pub const ALL: [Alg; 9] = [
-        Alg::Es256,
-        Alg::Es384,
-        Alg::Rs256,
-        Alg::Rs384,
-        Alg::Rs512,
-        Alg::Ps256,
-        Alg::Ps384,
-        Alg::Ps512,
-        Alg::EdDsa,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Alg::Es256 => "ES256",
-            Alg::Es384 => "ES384",
-            Alg::Rs256 => "RS256",
-            Alg::Rs384 => "RS384",
-            Alg::Rs512 => "RS512",
-            Alg::Ps256 => "PS256",
-            Alg::Ps384 => "PS384",
-            Alg::Ps512 => "PS512",
-            Alg::EdDsa => "EdDSA",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Alg> {
-        Alg::ALL.into_iter().find(|a| a.name() == s)
-    }
-}
-
 /// A public key tokens may be signed with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum PublicKey {
@@ -191,29 +146,29 @@ impl PublicKey {
         }
     }
 
-    fn verify(&self, alg: Alg, msg: &[u8], sig: &[u8]) -> bool {
+    fn verify(&self, alg: TokenAlg, msg: &[u8], sig: &[u8]) -> bool {
         use signature as s;
         let rsa: Option<&'static s::RsaParameters> = match alg {
-            Alg::Rs256 => Some(&s::RSA_PKCS1_2048_8192_SHA256),
-            Alg::Rs384 => Some(&s::RSA_PKCS1_2048_8192_SHA384),
-            Alg::Rs512 => Some(&s::RSA_PKCS1_2048_8192_SHA512),
-            Alg::Ps256 => Some(&s::RSA_PSS_2048_8192_SHA256),
-            Alg::Ps384 => Some(&s::RSA_PSS_2048_8192_SHA384),
-            Alg::Ps512 => Some(&s::RSA_PSS_2048_8192_SHA512),
+            TokenAlg::Rs256 => Some(&s::RSA_PKCS1_2048_8192_SHA256),
+            TokenAlg::Rs384 => Some(&s::RSA_PKCS1_2048_8192_SHA384),
+            TokenAlg::Rs512 => Some(&s::RSA_PKCS1_2048_8192_SHA512),
+            TokenAlg::Ps256 => Some(&s::RSA_PSS_2048_8192_SHA256),
+            TokenAlg::Ps384 => Some(&s::RSA_PSS_2048_8192_SHA384),
+            TokenAlg::Ps512 => Some(&s::RSA_PSS_2048_8192_SHA512),
             _ => None,
         };
         match (self, alg, rsa) {
-            (PublicKey::P256(p), Alg::Es256, _) => {
+            (PublicKey::P256(p), TokenAlg::Es256, _) => {
                 UnparsedPublicKey::new(&s::ECDSA_P256_SHA256_FIXED, p)
                     .verify(msg, sig)
                     .is_ok()
             }
-            (PublicKey::P384(p), Alg::Es384, _) => {
+            (PublicKey::P384(p), TokenAlg::Es384, _) => {
                 UnparsedPublicKey::new(&s::ECDSA_P384_SHA384_FIXED, p)
                     .verify(msg, sig)
                     .is_ok()
             }
-            (PublicKey::Ed25519(p), Alg::EdDsa, _) => UnparsedPublicKey::new(&s::ED25519, p)
+            (PublicKey::Ed25519(p), TokenAlg::EdDsa, _) => UnparsedPublicKey::new(&s::ED25519, p)
                 .verify(msg, sig)
                 .is_ok(),
             (PublicKey::RsaDer(der), _, Some(params)) => {
@@ -390,7 +345,7 @@ pub enum TokenError {
 pub struct Expect<'a> {
     pub issuer: &'a str,
     pub service: &'a str,
-    pub algorithms: &'a [Alg],
+    pub algorithms: &'a [TokenAlg],
     pub now: i64,
 }
 
@@ -405,7 +360,10 @@ pub fn verify(token: &str, keys: &KeySet, want: &Expect<'_>) -> Result<Claims, T
     let header: Header = base64_decode(h64)
         .and_then(|b| serde_json::from_slice(&b).ok())
         .ok_or(TokenError::Malformed)?;
-    let alg = Alg::parse(&header.alg)
+    let alg = header
+        .alg
+        .parse::<TokenAlg>()
+        .ok()
         .filter(|a| want.algorithms.contains(a))
         .ok_or_else(|| TokenError::Algorithm(header.alg.clone()))?;
     let sig = base64_decode(s64).ok_or(TokenError::Malformed)?;
@@ -658,7 +616,7 @@ mod tests {
         Expect {
             issuer: "berth",
             service: "registry",
-            algorithms: &Alg::ALL,
+            algorithms: &TokenAlg::ALL,
             now,
         }
     }
@@ -741,7 +699,7 @@ mod tests {
             Err(TokenError::Algorithm(_))
         ));
         let mut e = expect(now);
-        e.algorithms = &[Alg::Rs256];
+        e.algorithms = &[TokenAlg::Rs256];
         assert!(matches!(
             verify(&t, &keys, &e),
             Err(TokenError::Algorithm(_))

@@ -1,15 +1,25 @@
 //! `appliance.toml` into a validated [`Config`]; the only place configuration is read.
 //!
 //! Every setting has a safe default, so no file at all gives a working local registry. The
-//! file is strict (`deny_unknown_fields`: a typo is an error with its line). Environment
-//! variables override it: first the distribution variables that `registry:2` deployments
-//! already set (`REGISTRY_HTTP_ADDR`, ...), then `BERTH__SECTION__KEY`.
+//! file is strict (`deny_unknown_fields`: a typo is an error with its line), and values are
+//! parsed into their types as it is read ([`values`]). Environment variables override it:
+//! first the distribution variables that `registry:2` deployments already set
+//! (`REGISTRY_HTTP_ADDR`, ..., see [`distribution`]), then `BERTH__SECTION__KEY` (`env.rs`).
+//! What types cannot say, [`Config::validate`] checks (`validate.rs`).
+//!
+//! This module is a leaf: it uses no other module of berth, and every subsystem takes its
+//! values from here.
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use std::fmt;
+pub mod distribution;
+mod env;
+mod validate;
+pub mod values;
+
+pub use values::{Cidr, Duration, HttpUrl, Size, TokenAlg};
+
+use serde::{Deserialize, Deserializer, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration as StdDuration;
 
 /// The whole configuration.
@@ -80,17 +90,17 @@ impl Default for Uploads {
 pub struct Notifications {
     /// `[[notifications.endpoints]]` tables, or inline:
     /// `endpoints = [{ name = "ci", url = "https://ci.example.com/hook" }]`.
+    #[serde(deserialize_with = "endpoints")]
     pub endpoints: Vec<NotifyEndpoint>,
 }
 
 /// One webhook (registry:2's `notifications.endpoints[]`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct NotifyEndpoint {
     /// Names the endpoint in logs and its queue directory: letters, digits, '.', '_', '-'.
     pub name: String,
     /// Where events are POSTed: an http:// or https:// URL.
-    pub url: String,
+    pub url: HttpUrl,
     /// Extra request headers, e.g. `{ Authorization = "Bearer ..." }`.
     pub headers: std::collections::BTreeMap<String, String>,
     /// One delivery attempt (connect, TLS, request, response header) must finish within this.
@@ -115,7 +125,36 @@ pub struct NotifyEndpoint {
     pub disabled: bool,
 }
 
-impl Default for NotifyEndpoint {
+impl NotifyEndpoint {
+    /// An endpoint with the default settings.
+    pub fn new(name: &str, url: HttpUrl) -> Self {
+        WrittenEndpoint {
+            name: name.to_owned(),
+            ..WrittenEndpoint::default()
+        }
+        .with_url(url)
+    }
+}
+
+/// A [`NotifyEndpoint`] as written, its URL still text: [`endpoints`] parses it, so that a
+/// bad URL is reported with the endpoint's index. The defaults of an endpoint live here.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct WrittenEndpoint {
+    name: String,
+    url: String,
+    headers: std::collections::BTreeMap<String, String>,
+    timeout: Duration,
+    threshold: u32,
+    backoff: Duration,
+    backoff_max: Duration,
+    ignored_media_types: Vec<String>,
+    ignore_actions: Vec<String>,
+    ca: Option<PathBuf>,
+    disabled: bool,
+}
+
+impl Default for WrittenEndpoint {
     fn default() -> Self {
         Self {
             name: String::new(),
@@ -131,6 +170,38 @@ impl Default for NotifyEndpoint {
             disabled: false,
         }
     }
+}
+
+impl WrittenEndpoint {
+    fn with_url(self, url: HttpUrl) -> NotifyEndpoint {
+        NotifyEndpoint {
+            name: self.name,
+            url,
+            headers: self.headers,
+            timeout: self.timeout,
+            threshold: self.threshold,
+            backoff: self.backoff,
+            backoff_max: self.backoff_max,
+            ignored_media_types: self.ignored_media_types,
+            ignore_actions: self.ignore_actions,
+            ca: self.ca,
+            disabled: self.disabled,
+        }
+    }
+}
+
+/// `notifications.endpoints`, each URL parsed; an error names the endpoint's key.
+fn endpoints<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<NotifyEndpoint>, D::Error> {
+    Vec::<WrittenEndpoint>::deserialize(d)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| match e.url.parse() {
+            Ok(url) => Ok(e.with_url(url)),
+            Err(m) => Err(serde::de::Error::custom(format!(
+                "notifications.endpoints[{i}].url: {m}"
+            ))),
+        })
+        .collect()
 }
 
 /// `[auth]`: who may do what.
@@ -200,7 +271,7 @@ pub struct TokenConfig {
     /// External: a JWKS file of the token server's keys.
     pub jwks: Option<PathBuf>,
     /// Algorithms a token may be signed with.
-    pub algorithms: Vec<String>,
+    pub algorithms: Vec<TokenAlg>,
 }
 
 impl Default for TokenConfig {
@@ -214,11 +285,7 @@ impl Default for TokenConfig {
             signing_key: None,
             rootcertbundle: None,
             jwks: None,
-            algorithms: [
-                "ES256", "ES384", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "EdDSA",
-            ]
-            .map(String::from)
-            .to_vec(),
+            algorithms: TokenAlg::ALL.to_vec(),
         }
     }
 }
@@ -601,7 +668,8 @@ impl Config {
             None => (to_table(&Config::default()), "built-in defaults".to_owned()),
         };
         let mut table = table;
-        let overridden = apply_env(&mut table, env)?;
+        let mut overridden = distribution::apply(&mut table, env)?;
+        overridden.extend(env::apply(&mut table, env)?);
         let cfg: Config = toml::Value::Table(table)
             .try_into()
             .map_err(|e: toml::de::Error| ConfigError::Env {
@@ -658,227 +726,6 @@ impl Config {
         out
     }
 
-    /// Checks what types alone cannot.
-    pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
-        let invalid = |key: &str, message: String| ConfigError::Invalid {
-            origin: origin.to_owned(),
-            key: key.to_owned(),
-            message,
-        };
-        if self.listeners().is_empty() {
-            return Err(invalid(
-                "http.listen",
-                "at least one address is needed, e.g. [\"127.0.0.1:5000\"]".into(),
-            ));
-        }
-        if self.tls_plan() == TlsPlan::Files
-            && (self.tls.certificate.is_none() || self.tls.key.is_none())
-        {
-            return Err(invalid(
-                "tls.certificate",
-                "certificate files need both tls.certificate and tls.key (or use tls.mode = \"self-signed\")".into(),
-            ));
-        }
-        for p in &self.http.trusted_proxies {
-            p.parse::<Cidr>()
-                .map_err(|e| invalid("http.trusted_proxies", format!("{p:?}: {e}")))?;
-        }
-        if let Some(u) = &self.http.external_url {
-            let ok = (u.starts_with("https://") || u.starts_with("http://"))
-                && !u.trim_end_matches('/').contains(['?', '#'])
-                && u.split("://")
-                    .nth(1)
-                    .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'));
-            if !ok {
-                return Err(invalid(
-                    "http.external_url",
-                    format!("{u:?} is not a URL like \"https://registry.example.com\""),
-                ));
-            }
-        }
-        if self.tls_plan() == TlsPlan::Acme {
-            if self.acme_hostnames().is_empty() {
-                return Err(invalid(
-                    "tls.acme.hostnames",
-                    "ACME needs the names to certify: set tls.hostnames (or tls.acme.hostnames), e.g. [\"registry.example.com\"]".into(),
-                ));
-            }
-            for h in self.acme_hostnames() {
-                if h.parse::<std::net::IpAddr>().is_ok() || h.contains('*') {
-                    return Err(invalid(
-                        "tls.acme.hostnames",
-                        format!(
-                            "{h:?}: ACME certifies public DNS names (no addresses or wildcards)"
-                        ),
-                    ));
-                }
-            }
-            let a = &self.tls.acme;
-            if a.challenges.is_empty()
-                || a.challenges
-                    .iter()
-                    .any(|c| c != "http-01" && c != "tls-alpn-01")
-            {
-                return Err(invalid(
-                    "tls.acme.challenges",
-                    "a list of \"http-01\" and/or \"tls-alpn-01\"".into(),
-                ));
-            }
-            if a.eab_kid.is_some() != a.eab_hmac_key_file.is_some() {
-                return Err(invalid(
-                    "tls.acme.eab_kid",
-                    "external account binding needs both eab_kid and eab_hmac_key_file".into(),
-                ));
-            }
-            if !a.directory().starts_with("https://") {
-                return Err(invalid(
-                    "tls.acme.directory_url",
-                    format!(
-                        "{:?}: an https:// URL, or \"production\" / \"staging\"",
-                        a.directory_url
-                    ),
-                ));
-            }
-            if a.retry_min.0.is_zero() || a.retry_max.0 < a.retry_min.0 {
-                return Err(invalid(
-                    "tls.acme.retry_min",
-                    "retry_min must be more than 0 and at most retry_max".into(),
-                ));
-            }
-        }
-        if self.auth.mode == AuthMode::Token {
-            let t = &self.auth.token;
-            if let Some(a) = t
-                .algorithms
-                .iter()
-                .find(|a| crate::auth::token::Alg::parse(a).is_none())
-            {
-                return Err(invalid(
-                    "auth.token.algorithms",
-                    format!(
-                        "{a:?} is not accepted; use some of ES256, ES384, RS256, RS384, RS512, PS256, PS384, PS512, EdDSA (\"none\" and HMAC never are)"
-                    ),
-                ));
-            }
-            if t.algorithms.is_empty() {
-                return Err(invalid(
-                    "auth.token.algorithms",
-                    "list at least one algorithm, e.g. [\"ES256\", \"RS256\"]".into(),
-                ));
-            }
-            if t.expiration.0.as_secs() < 10 {
-                return Err(invalid(
-                    "auth.token.expiration",
-                    "must be at least \"10s\"".into(),
-                ));
-            }
-            if t.issuer == TokenIssuer::External {
-                if t.realm.is_none() {
-                    return Err(invalid(
-                        "auth.token.realm",
-                        "an external token server needs its URL here, e.g. \"https://auth.example.com/token\"".into(),
-                    ));
-                }
-                if t.rootcertbundle.is_none() && t.jwks.is_none() {
-                    return Err(invalid(
-                        "auth.token.rootcertbundle",
-                        "an external token server needs its keys: set rootcertbundle (PEM certificates) or jwks (a JWKS file)".into(),
-                    ));
-                }
-            }
-        }
-        for (i, r) in self.auth.rules.iter().enumerate() {
-            let key = format!("auth.rules[{i}]");
-            if r.repositories.is_empty() || r.users.is_empty() || r.actions.is_empty() {
-                return Err(invalid(
-                    &key,
-                    "needs repositories, users and actions".into(),
-                ));
-            }
-            if let Some(a) = r
-                .actions
-                .iter()
-                .find(|a| !["pull", "push", "delete", "*"].contains(&a.as_str()))
-            {
-                return Err(invalid(
-                    &key,
-                    format!("action {a:?}: use \"pull\", \"push\", \"delete\" or \"*\""),
-                ));
-            }
-            if let Some(g) = r
-                .users
-                .iter()
-                .filter_map(|u| u.strip_prefix('@'))
-                .find(|g| !self.auth.groups.contains_key(*g))
-            {
-                return Err(invalid(&key, format!("group @{g} is not in auth.groups")));
-            }
-        }
-        if self.http.proxy_protocol && self.http.trusted_proxies.is_empty() {
-            return Err(invalid(
-                "http.proxy_protocol",
-                "PROXY headers are only taken from http.trusted_proxies; list the load balancer there, e.g. [\"10.0.0.5\"]".into(),
-            ));
-        }
-        if self.limits.connections_max == 0 {
-            return Err(invalid(
-                "limits.connections_max",
-                "must be at least 1".into(),
-            ));
-        }
-        // pingora reads at most 1 MiB of header and 256 fields; berth's caps sit below.
-        if !(1024..1 << 20).contains(&self.limits.header_max.0) {
-            return Err(invalid(
-                "limits.header_max",
-                "must be between \"1KiB\" and \"1023KiB\"".into(),
-            ));
-        }
-        if !(16..=256).contains(&self.limits.header_count_max) {
-            return Err(invalid(
-                "limits.header_count_max",
-                "must be between 16 and 256".into(),
-            ));
-        }
-        if self.limits.page_max == 0 {
-            return Err(invalid("limits.page_max", "must be at least 1".into()));
-        }
-        if self.limits.manifest_max.0 == 0 {
-            return Err(invalid(
-                "limits.manifest_max",
-                "must be more than 0, e.g. \"4MiB\"".into(),
-            ));
-        }
-        for (key, list) in [
-            (
-                "manifests.foreign_urls_allow",
-                &self.manifests.foreign_urls_allow,
-            ),
-            (
-                "manifests.foreign_urls_deny",
-                &self.manifests.foreign_urls_deny,
-            ),
-        ] {
-            for re in list {
-                regex::Regex::new(re).map_err(|e| {
-                    invalid(key, format!("{re:?} is not a regular expression: {e}"))
-                })?;
-            }
-        }
-        if let Err((key, message)) = crate::notify::check_config(&self.notifications) {
-            return Err(invalid(&key, message));
-        }
-        // Each run walks the whole store: back to back, that is all the disk would do.
-        if !self.gc.interval.0.is_zero() && self.gc.interval.0 < StdDuration::from_millis(100) {
-            return Err(invalid(
-                "gc.interval",
-                "must be \"0s\" (no schedule) or at least \"100ms\", e.g. \"24h\"".into(),
-            ));
-        }
-        tracing_subscriber::EnvFilter::try_new(&self.log.level)
-            .map_err(|e| invalid("log.level", format!("{:?}: {e}", self.log.level)))?;
-        Ok(())
-    }
-
     /// The configuration as TOML, secrets (webhook header values) redacted.
     pub fn to_toml(&self) -> String {
         // Webhook headers carry tokens.
@@ -896,411 +743,6 @@ fn to_table(cfg: &Config) -> toml::Table {
     match toml::Value::try_from(cfg) {
         Ok(toml::Value::Table(t)) => t,
         _ => toml::Table::new(),
-    }
-}
-
-/// Applies the distribution variables, then `BERTH__SECTION__KEY`; returns the names of
-/// the variables used.
-fn apply_env(
-    table: &mut toml::Table,
-    env: &[(String, String)],
-) -> Result<Vec<String>, ConfigError> {
-    let mut used = Vec::new();
-    // As in registry:2, REGISTRY_HTTP_ADDR serves TLS when a certificate is given with it.
-    let dist_tls = env
-        .iter()
-        .any(|(k, _)| k == "REGISTRY_HTTP_TLS_CERTIFICATE");
-    for (var, raw) in env {
-        let (section, key, value) = match var.as_str() {
-            "REGISTRY_HTTP_ADDR" if dist_tls => {
-                set(table, "http", "listen", toml::Value::Array(Vec::new()));
-                ("tls", "listen", distribution_addr(var, raw)?)
-            }
-            "REGISTRY_HTTP_ADDR" => ("http", "listen", distribution_addr(var, raw)?),
-            "REGISTRY_HTTP_TLS_CERTIFICATE" => {
-                ("tls", "certificate", toml::Value::String(raw.clone()))
-            }
-            "REGISTRY_HTTP_TLS_KEY" => ("tls", "key", toml::Value::String(raw.clone())),
-            "REGISTRY_HTTP_TLS_LETSENCRYPT_EMAIL" => {
-                set(table, "tls", "mode", toml::Value::String("acme".into()));
-                set_path(
-                    table,
-                    &["tls".into(), "acme".into(), "email".into()],
-                    toml::Value::String(raw.clone()),
-                );
-                used.push(var.clone());
-                continue;
-            }
-            v if v.starts_with("REGISTRY_HTTP_TLS_LETSENCRYPT_HOSTS_") => {
-                let path = ["tls".to_owned(), "acme".to_owned(), "hostnames".to_owned()];
-                let mut hosts = table
-                    .get("tls")
-                    .and_then(|t| t.get("acme"))
-                    .and_then(|a| a.get("hostnames"))
-                    .and_then(|h| h.as_array())
-                    .cloned()
-                    .unwrap_or_default();
-                hosts.push(toml::Value::String(raw.clone()));
-                set_path(table, &path, toml::Value::Array(hosts));
-                used.push(var.clone());
-                continue;
-            }
-            "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY" => {
-                ("storage", "root", toml::Value::String(raw.clone()))
-            }
-            "REGISTRY_AUTH" => ("auth", "mode", toml::Value::String(raw.clone())),
-            "REGISTRY_AUTH_HTPASSWD_REALM" | "REGISTRY_AUTH_HTPASSWD_PATH" => {
-                let key = if var.ends_with("REALM") {
-                    "realm"
-                } else {
-                    "path"
-                };
-                set_path(
-                    table,
-                    &["auth".into(), "htpasswd".into(), key.into()],
-                    toml::Value::String(raw.clone()),
-                );
-                used.push(var.clone());
-                continue;
-            }
-            v if v.starts_with("REGISTRY_AUTH_TOKEN_") => {
-                let key = match &v["REGISTRY_AUTH_TOKEN_".len()..] {
-                    "REALM" => "realm",
-                    "SERVICE" => "service",
-                    "ISSUER" => "issuer_name",
-                    "ROOTCERTBUNDLE" => "rootcertbundle",
-                    "JWKS" => "jwks",
-                    _ => continue,
-                };
-                // The reference registry's token auth always means an external server.
-                set_path(
-                    table,
-                    &["auth".into(), "token".into(), "issuer".into()],
-                    toml::Value::String("external".into()),
-                );
-                set_path(
-                    table,
-                    &["auth".into(), "token".into(), key.into()],
-                    toml::Value::String(raw.clone()),
-                );
-                used.push(var.clone());
-                continue;
-            }
-            "REGISTRY_STORAGE_DELETE_ENABLED" => (
-                "storage",
-                "delete_enabled",
-                toml::Value::Boolean(parse_bool(var, raw)?),
-            ),
-            _ => continue,
-        };
-        set(table, section, key, value);
-        used.push(var.clone());
-    }
-    for (var, raw) in env {
-        let Some(rest) = var.strip_prefix("BERTH__") else {
-            continue;
-        };
-        let parts: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
-        if parts.len() < 2 || parts.iter().any(|p| p.is_empty()) {
-            return Err(ConfigError::Env {
-                var: var.clone(),
-                message: "expected BERTH__SECTION__KEY, e.g. BERTH__STORAGE__ROOT".into(),
-            });
-        }
-        let dotted = parts.join(".");
-        let defaults = toml::Value::Table(to_table(&Config::default()));
-        let known = parts
-            .iter()
-            .try_fold(&defaults, |v, p| {
-                v.as_table().and_then(|t| t.get(p.as_str()))
-            })
-            // A value, or a map with free keys (auth.groups); not a whole section.
-            .is_some_and(|v| v.as_table().is_none_or(|t| t.is_empty()))
-            || OPTIONAL_KEYS.contains(&dotted.as_str());
-        if !known {
-            return Err(ConfigError::Env {
-                var: var.clone(),
-                message: format!("there is no setting {dotted}"),
-            });
-        }
-        set_path(table, &parts, env_value(raw));
-        used.push(var.clone());
-    }
-    Ok(used)
-}
-
-/// Settings with no default value, which the default table therefore lacks.
-const OPTIONAL_KEYS: &[&str] = &[
-    "http.external_url",
-    "tls.certificate",
-    "tls.key",
-    "tls.chain",
-    "tls.ca",
-    "tls.acme.email",
-    "tls.acme.eab_kid",
-    "tls.acme.eab_hmac_key_file",
-    "tls.acme.ca_roots",
-    "tls.acme.renew_before",
-    "auth.token.realm",
-    "auth.token.signing_key",
-    "auth.token.rootcertbundle",
-    "auth.token.jwks",
-];
-
-fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) {
-    let Some((key, sections)) = path.split_last() else {
-        return;
-    };
-    let mut t = table;
-    for s in sections {
-        let entry = t
-            .entry(s.clone())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        if !entry.is_table() {
-            *entry = toml::Value::Table(toml::Table::new());
-        }
-        let toml::Value::Table(next) = entry else {
-            return;
-        };
-        t = next;
-    }
-    t.insert(key.clone(), value);
-}
-
-fn set(table: &mut toml::Table, section: &str, key: &str, value: toml::Value) {
-    let entry = table
-        .entry(section.to_owned())
-        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-    if let toml::Value::Table(t) = entry {
-        t.insert(key.to_owned(), value);
-    }
-}
-
-/// A TOML value when the text is one (`true`, `5`, `["a"]`), else the text as a string.
-fn env_value(raw: &str) -> toml::Value {
-    toml::from_str::<toml::Table>(&format!("v = {raw}"))
-        .ok()
-        .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| toml::Value::String(raw.to_owned()))
-}
-
-/// `REGISTRY_HTTP_ADDR` as distribution reads it: `:5000` means every address.
-fn distribution_addr(var: &str, raw: &str) -> Result<toml::Value, ConfigError> {
-    let full = if raw.starts_with(':') {
-        format!("0.0.0.0{raw}")
-    } else {
-        raw.to_owned()
-    };
-    let addr: SocketAddr = full.parse().map_err(|_| ConfigError::Env {
-        var: var.to_owned(),
-        message: format!("{raw:?} is not an address like 0.0.0.0:5000 or :5000"),
-    })?;
-    Ok(toml::Value::Array(vec![toml::Value::String(
-        addr.to_string(),
-    )]))
-}
-
-fn parse_bool(var: &str, raw: &str) -> Result<bool, ConfigError> {
-    match raw.to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" => Ok(true),
-        "false" | "0" | "no" => Ok(false),
-        _ => Err(ConfigError::Env {
-            var: var.to_owned(),
-            message: format!("{raw:?} is not true or false"),
-        }),
-    }
-}
-
-/// An address block such as `10.0.0.0/8`, `192.168.1.10` or `fd00::/8`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    addr: std::net::IpAddr,
-    prefix: u8,
-}
-
-impl Cidr {
-    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
-        use std::net::IpAddr;
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-            v4 => v4,
-        };
-        match (self.addr, ip) {
-            (IpAddr::V4(a), IpAddr::V4(b)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(a) & mask == u32::from(b) & mask
-            }
-            (IpAddr::V6(a), IpAddr::V6(b)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(a) & mask == u128::from(b) & mask
-            }
-            _ => false,
-        }
-    }
-}
-
-impl FromStr for Cidr {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (a, p) = s.split_once('/').unwrap_or((s, ""));
-        let addr: std::net::IpAddr = a
-            .trim()
-            .parse()
-            .map_err(|_| "not an IP address or CIDR block like 10.0.0.0/8".to_owned())?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = if p.is_empty() {
-            max
-        } else {
-            p.parse::<u8>()
-                .ok()
-                .filter(|&n| n <= max)
-                .ok_or_else(|| format!("prefix must be 0 to {max}"))?
-        };
-        Ok(Cidr { addr, prefix })
-    }
-}
-
-/// A byte size written as `4MiB`, `512KiB`, `1GiB`, `10MB` or a plain number of bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Size(pub u64);
-
-impl FromStr for Size {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        let s = s.trim();
-        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-        let (num, unit) = s.split_at(split);
-        let n: u64 = num
-            .parse()
-            .map_err(|_| format!("{s:?} is not a size like \"4MiB\""))?;
-        let mult: u64 = match unit.trim() {
-            "" | "B" => 1,
-            "KiB" => 1 << 10,
-            "MiB" => 1 << 20,
-            "GiB" => 1 << 30,
-            "TiB" => 1 << 40,
-            "KB" | "kB" => 1_000,
-            "MB" => 1_000_000,
-            "GB" => 1_000_000_000,
-            "TB" => 1_000_000_000_000,
-            u => {
-                return Err(format!(
-                    "unknown size unit {u:?} (use B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)"
-                ))
-            }
-        };
-        n.checked_mul(mult)
-            .map(Size)
-            .ok_or_else(|| format!("{s:?} is too large"))
-    }
-}
-
-impl fmt::Display for Size {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (unit, m) in [
-            ("TiB", 1u64 << 40),
-            ("GiB", 1 << 30),
-            ("MiB", 1 << 20),
-            ("KiB", 1 << 10),
-        ] {
-            if self.0 >= m && self.0.is_multiple_of(m) {
-                return write!(f, "{}{unit}", self.0 / m);
-            }
-        }
-        write!(f, "{}B", self.0)
-    }
-}
-
-impl Serialize for Size {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_string())
-    }
-}
-
-impl<'de> Deserialize<'de> for Size {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            N(u64),
-            S(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::N(n) => Ok(Size(n)),
-            Raw::S(s) => s.parse().map_err(serde::de::Error::custom),
-        }
-    }
-}
-
-/// A duration written as `250ms`, `30s`, `5m`, `1h` or `7d`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Duration(pub StdDuration);
-
-impl Duration {
-    pub const fn secs(n: u64) -> Self {
-        Self(StdDuration::from_secs(n))
-    }
-}
-
-impl FromStr for Duration {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        let s = s.trim();
-        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-        let (num, unit) = s.split_at(split);
-        let n: u64 = num
-            .parse()
-            .map_err(|_| format!("{s:?} is not a duration like \"30s\""))?;
-        let d = match unit {
-            "ms" => StdDuration::from_millis(n),
-            "s" => StdDuration::from_secs(n),
-            "m" => StdDuration::from_secs(n.saturating_mul(60)),
-            "h" => StdDuration::from_secs(n.saturating_mul(3600)),
-            "d" => StdDuration::from_secs(n.saturating_mul(86_400)),
-            u => {
-                return Err(format!(
-                    "unknown duration unit {u:?} in {s:?} (use ms, s, m, h, d)"
-                ))
-            }
-        };
-        Ok(Duration(d))
-    }
-}
-
-impl fmt::Display for Duration {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ms = self.0.as_millis();
-        if !ms.is_multiple_of(1000) {
-            return write!(f, "{ms}ms");
-        }
-        let s = self.0.as_secs();
-        for (unit, m) in [("d", 86_400), ("h", 3600), ("m", 60)] {
-            if s >= m && s.is_multiple_of(m) {
-                return write!(f, "{}{unit}", s / m);
-            }
-        }
-        write!(f, "{s}s")
-    }
-}
-
-impl Serialize for Duration {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_string())
-    }
-}
-
-impl<'de> Deserialize<'de> for Duration {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?
-            .parse()
-            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -1333,22 +775,6 @@ mod tests {
         assert!(e.contains("line 3"), "{e}");
         assert!(e.contains("delete_enabeld"), "{e}");
         assert!(e.contains("a.toml"), "{e}");
-    }
-
-    #[test]
-    fn sizes_and_durations() {
-        assert_eq!("4MiB".parse::<Size>(), Ok(Size(4 << 20)));
-        assert_eq!("10MB".parse::<Size>(), Ok(Size(10_000_000)));
-        assert_eq!("123".parse::<Size>(), Ok(Size(123)));
-        assert!("4 parsecs".parse::<Size>().is_err());
-        assert_eq!(Size(4 << 20).to_string(), "4MiB");
-        assert_eq!("30s".parse::<Duration>(), Ok(Duration::secs(30)));
-        assert_eq!(
-            "250ms".parse::<Duration>().map(|d| d.0.as_millis()),
-            Ok(250)
-        );
-        assert_eq!(Duration::secs(3600).to_string(), "1h");
-        assert!("30".parse::<Duration>().is_err());
     }
 
     #[test]
@@ -1435,37 +861,6 @@ mod tests {
     }
 
     #[test]
-    fn cidr_blocks() {
-        let c: Cidr = "10.0.0.0/8".parse().expect("cidr");
-        assert!(c.contains("10.1.2.3".parse().expect("ip")));
-        assert!(!c.contains("11.0.0.1".parse().expect("ip")));
-        assert!(c.contains("::ffff:10.0.0.1".parse().expect("ip")));
-        let one: Cidr = "127.0.0.1".parse().expect("cidr");
-        assert!(one.contains("127.0.0.1".parse().expect("ip")));
-        assert!(!one.contains("127.0.0.2".parse().expect("ip")));
-        let v6: Cidr = "fd00::/8".parse().expect("cidr");
-        assert!(v6.contains("fd12::1".parse().expect("ip")));
-        let all: Cidr = "0.0.0.0/0".parse().expect("cidr");
-        assert!(all.contains("8.8.8.8".parse().expect("ip")));
-        assert!("10.0.0.0/33".parse::<Cidr>().is_err());
-        assert!("nope".parse::<Cidr>().is_err());
-        let mut cfg = Config::default();
-        cfg.http.trusted_proxies = vec!["10.0.0.0/99".into()];
-        assert!(cfg
-            .validate("x")
-            .expect_err("refused")
-            .to_string()
-            .contains("http.trusted_proxies"));
-        cfg.http.trusted_proxies = Vec::new();
-        cfg.http.external_url = Some("registry.example.com".into());
-        assert!(cfg
-            .validate("x")
-            .expect_err("refused")
-            .to_string()
-            .contains("http.external_url"));
-    }
-
-    #[test]
     fn gc_settings() {
         let cfg = Config::load(
             None,
@@ -1486,10 +881,115 @@ mod tests {
     }
 
     #[test]
-    fn bad_regex_is_refused_with_its_key() {
-        let mut cfg = Config::default();
-        cfg.manifests.foreign_urls_allow = vec!["(".into()];
-        let e = cfg.validate("x.toml").expect_err("refused").to_string();
-        assert!(e.contains("manifests.foreign_urls_allow"), "{e}");
+    fn registry_variables_with_their_implied_settings() {
+        let cfg = Config::load(
+            None,
+            &env(&[
+                ("REGISTRY_HTTP_TLS_LETSENCRYPT_EMAIL", "ops@example.com"),
+                ("REGISTRY_HTTP_TLS_LETSENCRYPT_HOSTS_0", "a.example.com"),
+                ("REGISTRY_HTTP_TLS_LETSENCRYPT_HOSTS_1", "b.example.com"),
+                // Not settings berth has: ignored.
+                ("REGISTRY_HTTP_TLS_LETSENCRYPT_CACHEFILE", "/le.json"),
+                ("REGISTRY_HTTP_SECRET", "s3cr3t"),
+            ]),
+        )
+        .expect("loads");
+        assert_eq!(cfg.tls.mode, TlsMode::Acme);
+        assert_eq!(cfg.tls.acme.email.as_deref(), Some("ops@example.com"));
+        assert_eq!(cfg.acme_hostnames(), ["a.example.com", "b.example.com"]);
+        let cfg = Config::load(
+            None,
+            &env(&[
+                ("REGISTRY_AUTH", "token"),
+                (
+                    "REGISTRY_AUTH_TOKEN_REALM",
+                    "https://auth.example.com/token",
+                ),
+                ("REGISTRY_AUTH_TOKEN_ISSUER", "auth.example.com"),
+                ("REGISTRY_AUTH_TOKEN_JWKS", "/etc/berth/jwks.json"),
+                ("REGISTRY_AUTH_TOKEN_AUTOREDIRECT", "true"),
+            ]),
+        )
+        .expect("loads");
+        assert_eq!(cfg.auth.mode, AuthMode::Token);
+        assert_eq!(cfg.auth.token.issuer, TokenIssuer::External);
+        assert_eq!(cfg.auth.token.issuer_name, "auth.example.com");
+        assert_eq!(
+            cfg.auth.token.jwks,
+            Some(PathBuf::from("/etc/berth/jwks.json"))
+        );
+        let e = Config::load(None, &env(&[("REGISTRY_STORAGE_DELETE_ENABLED", "maybe")]))
+            .expect_err("refused");
+        assert!(
+            e.to_string().contains("REGISTRY_STORAGE_DELETE_ENABLED"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn webhook_urls_are_parsed_when_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("a.toml");
+        std::fs::write(
+            &p,
+            "[[notifications.endpoints]]\nname = \"ci\"\nurl = \"https://ci.example.com:8443/hook?k=1\"\n",
+        )
+        .expect("write");
+        let cfg = Config::load(Some(&p), &[]).expect("loads");
+        let url = &cfg.notifications.endpoints[0].url;
+        assert_eq!(
+            (url.host.as_str(), url.port, url.tls),
+            ("ci.example.com", 8443, true)
+        );
+        // Shown as written, and the endpoint keeps its defaults.
+        assert!(cfg
+            .to_toml()
+            .contains("url = \"https://ci.example.com:8443/hook?k=1\""));
+        assert_eq!(cfg.notifications.endpoints[0].timeout, Duration::secs(5));
+        // A bad one names the endpoint's key, in a file and in a variable.
+        std::fs::write(
+            &p,
+            "[[notifications.endpoints]]\nname = \"ci\"\nurl = \"http://127.0.0.1:9/\"\n\n[[notifications.endpoints]]\nname = \"b\"\nurl = \"ftp://x/\"\n",
+        )
+        .expect("write");
+        let e = Config::load(Some(&p), &[])
+            .expect_err("refused")
+            .to_string();
+        assert!(e.contains("notifications.endpoints[1].url"), "{e}");
+        assert!(e.contains("line "), "{e}");
+        let e = Config::load(
+            None,
+            &env(&[(
+                "BERTH__NOTIFICATIONS__ENDPOINTS",
+                r#"[{name = "a", url = "http://127.0.0.1:9/"}, {name = "b", url = "ftp://x/"}]"#,
+            )]),
+        )
+        .expect_err("refused")
+        .to_string();
+        assert!(e.contains("BERTH__NOTIFICATIONS__ENDPOINTS"), "{e}");
+        assert!(e.contains("notifications.endpoints[1].url"), "{e}");
+    }
+
+    #[test]
+    fn token_algorithms_are_parsed_when_read() {
+        let cfg = Config::load(
+            None,
+            &env(&[("BERTH__AUTH__TOKEN__ALGORITHMS", r#"["ES256", "EdDSA"]"#)]),
+        )
+        .expect("loads");
+        assert_eq!(
+            cfg.auth.token.algorithms,
+            [TokenAlg::Es256, TokenAlg::EdDsa]
+        );
+        // Shown by name, and read back the same.
+        let shown: Config = toml::from_str(&cfg.to_toml()).expect("shown config parses");
+        assert_eq!(shown.auth.token.algorithms, cfg.auth.token.algorithms);
+        assert!(cfg.to_toml().contains("\"EdDSA\""));
+        for bad in [r#"["HS256"]"#, r#"["none"]"#, r#"["es256"]"#] {
+            let e = Config::load(None, &env(&[("BERTH__AUTH__TOKEN__ALGORITHMS", bad)]))
+                .expect_err("refused")
+                .to_string();
+            assert!(e.contains("is not accepted"), "{e}");
+        }
     }
 }
