@@ -8,11 +8,25 @@
 //! comes. A handler that wants the client to fetch bytes elsewhere (an object store's
 //! presigned URL) answers a redirect with [`Body::Empty`]; the front door needs nothing
 //! special for that.
+//!
+//! A leaf: it names nothing else of berth (the store implements [`BlobFile`]'s reading).
 
 use bytes::Bytes;
 use std::pin::Pin;
 
-pub(crate) use crate::store::BlobFile;
+/// Some bytes of an open blob, on their way to a client: either read into memory chunk by
+/// chunk (`into_stream`, which the store implements with its read-ahead), or handed to the
+/// kernel whole by the front door's zero-copy path (plain HTTP/1.1), which uses the fields
+/// directly.
+#[derive(Debug)]
+pub struct BlobFile {
+    pub file: std::fs::File,
+    pub path: std::path::PathBuf,
+    /// The first byte to send.
+    pub offset: u64,
+    /// How many bytes to send.
+    pub len: u64,
+}
 
 /// Bytes produced one chunk at a time; an error ends the response (the connection is
 /// dropped, so a client never takes a short body for a whole one).

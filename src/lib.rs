@@ -8,8 +8,9 @@
 //! servers (webhook endpoints today).
 //!
 //! Dependency rules (checked in review):
-//! - `oci` and `body` are leaves (`body` names only the store's open-file type, for
-//!   sendfile).
+//! - `oci`, `body`, `config`, `timestamp`, `retry` and `metrics` are leaves. The module
+//!   graph has no cycle: `frontdoor` → `api` → `auth` → `tls` → `store` → `body`;
+//!   `notify` → `upstream` → `tls`.
 //! - `config` imports no other module of berth; every subsystem takes its (already
 //!   parsed) values from it.
 //! - `api` reaches storage only through `store::Content`; it never names `store::fs`,

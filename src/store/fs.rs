@@ -11,6 +11,7 @@
 use super::content::BlobSource;
 use super::driver::{Append, Driver, Locked, Meta, Reads, Renamed, Usage};
 use super::Error;
+use crate::body::{BlobFile, BodyStream};
 use bytes::Bytes;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
@@ -38,19 +39,6 @@ pub struct FsDriver {
     root: PathBuf,
 }
 
-/// Some bytes of an open blob, on their way to a client: either read into memory chunk by
-/// chunk ([`BlobFile::into_stream`]), or handed to the kernel whole by the front door's
-/// zero-copy path (plain HTTP/1.1), which uses the fields directly.
-#[derive(Debug)]
-pub struct BlobFile {
-    pub file: File,
-    pub path: PathBuf,
-    /// The first byte to send.
-    pub offset: u64,
-    /// How many bytes to send.
-    pub len: u64,
-}
-
 /// An open blob, before the API knows which range of it the client wants.
 #[derive(Debug)]
 pub struct OpenBlob {
@@ -73,7 +61,7 @@ impl OpenBlob {
 impl BlobFile {
     /// The bytes as a response stream, for the paths that must see them (TLS, HTTP/2):
     /// [`BlobReader`]'s chunks, ending at the first error.
-    pub fn into_stream(self) -> crate::body::BodyStream {
+    pub fn into_stream(self) -> BodyStream {
         Box::pin(futures_util::stream::unfold(
             Some(self.reader()),
             |reader| async move {

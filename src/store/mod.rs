@@ -60,7 +60,8 @@ impl Error {
     }
 }
 
-pub use fs::{cached, BlobFile, OpenBlob, Prefetch};
+pub use crate::body::BlobFile;
+pub use fs::{cached, OpenBlob, Prefetch};
 
 // The blocking halves of the reads above, for `Driver::reading`: one hand-off per
 // request however many files it reads.

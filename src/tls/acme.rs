@@ -196,6 +196,18 @@ impl From<instant_acme::Error> for AcmeError {
     }
 }
 
+/// An EAB HMAC key as CAs hand it out: base64url (RFC 8555 §7.3.4), padding optional;
+/// the standard alphabet is taken too, as a pasted key sometimes is.
+fn eab_key(s: &str) -> Option<Vec<u8>> {
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    use base64::Engine as _;
+    const CONFIG: GeneralPurposeConfig =
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
+    const URL: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::URL_SAFE, CONFIG);
+    const STANDARD: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::STANDARD, CONFIG);
+    URL.decode(s).or_else(|_| STANDARD.decode(s)).ok()
+}
+
 /// The stored account: the credentials and the directory they belong to.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct StoredAccount {
@@ -367,7 +379,7 @@ impl Manager {
             Some((kid, file)) => {
                 let raw = std::fs::read_to_string(file)
                     .map_err(|e| AcmeError::Local(format!("{}: {e}", file.display())))?;
-                let key = crate::auth::base64_decode(raw.trim()).ok_or_else(|| {
+                let key = eab_key(raw.trim()).ok_or_else(|| {
                     AcmeError::Local(format!("{}: not a base64url HMAC key", file.display()))
                 })?;
                 Some(ExternalAccountKey::new(kid.clone(), &key))
@@ -510,6 +522,20 @@ mod tests {
             renewal_due(&s, Some(Duration::from_secs(10 * 86_400))),
             80 * 86_400
         );
+    }
+
+    #[test]
+    fn eab_keys_in_either_alphabet() {
+        let bytes: Vec<u8> = (0u8..=255).collect();
+        use base64::Engine as _;
+        for e in [
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&bytes),
+            base64::engine::general_purpose::URL_SAFE.encode(&bytes),
+            base64::engine::general_purpose::STANDARD.encode(&bytes),
+        ] {
+            assert_eq!(eab_key(&e).as_deref(), Some(&bytes[..]), "{e}");
+        }
+        assert_eq!(eab_key("not base64!"), None);
     }
 
     #[test]
