@@ -966,45 +966,49 @@ fn render(out: &Out, warnings: &[String], env_used: &[String]) -> String {
 
     let mut http = Table::new();
     http.insert("listen", list(&out.http_listen));
-    if let Some(r) = &out.redirect_listen {
-        http.insert("redirect_listen", list(r));
-    }
-    if let Some(u) = &out.external_url {
-        http.insert("external_url", text(u));
-    }
-    if let Some(g) = &out.shutdown_grace {
-        http.insert("shutdown_grace", text(g));
-    }
+    set(
+        &mut http,
+        "redirect_listen",
+        out.redirect_listen.as_deref().map(list),
+    );
+    set(
+        &mut http,
+        "external_url",
+        out.external_url.as_deref().map(text),
+    );
+    set(
+        &mut http,
+        "shutdown_grace",
+        out.shutdown_grace.as_deref().map(text),
+    );
     doc.insert("http", Item::Table(http));
 
     let mut tls = Table::new();
     tls.insert("mode", text(out.tls_mode));
-    if let Some(l) = &out.tls_listen {
-        tls.insert("listen", list(l));
-    }
+    set(&mut tls, "listen", out.tls_listen.as_deref().map(list));
     if !out.tls_hostnames.is_empty() {
         tls.insert("hostnames", list(&out.tls_hostnames));
     }
-    if let Some(c) = &out.tls_certificate {
-        tls.insert("certificate", text(c));
-    }
-    if let Some(k) = &out.tls_key {
-        tls.insert("key", text(k));
-    }
-    if let Some(v) = out.min_version {
-        tls.insert("min_version", text(v));
-    }
+    set(
+        &mut tls,
+        "certificate",
+        out.tls_certificate.as_deref().map(text),
+    );
+    set(&mut tls, "key", out.tls_key.as_deref().map(text));
+    set(&mut tls, "min_version", out.min_version.map(text));
     if out.tls_mode == "acme" {
         let mut acme = Table::new();
-        if let Some(d) = &out.acme_directory_url {
-            acme.insert("directory_url", text(d));
-        }
-        if let Some(e) = &out.acme_email {
-            acme.insert("email", text(e));
-        }
-        if let Some(c) = &out.acme_challenges {
-            acme.insert("challenges", list(c));
-        }
+        set(
+            &mut acme,
+            "directory_url",
+            out.acme_directory_url.as_deref().map(text),
+        );
+        set(&mut acme, "email", out.acme_email.as_deref().map(text));
+        set(
+            &mut acme,
+            "challenges",
+            out.acme_challenges.as_deref().map(list),
+        );
         tls.insert("acme", Item::Table(acme));
     }
     doc.insert("tls", Item::Table(tls));
@@ -1081,12 +1085,8 @@ fn render(out: &Out, warnings: &[String], env_used: &[String]) -> String {
 
     if out.log_level.is_some() || out.log_format.is_some() {
         let mut log = Table::new();
-        if let Some(l) = &out.log_level {
-            log.insert("level", text(l));
-        }
-        if let Some(f) = out.log_format {
-            log.insert("format", text(f));
-        }
+        set(&mut log, "level", out.log_level.as_deref().map(text));
+        set(&mut log, "format", out.log_format.map(text));
         doc.insert("log", Item::Table(log));
     }
     doc.to_string()
@@ -1100,6 +1100,13 @@ fn put_copied(table: &mut Table, out: &Out, section: &str) {
             let key = s.berth.rsplit('.').next().unwrap_or(s.berth);
             table.insert(key, text(v));
         }
+    }
+}
+
+/// Sets `key` in `t` when there is a value.
+fn set(t: &mut Table, key: &str, v: Option<Item>) {
+    if let Some(v) = v {
+        t.insert(key, v);
     }
 }
 

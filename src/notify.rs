@@ -1187,14 +1187,11 @@ impl Transport {
 mod tests {
     use super::*;
     use crate::config::Duration as CfgDuration;
+    use crate::upstream::testing::read_request;
     use std::collections::VecDeque;
-    use std::io::{Read, Write};
+    use std::io::Write;
     use std::net::TcpListener;
     use std::sync::atomic::AtomicBool;
-
-    fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-        hay.windows(needle.len()).position(|w| w == needle)
-    }
 
     /// One request the test receiver got.
     #[derive(Debug, Clone)]
@@ -1290,39 +1287,6 @@ mod tests {
                 let _ = t.join();
             }
         }
-    }
-
-    fn read_request(conn: &mut impl Read) -> Option<(String, Vec<u8>)> {
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 4096];
-        let end = loop {
-            if let Some(end) = find(&buf, b"\r\n\r\n") {
-                break end;
-            }
-            let n = conn.read(&mut chunk).ok()?;
-            if n == 0 {
-                return None;
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        };
-        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-        let len: usize = head
-            .lines()
-            .find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("content-length")
-                    .then(|| v.trim().parse().ok())?
-            })
-            .unwrap_or(0);
-        let mut body = buf[end + 4..].to_vec();
-        while body.len() < len {
-            let n = conn.read(&mut chunk).ok()?;
-            if n == 0 {
-                return None;
-            }
-            body.extend_from_slice(&chunk[..n]);
-        }
-        Some((head, body))
     }
 
     fn free_port() -> u16 {

@@ -8,6 +8,30 @@ use std::net::IpAddr;
 use std::str::FromStr;
 use std::time::Duration as StdDuration;
 
+/// `Deserialize` for a type written as a string in the configuration, through its
+/// `FromStr` (whose error becomes the message naming the key).
+macro_rules! deserialize_from_str {
+    ($($t:ty),+) => {$(
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                String::deserialize(d)?
+                    .parse()
+                    .map_err(serde::de::Error::custom)
+            }
+        }
+    )+};
+}
+
+deserialize_from_str!(Duration, HttpUrl, TokenAlg);
+
+/// `4MiB` → (4, "MiB"); `what` completes "is not ..." when there is no number.
+fn number_and_unit<'a>(s: &'a str, what: &str) -> Result<(u64, &'a str), String> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n = num.parse().map_err(|_| format!("{s:?} is not {what}"))?;
+    Ok((n, unit))
+}
+
 /// A byte size written as `4MiB`, `512KiB`, `1GiB`, `10MB` or a plain number of bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Size(pub u64);
@@ -17,11 +41,7 @@ impl FromStr for Size {
 
     fn from_str(s: &str) -> Result<Self, String> {
         let s = s.trim();
-        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-        let (num, unit) = s.split_at(split);
-        let n: u64 = num
-            .parse()
-            .map_err(|_| format!("{s:?} is not a size like \"4MiB\""))?;
+        let (n, unit) = number_and_unit(s, "a size like \"4MiB\"")?;
         let mult: u64 = match unit.trim() {
             "" | "B" => 1,
             "KiB" => 1 << 10,
@@ -96,11 +116,7 @@ impl FromStr for Duration {
 
     fn from_str(s: &str) -> Result<Self, String> {
         let s = s.trim();
-        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-        let (num, unit) = s.split_at(split);
-        let n: u64 = num
-            .parse()
-            .map_err(|_| format!("{s:?} is not a duration like \"30s\""))?;
+        let (n, unit) = number_and_unit(s, "a duration like \"30s\"")?;
         let d = match unit {
             "ms" => StdDuration::from_millis(n),
             "s" => StdDuration::from_secs(n),
@@ -136,14 +152,6 @@ impl fmt::Display for Duration {
 impl Serialize for Duration {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.to_string())
-    }
-}
-
-impl<'de> Deserialize<'de> for Duration {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?
-            .parse()
-            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -289,14 +297,6 @@ impl Serialize for HttpUrl {
     }
 }
 
-impl<'de> Deserialize<'de> for HttpUrl {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?
-            .parse()
-            .map_err(serde::de::Error::custom)
-    }
-}
-
 /// A signature algorithm a token may use (`auth.token.algorithms`). `none` and the HMAC
 /// algorithms have no variant: they are never accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -363,14 +363,6 @@ impl fmt::Display for TokenAlg {
 impl Serialize for TokenAlg {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.name())
-    }
-}
-
-impl<'de> Deserialize<'de> for TokenAlg {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?
-            .parse()
-            .map_err(serde::de::Error::custom)
     }
 }
 

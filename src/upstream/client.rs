@@ -552,28 +552,10 @@ mod tests {
         }
     }
 
-    /// A request's head (its body, by Content-Length, is read and dropped); `None` at the
-    /// end of the connection.
+    /// A request's head (its body is read and dropped); `None` at the end of the
+    /// connection.
     fn read_request(conn: &mut impl Read) -> Option<String> {
-        let mut buf = Vec::new();
-        let mut byte = [0u8; 1];
-        while !buf.ends_with(b"\r\n\r\n") {
-            if conn.read(&mut byte).ok()? == 0 {
-                return None;
-            }
-            buf.push(byte[0]);
-        }
-        let head = String::from_utf8_lossy(&buf).into_owned();
-        let len: u64 = head
-            .lines()
-            .find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("content-length")
-                    .then(|| v.trim().parse().ok())?
-            })
-            .unwrap_or(0);
-        io::copy(&mut conn.take(len), &mut io::sink()).ok()?;
-        Some(head)
+        crate::upstream::testing::read_request(conn).map(|(head, _)| head)
     }
 
     fn ok(body: &str) -> Vec<u8> {
