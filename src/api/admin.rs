@@ -3,14 +3,15 @@
 
 use super::error::ApiError;
 use super::events::{Answer, Happened};
-use super::{json, param, query_pairs, Body, Registry, Result, Transport};
+use super::{json, param, Body, Ctx, Registry, Result};
 use crate::auth::{gate, Tokens};
 use crate::oci::RepositoryName;
 use http::{header, Method, Response, StatusCode};
 
 impl Registry {
     /// `GET /token`: the built-in token service (Docker registry token protocol).
-    pub(super) async fn token(&self, req: &http::request::Parts) -> Result<Response<Body>> {
+    pub(super) async fn token(&self, ctx: &Ctx<'_>) -> Result<Response<Body>> {
+        let req = ctx.req;
         let Some(auth) = self
             .auth
             .as_deref()
@@ -27,14 +28,13 @@ impl Registry {
                 "the token service takes GET with Basic credentials",
             ));
         }
-        let t = Transport::of(req);
-        let q = query_pairs(req.uri.query());
+        let (t, q) = (ctx.transport, &ctx.query);
         let service = auth
             .tokens
             .as_ref()
             .map(|t| t.service.as_str())
             .unwrap_or_default();
-        if let Some(s) = param(&q, "service").filter(|s| *s != service) {
+        if let Some(s) = param(q, "service").filter(|s| *s != service) {
             return Err(ApiError::unsupported(
                 StatusCode::BAD_REQUEST,
                 format!("unknown service {s:?}; this registry is {service:?}"),

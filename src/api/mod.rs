@@ -61,15 +61,31 @@ pub struct Served {
 impl Transport {
     /// The request's transport; without one (the core used directly, as in unit tests),
     /// a secure channel from nowhere in particular.
-    fn of(req: &http::request::Parts) -> Transport {
-        req.extensions
-            .get::<Transport>()
-            .cloned()
-            .unwrap_or(Transport {
-                secure: true,
-                tls: false,
-                client: String::new(),
-            })
+    fn of(req: &http::request::Parts) -> &Transport {
+        static NOWHERE: Transport = Transport {
+            secure: true,
+            tls: false,
+            client: String::new(),
+        };
+        req.extensions.get::<Transport>().unwrap_or(&NOWHERE)
+    }
+}
+
+/// What every part of a request's handling reads, taken from the request once.
+pub(super) struct Ctx<'r> {
+    pub req: &'r http::request::Parts,
+    pub transport: &'r Transport,
+    /// The query's pairs, decoded.
+    pub query: Vec<(String, String)>,
+}
+
+impl<'r> Ctx<'r> {
+    fn new(req: &'r http::request::Parts) -> Self {
+        Ctx {
+            req,
+            transport: Transport::of(req),
+            query: query_pairs(req.uri.query()),
+        }
     }
 }
 
@@ -134,12 +150,8 @@ impl Registry {
     }
 
     /// What this request's events carry.
-    fn notify_context(
-        &self,
-        req: &http::request::Parts,
-        caller: &Caller<'_>,
-    ) -> crate::notify::Context {
-        let t = Transport::of(req);
+    fn notify_context(&self, ctx: &Ctx<'_>, caller: &Caller<'_>) -> crate::notify::Context {
+        let (req, t) = (ctx.req, ctx.transport);
         let host = req
             .headers
             .get(header::HOST)
@@ -196,9 +208,10 @@ impl Registry {
         let span = tracing::debug_span!("request", endpoint = name);
         let is_v2 = !matches!(endpoint, Ok(Endpoint::Root)) && req.uri.path().starts_with("/v2");
         let mut user = None;
+        let ctx = Ctx::new(req);
         let mut resp = match endpoint.map(|e| Operation::of(e, &req.method)) {
             Ok(Operation::Token) => self
-                .token(req)
+                .token(&ctx)
                 .instrument(span)
                 .await
                 .unwrap_or_else(ApiError::into_response),
@@ -206,12 +219,9 @@ impl Registry {
             // other tasks' events on this worker with this request's span.
             Ok(op) => {
                 let caller = match &self.auth {
-                    Some(auth) => {
-                        let t = Transport::of(req);
-                        gate::authorize(auth, op.need(), &presented(req, &t))
-                            .await
-                            .map_err(denial)
-                    }
+                    Some(auth) => gate::authorize(auth, op.need(), &presented(&ctx))
+                        .await
+                        .map_err(denial),
                     None => Ok(Caller::Open),
                 };
                 match caller {
@@ -227,14 +237,14 @@ impl Registry {
                     Ok(caller) => {
                         user = caller.user();
                         match self
-                            .dispatch(&op, req, body, &caller)
+                            .dispatch(&op, &ctx, body, &caller)
                             .instrument(span)
                             .await
                         {
                             Ok(Answer { resp, happened }) => {
                                 let events = happened.map(|h| self.events_of(h));
                                 if let Some(events) = events.filter(|e| !e.is_empty()) {
-                                    self.notify(&self.notify_context(req, &caller), events)
+                                    self.notify(&self.notify_context(&ctx, &caller), events)
                                         .await;
                                 }
                                 resp
@@ -289,20 +299,19 @@ impl Registry {
     async fn dispatch<'a>(
         &self,
         op: &'a Operation,
-        req: &http::request::Parts,
+        ctx: &Ctx<'_>,
         body: &mut dyn RequestBody,
         caller: &Caller<'_>,
     ) -> Result<Answer<'a>> {
-        let q = query_pairs(req.uri.query());
-        let h = &req.headers;
+        let (q, h) = (&ctx.query, &ctx.req.headers);
         let plain = |r: Result<Response<Body>>| r.map(Answer::from);
         match op {
             Operation::Root => Ok(text(StatusCode::OK, "berth: OCI registry\n").into()),
             Operation::Base => Ok(json(StatusCode::OK, Bytes::from_static(b"{}")).into()),
-            Operation::Catalog => plain(self.catalog(&q, caller).await),
-            Operation::TagList(n) => plain(self.tags(n, &q).await),
+            Operation::Catalog => plain(self.catalog(q, caller).await),
+            Operation::TagList(n) => plain(self.tags(n, q).await),
             Operation::ManifestGet(n, r, head) => self.manifest_get(n, r, h, *head).await,
-            Operation::ManifestPut(n, r) => self.manifest_put(n, r, &q, h, body).await,
+            Operation::ManifestPut(n, r) => self.manifest_put(n, r, q, h, body).await,
             Operation::ManifestDelete(n, r) => self.manifest_delete(n, r).await,
             Operation::ManifestAbsent(_, r) => Err(ApiError::manifest_unknown(r)),
             Operation::ReferenceInvalid(_, code, why, _) => Err(ApiError::new(*code, why.clone())),
@@ -311,18 +320,17 @@ impl Registry {
             Operation::UploadStart(n) => {
                 // A mount from a repository the caller may not read is not honoured:
                 // the client uploads instead (the spec allows this).
-                let mount_from = param(&q, "from").is_none_or(|f| caller.can_pull(f));
+                let mount_from = param(q, "from").is_none_or(|f| caller.can_pull(f));
                 let anywhere = caller.may_mount_anywhere();
-                self.upload_start(n, &q, h, body, anywhere, mount_from)
-                    .await
+                self.upload_start(n, q, h, body, anywhere, mount_from).await
             }
             Operation::UploadStatus(n, id) => plain(self.upload_status(n, id).await),
             Operation::UploadPatch(n, id) => plain(self.upload_patch(n, id, h, body).await),
-            Operation::UploadPut(n, id) => self.upload_put(n, id, &q, h, body).await,
+            Operation::UploadPut(n, id) => self.upload_put(n, id, q, h, body).await,
             Operation::UploadCancel(n, id) => plain(self.upload_cancel(n, id).await),
-            Operation::Referrers(n, d) => plain(self.referrers(n, d, &q).await),
+            Operation::Referrers(n, d) => plain(self.referrers(n, d, q).await),
             Operation::RepositoryDelete(n) => self.repository_delete(n).await,
-            Operation::Token => plain(self.token(req).await),
+            Operation::Token => plain(self.token(ctx).await),
             Operation::Unsupported(e, m) => Err(ApiError::unsupported(
                 StatusCode::METHOD_NOT_ALLOWED,
                 format!("{m} is not supported on the {} endpoint", e.name()),
@@ -332,7 +340,8 @@ impl Registry {
 }
 
 /// What the request presented to the gate.
-fn presented<'a>(req: &'a http::request::Parts, t: &'a Transport) -> Presented<'a> {
+fn presented<'a>(ctx: &'a Ctx<'_>) -> Presented<'a> {
+    let (req, t) = (ctx.req, ctx.transport);
     Presented {
         authorization: req
             .headers
