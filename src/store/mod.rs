@@ -8,11 +8,13 @@
 //! after a restart, rebuilds the hash from the file.
 //!
 //! What tells a client that a blob or manifest is there also marks it as used (its mtime),
-//! so the garbage collector ([`gc`]) leaves it alone for the grace period.
+//! so the garbage collector ([`gc`]) leaves it alone for the grace period. [`fsck`] checks
+//! the whole store (and repairs what is provably broken).
 
 pub(crate) mod content;
 pub(crate) mod driver;
 pub(crate) mod fs;
+pub mod fsck;
 pub mod gc;
 pub(crate) mod layout;
 #[cfg(test)]
