@@ -1211,6 +1211,45 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn deleting_and_collecting_leaves_nothing_dangling() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let a = repo("app");
+        let (old, _, _) = tagged_image(&store, &a, "latest").await;
+        let (new, _, _) = tagged_image(&store, &a, "next").await;
+        // `latest` moves on, the old manifest is deleted by digest and collected.
+        store
+            .tag_set(&a, &tag("latest"), &new)
+            .await
+            .expect("retag");
+        assert!(store.manifest_delete(&a, &old).await.expect("delete"));
+        let aged = SystemTime::now() - Duration::from_secs(7200);
+        let mut stack = vec![dir.path().to_owned()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).expect("read_dir").flatten() {
+                if e.path().is_dir() {
+                    stack.push(e.path());
+                } else {
+                    std::fs::File::open(e.path())
+                        .and_then(|f| f.set_modified(aged))
+                        .expect("age");
+                }
+            }
+        }
+        let opts = gc::Options {
+            grace_period: Duration::from_secs(3600),
+            delete_untagged: false,
+            purge_uploads_after: Duration::ZERO,
+            dry_run: false,
+        };
+        let collected = gc::run(&store, &opts).await.expect("gc").expect("ran");
+        assert!(collected.blobs.iter().any(|(d, _)| *d == old));
+        let (problems, summary) = fsck(&store, &check_opts()).await;
+        assert!(problems.is_empty(), "{problems:?}");
+        assert!(summary.clean());
+    }
+
+    #[tokio::test]
     async fn a_corrupt_blob_is_reported_and_quarantined_never_deleted() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("open");
