@@ -1598,6 +1598,44 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_repair_leaves_what_was_mended_since_it_was_found() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let a = repo("app");
+        let (m, _, layer) = tagged_image(&store, &a, "v1").await;
+        let opts = repair_opts();
+        let mut report = |_: &Problem| {};
+        let mut c = Checker {
+            store: &store,
+            opts: &opts,
+            report: &mut report,
+            summary: Summary::default(),
+            corrupt: HashSet::new(),
+            suspects: Vec::new(),
+        };
+        // Found dangling, then pushed again before the repair came to them.
+        let link = Target::Link {
+            link: layout::layer_link(&a, &layer),
+            digest: layer.clone(),
+            dir: layout::layer_dir(&a, &layer),
+            relink: Some(a.clone()),
+            prune: None,
+        };
+        assert_eq!(c.repair(&link).await.expect("repair"), None);
+        let t = Target::Tag {
+            repo: a.clone(),
+            tag: tag("v1"),
+            digest: m.clone(),
+        };
+        assert_eq!(c.repair(&t).await.expect("repair"), None);
+        assert!(store.blob_size(&a, &layer).await.expect("size").is_some());
+        assert_eq!(
+            store.tags(&a).await.expect("tags").unwrap_or_default(),
+            vec![tag("v1")]
+        );
+    }
+
+    #[tokio::test]
     async fn what_was_mended_meanwhile_is_not_reported() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("open");
