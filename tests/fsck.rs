@@ -296,3 +296,57 @@ fn the_server_scrubs_on_its_schedule_and_reports_in_metrics() {
         .join("docker/registry/v2/.berth-scrub.last")
         .exists());
 }
+
+#[test]
+fn a_check_beside_pushes_deletes_and_collections_reports_nothing() {
+    // The collector runs every 100 ms and takes what is untagged after a second: blobs go
+    // (just before their links) and revisions are unlinked while fsck reads them.
+    let b = Berth::start(&[
+        ("BERTH__GC__INTERVAL", "100ms"),
+        ("BERTH__GC__GRACE_PERIOD", "1s"),
+        ("BERTH__GC__DELETE_UNTAGGED", "true"),
+    ]);
+    let root = b.root();
+    let env = [("BERTH__STORAGE__ROOT", root.to_str().expect("utf-8"))];
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let runs = std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut i = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let t = format!("t{i}");
+                push_image(&b, "churn", &t, format!("layer {i}").as_bytes());
+                push_blob(&b, "churn", format!("orphan {i}").as_bytes());
+                if i.is_multiple_of(2) {
+                    let r = call(
+                        "DELETE",
+                        &b.url(&format!("/v2/churn/manifests/{t}")),
+                        &[],
+                        None,
+                    );
+                    assert_eq!(r.status, 202);
+                }
+                i += 1;
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(6);
+        let mut runs = 0;
+        while Instant::now() < deadline {
+            let (code, out, err) = run_berth(&["fsck"], &env);
+            runs += 1;
+            if code != 0 {
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                panic!("fsck beside the churn (run {runs}): {out}{err}");
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        runs
+    });
+    assert!(runs >= 3, "only {runs} runs");
+    assert!(
+        b.logs().contains("garbage collection finished"),
+        "{}",
+        b.logs()
+    );
+    let (code, out, err) = run_berth(&["fsck"], &env);
+    assert_eq!(code, 0, "{out}{err}");
+}
