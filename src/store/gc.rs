@@ -964,17 +964,11 @@ struct Descriptor {
 impl Descriptor {
     /// As `api::manifest` decides it for a push: such a layer need not be in the registry.
     fn is_foreign(&self) -> bool {
-        use crate::oci::media_type as mt;
         self.urls.as_ref().is_some_and(|u| !u.is_empty())
-            || self.media_type.as_deref().is_some_and(|m| {
-                [
-                    mt::OCI_LAYER_NONDISTRIBUTABLE,
-                    mt::OCI_LAYER_NONDISTRIBUTABLE_GZIP,
-                    mt::OCI_LAYER_NONDISTRIBUTABLE_ZSTD,
-                    mt::DOCKER_FOREIGN_LAYER,
-                ]
-                .contains(&m)
-            })
+            || self
+                .media_type
+                .as_deref()
+                .is_some_and(crate::oci::media_type::is_foreign_layer)
     }
 }
 
