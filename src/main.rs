@@ -56,6 +56,23 @@ enum Command {
         #[arg(long)]
         delete_untagged: bool,
     },
+    /// Check the store: every blob's digest (its bytes are hashed), every link's target,
+    /// every tag's manifest, every manifest's references. Prints one line per problem
+    /// (kind, repository, digest, path) and a summary; exits 1 when something is (left)
+    /// wrong. Safe while berth serves and collects the same store.
+    #[command(visible_alias = "scrub")]
+    Fsck {
+        #[arg(short, long, env = "BERTH_CONFIG")]
+        config: Option<PathBuf>,
+        /// Remove what is provably broken (dangling and corrupt links, tags whose manifest
+        /// is gone) and move corrupt blobs to <storage.root>/docker/registry/v2/.berth-quarantine;
+        /// refused while a garbage collection runs.
+        #[arg(long)]
+        repair: bool,
+        /// Blobs hashed at once.
+        #[arg(short, long, default_value_t = berth::store::fsck::DEFAULT_WORKERS)]
+        jobs: usize,
+    },
     /// Manage repositories.
     Repo {
         #[command(subcommand)]
@@ -200,6 +217,14 @@ fn main() -> ExitCode {
             Ok(cfg) => gc(&cfg, dry_run, delete_untagged),
             Err(code) => code,
         },
+        Command::Fsck {
+            config,
+            repair,
+            jobs,
+        } => match load(config.as_deref()) {
+            Ok(cfg) => fsck(&cfg, repair, jobs),
+            Err(code) => code,
+        },
         Command::GenAssets { dir } => gen_assets(&dir),
         Command::Repo {
             command: RepoCommand::Rm { name },
@@ -252,6 +277,48 @@ fn gc(cfg: &Config, dry_run: bool, delete_untagged: bool) -> ExitCode {
         }
         Err(e) => {
             eprintln!("berth: garbage collection failed: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `berth fsck`: one check of the whole store (the one `[scrub]` runs in the server), with
+/// `--repair` one that mends. Problems on stdout as they are found, then the totals.
+fn fsck(cfg: &Config, repair: bool, jobs: usize) -> ExitCode {
+    use berth::store::fsck;
+    if cfg.storage.read_only && repair {
+        eprintln!("berth: storage.read_only is on: nothing is repaired (without --repair, fsck only reads)");
+        return ExitCode::from(1);
+    }
+    let opts = fsck::Options {
+        repair,
+        workers: jobs.max(1),
+        ..fsck::Options::from_config(cfg)
+    };
+    let (store, rt) = match offline_store(cfg) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let root = cfg.storage.root.clone();
+    let mut print = |p: &fsck::Problem| println!("{}", p.line(&root));
+    match rt.block_on(fsck::run(&store, &opts, &mut print)) {
+        Ok(Some(summary)) => {
+            println!("{}", summary.line());
+            if summary.clean() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Ok(None) => {
+            eprintln!(
+                "berth: a garbage collection is running on {}; run `berth fsck --repair` again when it has finished (a check without --repair runs beside it)",
+                root.display()
+            );
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("berth: fsck failed: {e}");
             ExitCode::from(1)
         }
     }
@@ -739,6 +806,11 @@ fn serve(path: Option<PathBuf>, upgrade: bool) -> ExitCode {
         }))
     };
     // Also when gc.interval is "0s": it first puts back what an interrupted run left.
+    berth::store::fsck::spawn(
+        collected.clone(),
+        berth::store::fsck::Options::from_config(&cfg),
+        cfg.scrub.interval.0,
+    );
     berth::store::gc::spawn(
         collected,
         berth::store::gc::Options::from_config(&cfg),

@@ -1,6 +1,6 @@
 //! Process-wide figures for Prometheus (`GET /metrics` on the admin listener): requests by
 //! endpoint, method and status with a latency histogram, bytes in and out, upload commits,
-//! garbage collection, storage size and certificate expiry. Counting is a few atomic
+//! garbage collection, the integrity scrub, storage size and certificate expiry. Counting is a few atomic
 //! operations and one short lock per request.
 
 use std::collections::BTreeMap;
@@ -40,6 +40,13 @@ static GC_BLOBS: AtomicU64 = AtomicU64::new(0);
 static GC_MANIFESTS: AtomicU64 = AtomicU64::new(0);
 static GC_UPLOADS: AtomicU64 = AtomicU64::new(0);
 static GC_BYTES: AtomicU64 = AtomicU64::new(0);
+static SCRUB_RUNS: AtomicU64 = AtomicU64::new(0);
+/// The last scrub's findings; its end as Unix seconds (0: no scrub yet), and how long it
+/// took.
+static SCRUB_PROBLEMS: AtomicU64 = AtomicU64::new(0);
+static SCRUB_BYTES: AtomicU64 = AtomicU64::new(0);
+static SCRUB_FINISHED: AtomicU64 = AtomicU64::new(0);
+static SCRUB_MILLIS: AtomicU64 = AtomicU64::new(0);
 /// Set when the store's size changed (an upload, a collection), so the next scrape measures
 /// it again instead of reusing the cached figure.
 static STORAGE_CHANGED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
@@ -110,6 +117,19 @@ pub(crate) fn gc(blobs: u64, manifests: u64, uploads: u64, bytes: u64) {
     GC_MANIFESTS.fetch_add(manifests, Ordering::Relaxed);
     GC_UPLOADS.fetch_add(uploads, Ordering::Relaxed);
     GC_BYTES.fetch_add(bytes, Ordering::Relaxed);
+}
+
+/// Records a finished integrity scrub: what it found, the blob bytes it hashed, how long it
+/// took.
+pub(crate) fn scrub(problems: u64, bytes: u64, took: Duration) {
+    SCRUB_RUNS.fetch_add(1, Ordering::Relaxed);
+    SCRUB_PROBLEMS.store(problems, Ordering::Relaxed);
+    SCRUB_BYTES.store(bytes, Ordering::Relaxed);
+    SCRUB_MILLIS.store(took.as_millis() as u64, Ordering::Relaxed);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_secs().max(1));
+    SCRUB_FINISHED.store(now, Ordering::Relaxed);
 }
 
 /// Figures measured at scrape time.
@@ -229,6 +249,34 @@ pub(crate) fn render(g: &Gauges) -> String {
         "Bytes freed by garbage collection.",
         GC_BYTES.load(Ordering::Relaxed),
     );
+    counter(
+        &mut out,
+        "berth_scrub_runs_total",
+        "Integrity scrubs ([scrub]) finished by this process.",
+        SCRUB_RUNS.load(Ordering::Relaxed),
+    );
+    let finished = SCRUB_FINISHED.load(Ordering::Relaxed);
+    if finished > 0 {
+        let _ = writeln!(
+            out,
+            "# HELP berth_scrub_problems Problems the last integrity scrub found (berth fsck lists them).\n# TYPE berth_scrub_problems gauge\nberth_scrub_problems {}",
+            SCRUB_PROBLEMS.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP berth_scrub_checked_bytes Blob bytes the last integrity scrub hashed.\n# TYPE berth_scrub_checked_bytes gauge\nberth_scrub_checked_bytes {}",
+            SCRUB_BYTES.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP berth_scrub_last_finished_timestamp_seconds When the last integrity scrub finished (Unix time).\n# TYPE berth_scrub_last_finished_timestamp_seconds gauge\nberth_scrub_last_finished_timestamp_seconds {finished}"
+        );
+        let _ = writeln!(
+            out,
+            "# HELP berth_scrub_last_duration_seconds How long the last integrity scrub took.\n# TYPE berth_scrub_last_duration_seconds gauge\nberth_scrub_last_duration_seconds {}",
+            SCRUB_MILLIS.load(Ordering::Relaxed) as f64 / 1000.0
+        );
+    }
     if let Some(b) = g.storage_bytes {
         let _ = writeln!(out, "# HELP berth_storage_blob_bytes Bytes of blob data in the store.\n# TYPE berth_storage_blob_bytes gauge\nberth_storage_blob_bytes {b}");
     }
@@ -265,6 +313,18 @@ mod tests {
         request("blob", "GET", 200, Duration::from_millis(3), 0, 1000);
         request("blob", "GET", 200, Duration::from_millis(300), 0, 24);
         request("blob", "BREW", 405, Duration::from_millis(1), 0, 0);
+        assert!(
+            !render(&Gauges {
+                storage_bytes: None,
+                certificate_expiry_seconds: None,
+                read_only: false,
+                notifications_queued: Vec::new(),
+                notifications_dropped: 0,
+            })
+            .contains("berth_scrub_problems"),
+            "no scrub result before the first scrub"
+        );
+        scrub(2, 4096, Duration::from_millis(1500));
         let text = render(&Gauges {
             storage_bytes: Some(42),
             certificate_expiry_seconds: Some(86_400 * 3 + 5),
@@ -303,6 +363,12 @@ mod tests {
         assert!(text.contains("berth_storage_blob_bytes 42"));
         assert!(text.contains("berth_certificate_days_left 3"));
         assert!(text.contains("berth_read_only 1"));
+        assert!(text.contains("berth_scrub_runs_total 1"), "{text}");
+        assert!(text.contains("berth_scrub_problems 2"), "{text}");
+        assert!(
+            text.contains("berth_scrub_last_duration_seconds 1.5"),
+            "{text}"
+        );
         assert!(
             text.contains("berth_notifications_queued{endpoint=\"ci\"} 3"),
             "{text}"

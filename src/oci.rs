@@ -33,6 +33,18 @@ pub mod media_type {
         "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd";
     pub const DOCKER_FOREIGN_LAYER: &str =
         "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
+
+    /// A layer that lives elsewhere by its media type (non-distributable, foreign): a
+    /// registry need not hold its bytes.
+    pub fn is_foreign_layer(media_type: &str) -> bool {
+        [
+            OCI_LAYER_NONDISTRIBUTABLE,
+            OCI_LAYER_NONDISTRIBUTABLE_GZIP,
+            OCI_LAYER_NONDISTRIBUTABLE_ZSTD,
+            DOCKER_FOREIGN_LAYER,
+        ]
+        .contains(&media_type)
+    }
 }
 
 /// Why a wire string was refused.

@@ -226,14 +226,7 @@ impl Parsed {
 impl Descriptor {
     /// Foreign (non-distributable) layers live elsewhere: their presence is not required.
     pub(crate) fn is_foreign(&self) -> bool {
-        !self.urls.is_empty()
-            || matches!(
-                self.media_type.as_str(),
-                mt::OCI_LAYER_NONDISTRIBUTABLE
-                    | mt::OCI_LAYER_NONDISTRIBUTABLE_GZIP
-                    | mt::OCI_LAYER_NONDISTRIBUTABLE_ZSTD
-                    | mt::DOCKER_FOREIGN_LAYER
-            )
+        !self.urls.is_empty() || mt::is_foreign_layer(&self.media_type)
     }
 }
 

@@ -34,6 +34,7 @@ pub struct Config {
     pub manifests: Manifests,
     pub auth: AuthConfig,
     pub gc: Gc,
+    pub scrub: Scrub,
     pub uploads: Uploads,
     pub notifications: Notifications,
     pub log: Log,
@@ -61,6 +62,26 @@ impl Default for Gc {
             interval: Duration::secs(24 * 3600),
             grace_period: Duration::secs(3600),
             delete_untagged: false,
+        }
+    }
+}
+
+/// `[scrub]`: the integrity check of `berth fsck`, on a schedule in the server. It only
+/// reports (a warning per problem in the log, the count in `/metrics`); repairing is
+/// `berth fsck --repair`'s.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Scrub {
+    /// How often `berth serve` checks the whole store (every blob is read and hashed),
+    /// counted from the last check by any process on the store; "0s" (the default)
+    /// switches it off.
+    pub interval: Duration,
+}
+
+impl Default for Scrub {
+    fn default() -> Self {
+        Self {
+            interval: Duration::secs(0),
         }
     }
 }
@@ -878,6 +899,19 @@ mod tests {
         assert_eq!(cfg.uploads.purge_after, Duration::secs(2 * 86_400));
         let e = Config::load(None, &env(&[("BERTH__GC__INTERVAL", "5ms")])).expect_err("refused");
         assert!(e.to_string().contains("gc.interval"), "{e}");
+    }
+
+    #[test]
+    fn scrub_settings() {
+        assert!(
+            Config::default().scrub.interval.0.is_zero(),
+            "off by default"
+        );
+        let cfg = Config::load(None, &env(&[("BERTH__SCRUB__INTERVAL", "7d")])).expect("loads");
+        assert_eq!(cfg.scrub.interval, Duration::secs(7 * 86_400));
+        let e =
+            Config::load(None, &env(&[("BERTH__SCRUB__INTERVAL", "500ms")])).expect_err("refused");
+        assert!(e.to_string().contains("scrub.interval"), "{e}");
     }
 
     #[test]

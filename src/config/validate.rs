@@ -210,6 +210,13 @@ impl Config {
                 "must be \"0s\" (no schedule) or at least \"100ms\", e.g. \"24h\"".into(),
             ));
         }
+        // Each run reads every blob.
+        if !self.scrub.interval.0.is_zero() && self.scrub.interval.0.as_secs() < 1 {
+            return Err(invalid(
+                "scrub.interval",
+                "must be \"0s\" (no schedule) or at least \"1s\", e.g. \"7d\"".into(),
+            ));
+        }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| invalid("log.level", format!("{:?}: {e}", self.log.level)))?;
         Ok(())

@@ -64,16 +64,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub const TIMESTAMP_SLACK: Duration = Duration::from_secs(1);
 
 /// Larger than any manifest (berth's limit is 4 MiB by default): not read as one.
-const MANIFEST_READ_MAX: u64 = 64 << 20;
+pub(super) const MANIFEST_READ_MAX: u64 = 64 << 20;
 
 /// The first scheduled run comes this long after start (or one interval, if shorter).
-const FIRST_RUN_DELAY: Duration = Duration::from_secs(60);
+pub(super) const FIRST_RUN_DELAY: Duration = Duration::from_secs(60);
 
 /// The schedule looks at the store's last-run time at least this often.
 const RECHECK: Duration = Duration::from_secs(60);
 
 /// Directories that make a directory under `repositories/` a repository.
-const REPOSITORY_MARKERS: &[&str] = &["_layers", "_manifests", "_uploads"];
+pub(super) const REPOSITORY_MARKERS: &[&str] = &["_layers", "_manifests", "_uploads"];
 
 /// What a run does.
 #[derive(Debug, Clone)]
@@ -206,9 +206,39 @@ pub async fn recover<D: Driver>(store: &Store<D>) -> Result<usize, Error> {
 
 /// When a collection (by any process) last finished on this store.
 pub async fn last_run<D: Driver>(store: &Store<D>) -> Option<SystemTime> {
+    marked_at(store, &layout::gc_last_run()).await
+}
+
+/// Waits until `interval` has passed since the time of the mark `last` (what a run, by
+/// any process on the store, leaves behind), and until `earliest`; `None` when that is
+/// beyond any clock. The mark is looked at again every minute: another process may run
+/// meanwhile.
+pub(super) async fn wait_until_due<D: Driver>(
+    store: &Store<D>,
+    last: &Path,
+    interval: Duration,
+    earliest: SystemTime,
+) -> Option<()> {
+    loop {
+        let due = match marked_at(store, last).await {
+            Some(t) => t.checked_add(interval)?.max(earliest),
+            None => earliest,
+        };
+        let wait = due
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO);
+        if wait.is_zero() {
+            return Some(());
+        }
+        tokio::time::sleep(wait.min(RECHECK)).await;
+    }
+}
+
+/// The time of a mark object; `None` when there is none.
+async fn marked_at<D: Driver>(store: &Store<D>, key: &Path) -> Option<SystemTime> {
     store
         .driver
-        .stat(&layout::gc_last_run())
+        .stat(key)
         .await
         .ok()
         .flatten()
@@ -241,19 +271,11 @@ async fn schedule<D: Driver>(store: Store<D>, opts: Options, interval: Duration)
         return;
     };
     loop {
-        let due = match last_run(&store).await {
-            Some(last) => match last.checked_add(interval) {
-                Some(t) => t.max(earliest),
-                None => return,
-            },
-            None => earliest,
-        };
-        let wait = due
-            .duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO);
-        if !wait.is_zero() {
-            tokio::time::sleep(wait.min(RECHECK)).await;
-            continue;
+        if wait_until_due(&store, &layout::gc_last_run(), interval, earliest)
+            .await
+            .is_none()
+        {
+            return;
         }
         if store.read_only() {
             tracing::info!("garbage collection skipped: storage.read_only is on");
@@ -262,7 +284,15 @@ async fn schedule<D: Driver>(store: Store<D>, opts: Options, interval: Duration)
         }
         match run(&store, &opts).await {
             Ok(Some(report)) => log_report(&report),
-            Ok(None) => tracing::info!("garbage collection skipped: another collector is running"),
+            Ok(None) => {
+                // Another collector finishing moves the last-run time on; a repair by
+                // `berth fsck` does not: look again soon rather than a whole interval on.
+                tracing::info!(
+                    "garbage collection skipped: another collector (or fsck --repair) is running"
+                );
+                earliest = SystemTime::now() + RECHECK;
+                continue;
+            }
             Err(e) => tracing::warn!(error = %e, "garbage collection failed"),
         }
         match SystemTime::now().checked_add(interval) {
@@ -297,7 +327,7 @@ fn log_report(report: &Report) {
 }
 
 /// Puts every blob in the trash back (or drops it when a new copy took its place).
-async fn restore_trash<D: Driver>(store: &Store<D>) -> Result<usize, Error> {
+pub(super) async fn restore_trash<D: Driver>(store: &Store<D>) -> Result<usize, Error> {
     let mut restored = 0;
     for name in store.driver.list_dirs(&layout::trash()).await? {
         // Anything else in there is not berth's: left alone.
@@ -336,14 +366,17 @@ struct Repo {
     kept: BTreeSet<Digest>,
 }
 
-/// What one manifest references.
+/// What one manifest references (also what `fsck` checks).
 #[derive(Debug, Clone, Default)]
-struct Refs {
+pub(super) struct Refs {
     /// Config, layers, artifact blobs, schema 1 layers.
-    blobs: Vec<Digest>,
+    pub(super) blobs: Vec<Digest>,
+    /// Those of `blobs` that live elsewhere (foreign layers: URLs, or a non-distributable
+    /// media type), whose bytes a registry need not hold.
+    pub(super) foreign: Vec<Digest>,
     /// An index's manifests.
-    children: Vec<Digest>,
-    subject: Option<Digest>,
+    pub(super) children: Vec<Digest>,
+    pub(super) subject: Option<Digest>,
 }
 
 /// A manifest as read from the blob store.
@@ -911,7 +944,7 @@ fn doomed(repo: &Repo) -> Vec<Digest> {
 /// The parts of any manifest kind (and of Docker schema 1) the collector follows.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Body {
+pub(super) struct Body {
     config: Option<Descriptor>,
     layers: Option<Vec<Descriptor>>,
     blobs: Option<Vec<Descriptor>>,
@@ -921,8 +954,22 @@ struct Body {
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct Descriptor {
     digest: Option<String>,
+    media_type: Option<String>,
+    urls: Option<Vec<String>>,
+}
+
+impl Descriptor {
+    /// As `api::manifest` decides it for a push: such a layer need not be in the registry.
+    fn is_foreign(&self) -> bool {
+        self.urls.as_ref().is_some_and(|u| !u.is_empty())
+            || self
+                .media_type
+                .as_deref()
+                .is_some_and(crate::oci::media_type::is_foreign_layer)
+    }
 }
 
 #[derive(Deserialize)]
@@ -932,16 +979,25 @@ struct Schema1Layer {
 }
 
 impl Body {
-    fn refs(self) -> Refs {
+    pub(super) fn refs(self) -> Refs {
         // A descriptor whose digest does not parse cannot name anything in the store.
         let digest = |d: Descriptor| d.digest.and_then(|s| s.parse::<Digest>().ok());
-        let mut blobs: Vec<Digest> = self
+        let mut blobs = Vec::new();
+        let mut foreign = Vec::new();
+        for desc in self
             .config
             .into_iter()
             .chain(self.layers.into_iter().flatten())
             .chain(self.blobs.into_iter().flatten())
-            .filter_map(digest)
-            .collect();
+        {
+            let elsewhere = desc.is_foreign();
+            if let Some(d) = digest(desc) {
+                if elsewhere {
+                    foreign.push(d.clone());
+                }
+                blobs.push(d);
+            }
+        }
         blobs.extend(
             self.fs_layers
                 .into_iter()
@@ -950,6 +1006,7 @@ impl Body {
         );
         Refs {
             blobs,
+            foreign,
             children: self
                 .manifests
                 .into_iter()

@@ -9,6 +9,9 @@
 //!   .berth-link.lock                                    berth only: manifest pushes vs. the
 //!                                                       collector (store::gc)
 //!   .berth-trash/<alg>-<hex>/data                       berth only: a blob being collected
+//!   .berth-scrub.last                                   berth only: empty; mtime = last scrub
+//!   .berth-quarantine/<alg>-<hex>-<unix time>/data      berth only: a blob whose bytes did
+//!                                                       not hash to its digest (fsck)
 //!   repositories/<name>/
 //!     _layers/<alg>/<hex>/link                          "<alg>:<hex>": blob linked to the repo
 //!     _manifests/revisions/<alg>/<hex>/link             manifest revision in the repo
@@ -69,10 +72,12 @@ pub(crate) fn layers_dir(name: &RepositoryName) -> PathBuf {
 }
 
 pub(crate) fn layer_link(name: &RepositoryName, d: &Digest) -> PathBuf {
-    layers_dir(name)
-        .join(d.algorithm().as_str())
-        .join(d.hex())
-        .join("link")
+    layer_dir(name, d).join("link")
+}
+
+/// What holds a `_layers` link (and goes with it).
+pub(crate) fn layer_dir(name: &RepositoryName, d: &Digest) -> PathBuf {
+    layers_dir(name).join(d.algorithm().as_str()).join(d.hex())
 }
 
 pub(crate) fn revision_link(name: &RepositoryName, d: &Digest) -> PathBuf {
@@ -101,12 +106,19 @@ pub(crate) fn tag_current_link(name: &RepositoryName, tag: &Tag) -> PathBuf {
     tag_dir(name, tag).join("current").join("link")
 }
 
+pub(crate) fn tag_index_dir(name: &RepositoryName, tag: &Tag) -> PathBuf {
+    tag_dir(name, tag).join("index")
+}
+
 pub(crate) fn tag_index_link(name: &RepositoryName, tag: &Tag, d: &Digest) -> PathBuf {
-    tag_dir(name, tag)
-        .join("index")
+    tag_index_entry(name, tag, d).join("link")
+}
+
+/// What holds one link of a tag's history.
+pub(crate) fn tag_index_entry(name: &RepositoryName, tag: &Tag, d: &Digest) -> PathBuf {
+    tag_index_dir(name, tag)
         .join(d.algorithm().as_str())
         .join(d.hex())
-        .join("link")
 }
 
 pub(crate) fn uploads_dir(name: &RepositoryName) -> PathBuf {
@@ -136,10 +148,14 @@ pub(crate) fn referrers_dir(name: &RepositoryName, subject: &Digest) -> PathBuf 
 }
 
 pub(crate) fn referrer_link(name: &RepositoryName, subject: &Digest, referrer: &Digest) -> PathBuf {
+    referrer_dir(name, subject, referrer).join("link")
+}
+
+/// What holds one referrer link.
+pub(crate) fn referrer_dir(name: &RepositoryName, subject: &Digest, referrer: &Digest) -> PathBuf {
     referrers_dir(name, subject)
         .join(referrer.algorithm().as_str())
         .join(referrer.hex())
-        .join("link")
 }
 
 /// Held (try, exclusive) by the one collector running on this store.
@@ -165,6 +181,27 @@ pub(crate) fn trash() -> PathBuf {
 
 pub(crate) fn trash_blob(d: &Digest) -> PathBuf {
     trash().join(format!("{}-{}", d.algorithm().as_str(), d.hex()))
+}
+
+/// Rewritten (empty) after every scrub (`fsck` on the server's schedule).
+pub(crate) fn scrub_last_run() -> PathBuf {
+    PathBuf::from(V2).join(".berth-scrub.last")
+}
+
+/// Where `fsck --repair` moves a corrupt blob; same filesystem as `blobs/`, and outside it,
+/// so that neither the collector nor a pull sees it.
+pub(crate) fn quarantine() -> PathBuf {
+    PathBuf::from(V2).join(".berth-quarantine")
+}
+
+/// A corrupt blob's place in [`quarantine`], named by its digest and when it came (Unix
+/// seconds, and `attempt` when that name is taken).
+pub(crate) fn quarantine_blob(d: &Digest, unix_secs: u64, attempt: u32) -> PathBuf {
+    let name = format!("{}-{}-{unix_secs}", d.algorithm().as_str(), d.hex());
+    quarantine().join(match attempt {
+        0 => name,
+        n => format!("{name}.{n}"),
+    })
 }
 
 /// The digest a name in [`trash`] stands for.

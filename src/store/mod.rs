@@ -8,11 +8,13 @@
 //! after a restart, rebuilds the hash from the file.
 //!
 //! What tells a client that a blob or manifest is there also marks it as used (its mtime),
-//! so the garbage collector ([`gc`]) leaves it alone for the grace period.
+//! so the garbage collector ([`gc`]) leaves it alone for the grace period. [`fsck`] checks
+//! the whole store (and repairs what is provably broken).
 
 pub(crate) mod content;
 pub(crate) mod driver;
 pub(crate) mod fs;
+pub mod fsck;
 pub mod gc;
 pub(crate) mod layout;
 #[cfg(test)]
@@ -507,6 +509,12 @@ impl<D: Driver> Store<D> {
                 self.driver
                     .remove_dir_all(&layout::tag_dir(repo, &t))
                     .await?;
+            } else {
+                // The tag's history forgets it too: once the collector takes its bytes,
+                // the entry would name nothing (`fsck` reports such links).
+                self.driver
+                    .remove_dir_all(&layout::tag_index_entry(repo, &t, d))
+                    .await?;
             }
         }
         self.driver
@@ -865,10 +873,25 @@ mod tests {
             .collect();
         assert_eq!(tags, ["a", "b"]);
         assert_eq!(store.repositories().await.expect("repos"), vec![repo()]);
+        // A tag moved on keeps the deleted manifest in its history no longer.
+        let moved: Tag = "moved".parse().expect("tag");
+        let next = Bytes::from_static(b"{\"next\":1}");
+        let n = Digest::of(Algorithm::Sha256, &next);
+        store.blob_put_small(&n, next).await.expect("put");
+        store.manifest_link(&repo(), &n).await.expect("link");
+        store.tag_set(&repo(), &moved, &d).await.expect("tag");
+        store.tag_set(&repo(), &moved, &n).await.expect("retag");
+        let history = dir.path().join(layout::tag_index_link(&repo(), &moved, &d));
+        assert!(history.exists());
         assert!(store.manifest_delete(&repo(), &d).await.expect("delete"));
+        assert!(!history.exists());
+        assert!(dir
+            .path()
+            .join(layout::tag_index_link(&repo(), &moved, &n))
+            .exists());
         assert_eq!(
             store.tags(&repo()).await.expect("tags").map(|t| t.len()),
-            Some(0)
+            Some(1)
         );
         let never: RepositoryName = "never/tagged".parse().expect("name");
         assert_eq!(store.tags(&never).await.expect("tags"), None);

@@ -840,6 +840,31 @@ async fn primitives<M: Medium>(m: &M) -> Result<Failures, Error> {
         matches!(excl, Ok(Ok(_))),
         "an exclusive lock was not had after release"
     );
+    drop(excl);
+    // fsck waits for a running collector (which holds its lock by try_lock) this way.
+    let tried = one.try_lock(p("prim/lock"), true).await?;
+    let waiting = tokio::time::timeout(
+        Duration::from_millis(300),
+        other.lock_exclusive(p("prim/lock")),
+    )
+    .await;
+    check!(
+        f,
+        matches!(tried, Locked::Held(_)) && waiting.is_err(),
+        "an exclusive lock was had while try_lock held it"
+    );
+    drop(tried);
+    let waited = tokio::time::timeout(
+        Duration::from_secs(10),
+        other.lock_exclusive(p("prim/lock")),
+    )
+    .await;
+    check!(
+        f,
+        matches!(waited, Ok(Ok(_))),
+        "an exclusive lock was not had after try_lock's holder let go"
+    );
+    drop(waited);
 
     one.create_upload(
         p("prim/up/data"),

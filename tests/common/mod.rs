@@ -390,6 +390,12 @@ pub fn podman(dir: &Path) -> Command {
 /// An OCI layout at `layout` with one small image made by umoci; returns the skopeo
 /// reference (`oci:<layout>:app`).
 pub fn make_oci_layout(layout: &Path) -> String {
+    make_oci_layout_with(layout, "hello from berth\n")
+}
+
+/// As [`make_oci_layout`], the image's one file holding `text` (so that images made with
+/// different texts share no layer).
+pub fn make_oci_layout_with(layout: &Path, text: &str) -> String {
     let l = layout.to_string_lossy();
     let run = |args: &[&str]| {
         let st = Command::new("umoci").args(args).output().expect("umoci");
@@ -409,7 +415,7 @@ pub fn make_oci_layout(layout: &Path) -> String {
         &format!("{l}:app"),
         &bundle.to_string_lossy(),
     ]);
-    std::fs::write(bundle.join("rootfs/hello.txt"), "hello from berth\n").expect("write");
+    std::fs::write(bundle.join("rootfs/hello.txt"), text).expect("write");
     run(&[
         "repack",
         "--image",
