@@ -57,13 +57,13 @@ echo "== end-to-end (real clients)"
 BERTH_BIN="$PWD/target/debug/berth" bash tests/e2e/run-all.sh
 echo "== benchmark tool (parsers and table)"
 /usr/bin/python3 -m unittest discover -s bench -p 'test_*.py'
-echo "== packages (.deb, .rpm): contents, lintian, unit, install and run"
+echo "== packages (.deb, .rpm): contents, lintian, unit, install and run, upgrade under load"
 if ! wait "$pkg_pid"; then
     tail -n 50 "$pkg_err"
     echo "building the packages failed" >&2
     exit 1
 fi
 eval "$(grep '^BERTH_' "$pkg_out")"
-BERTH_DEB=$BERTH_DEB BERTH_RPM=$BERTH_RPM bash tests/e2e/run-all.sh packaging
+BERTH_DEB=$BERTH_DEB BERTH_RPM=$BERTH_RPM bash tests/e2e/run-all.sh packaging upgrade
 echo "== benchmark smoke run (--quick, release build; ratios reported, not asserted)"
 bash bench/run.sh --quick --berth "$PWD/target/release/berth"
