@@ -1,15 +1,23 @@
 #!/usr/bin/env bash
-# Builds berth's .deb and .rpm from a checkout (Debian 12, as root, Rust via rustup):
+# Builds berth's .deb, .rpm and container image from a checkout (Debian 12, as root, Rust
+# via rustup):
 #
-#   bash packaging/build.sh            # -> target/packages/berth_<v>_<arch>.deb, berth-<v>-1.<arch>.rpm
+#   bash packaging/build.sh            # -> target/packages/berth_<v>_<arch>.deb, berth-<v>-1.<arch>.rpm,
+#                                      #    berth-<v>-oci.tar (an oci-archive: podman/docker load)
 #
 # Installs what is missing first: cmake (pingora's build), dpkg-dev (dependency detection
-# for the .deb), binutils (strip), and the cargo subcommands cargo-deb and
-# cargo-generate-rpm (`cargo install --locked`, a few minutes of compiling, once).
+# for the .deb), binutils (strip), python3 and ca-certificates (the image), and the cargo
+# subcommands cargo-deb and cargo-generate-rpm (`cargo install --locked`, a few minutes of
+# compiling, once).
 # The packaging metadata is [package.metadata.deb] / [package.metadata.generate-rpm] in
-# Cargo.toml; man pages and completions come from `berth gen-assets`.
-# The last lines printed are BERTH_DEB=<path> and BERTH_RPM=<path>, for
-# tests/e2e/packaging.sh:  eval "$(bash packaging/build.sh | grep '^BERTH_')"
+# Cargo.toml; man pages and completions come from `berth gen-assets`; the image is made by
+# packaging/oci-image.py from the same stripped binary, without a container engine.
+# Timestamps come from SOURCE_DATE_EPOCH (default: the last commit's time), so building
+# one commit twice gives the same image digest. The image's source label is
+# BERTH_SOURCE_URL, else the git remote "origin", else a placeholder (berth.invalid, like
+# the maintainer address in Cargo.toml).
+# The last lines printed are BERTH_DEB=<path>, BERTH_RPM=<path> and BERTH_OCI=<path>, for
+# the packaging, upgrade and image suites:  eval "$(bash packaging/build.sh | grep '^BERTH_')"
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +28,8 @@ need=()
 command -v cmake >/dev/null 2>&1 || need+=(cmake)
 command -v dpkg-shlibdeps >/dev/null 2>&1 || need+=(dpkg-dev)
 command -v strip >/dev/null 2>&1 || need+=(binutils)
+[ -x /usr/bin/python3 ] || need+=(python3)
+[ -d /usr/share/ca-certificates/mozilla ] || need+=(ca-certificates)
 if [ ${#need[@]} -gt 0 ]; then
     log "installing ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -79,6 +89,11 @@ fi
 strip --strip-unneeded "$bin"
 
 # ---------------------------------------------------------------- packages
+# One time for every file of every artefact: the last commit's.
+if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
+    SOURCE_DATE_EPOCH=$(git log -1 --format=%ct 2>/dev/null || echo 0)
+fi
+export SOURCE_DATE_EPOCH
 out=target/packages
 rm -rf "$out"
 mkdir -p "$out"
@@ -87,8 +102,23 @@ cargo deb --no-build --locked --output "$out/" >&2
 log "cargo generate-rpm"
 cargo generate-rpm --output "$out/" >&2
 
+version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
+log "container image"
+source_url=${BERTH_SOURCE_URL:-$(git config --get remote.origin.url 2>/dev/null || true)}
+revision=$(git rev-parse HEAD 2>/dev/null || true)
+if [ -n "$revision" ] && ! git diff --quiet HEAD -- 2>/dev/null; then
+    revision="$revision-dirty"
+fi
+if [ -z "$source_url" ]; then
+    source_url=https://berth.invalid/berth
+    log "no BERTH_SOURCE_URL and no git remote: source label $source_url"
+fi
+/usr/bin/python3 packaging/oci-image.py --binary "$bin" --output "$out/berth-$version-oci.tar" \
+    --version "$version" --source "$source_url" --revision "$revision"
+
 deb=$(ls "$out"/*.deb)
 rpm=$(ls "$out"/*.rpm)
+oci=$out/berth-$version-oci.tar
 if command -v rpm >/dev/null 2>&1; then
     flags=$(rpm -qp --qf '[%{FILEFLAGS:fflags} %{FILENAMES}\n]' "$rpm" 2>/dev/null | awk '$2 == "/etc/berth/appliance.toml" {print $1}')
     case "$flags" in
@@ -102,3 +132,4 @@ if command -v rpm >/dev/null 2>&1; then
 fi
 echo "BERTH_DEB=$PWD/$deb"
 echo "BERTH_RPM=$PWD/$rpm"
+echo "BERTH_OCI=$PWD/$oci"

@@ -37,7 +37,8 @@ if ! wait "$deps_pid"; then
 fi
 cat "$deps_log"
 
-# The packages need a release build and two cargo subcommands (cargo-deb,
+# The packages (and the container image, made from the same binary) need a release
+# build and two cargo subcommands (cargo-deb,
 # cargo-generate-rpm): minutes of compiling that run, at low priority and in their own
 # target directory, while the tests below mostly wait on clients and servers. Without the
 # clippy wrapper: that is for our debug build only.
@@ -57,13 +58,14 @@ echo "== end-to-end (real clients)"
 BERTH_BIN="$PWD/target/debug/berth" bash tests/e2e/run-all.sh
 echo "== benchmark tool (parsers and table)"
 /usr/bin/python3 -m unittest discover -s bench -p 'test_*.py'
-echo "== packages (.deb, .rpm): contents, lintian, unit, install and run"
+echo "== packages (.deb, .rpm, image): contents, lintian, unit, install and run, upgrade under load, the image"
 if ! wait "$pkg_pid"; then
     tail -n 50 "$pkg_err"
     echo "building the packages failed" >&2
     exit 1
 fi
 eval "$(grep '^BERTH_' "$pkg_out")"
-BERTH_DEB=$BERTH_DEB BERTH_RPM=$BERTH_RPM bash tests/e2e/run-all.sh packaging
+BERTH_DEB=$BERTH_DEB BERTH_RPM=$BERTH_RPM BERTH_OCI=$BERTH_OCI \
+  bash tests/e2e/run-all.sh packaging upgrade image
 echo "== benchmark smoke run (--quick, release build; ratios reported, not asserted)"
 bash bench/run.sh --quick --berth "$PWD/target/release/berth"

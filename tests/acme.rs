@@ -1,14 +1,23 @@
 //! ACME end to end against Debian's pebble, with pebble-challtestsrv as the DNS server
 //! that resolves the test names to 127.0.0.1: issuance with http-01 only and with
 //! tls-alpn-01 only, verified by openssl against pebble's root and used by skopeo;
-//! renewal while a connection stays open; backoff while the CA is down and recovery.
+//! renewal while a connection stays open; backoff while the CA is down and recovery; the
+//! CA's Retry-After on a rate limit and on orders (made by a proxy in front of pebble:
+//! Debian's pebble 2.4 has neither rate limits nor Retry-After).
 
 mod common;
 
 use common::*;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use std::collections::{HashMap, VecDeque};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const NAME: &str = "registry.berth.test";
@@ -444,4 +453,366 @@ fn tls_alpn01_issuance_on_the_tls_port() {
         "{text}"
     );
     skopeo_push(dir.path(), tls_port, &root);
+}
+
+/// What [`CaProxy`] does to the CA's answers.
+#[derive(Default)]
+struct Faults {
+    /// The next newOrder requests are answered 429 rateLimited with these Retry-After
+    /// seconds instead of reaching pebble.
+    rate_limited_orders: Mutex<VecDeque<u64>>,
+    /// For each new order, in the order they are first polled: how many polls answer
+    /// "pending" (whatever pebble says), with what Retry-After seconds.
+    order_plans: Mutex<VecDeque<(usize, u64)>>,
+    orders: Mutex<HashMap<String, (usize, u64)>>,
+    /// (when, request path, what the proxy did: "429", "pending" or "forwarded").
+    events: Mutex<Vec<(Instant, String, &'static str)>>,
+}
+
+impl Faults {
+    fn events(&self, path_prefix: &str) -> Vec<(Instant, &'static str)> {
+        self.events
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|(_, p, _)| p.starts_with(path_prefix))
+            .map(|(t, _, what)| (*t, *what))
+            .collect()
+    }
+}
+
+/// An HTTPS proxy in front of pebble (with pebble's own certificate) that answers what
+/// pebble cannot: rate limits and Retry-After. Requests keep their Host header, so pebble
+/// writes the proxy's address into every URL it hands out.
+struct CaProxy {
+    port: u16,
+    faults: Arc<Faults>,
+    stop: Arc<AtomicBool>,
+}
+
+impl CaProxy {
+    fn start(p: &Pebble) -> CaProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_file_iter(p.dir.join("cert.pem"))
+                .expect("cert.pem")
+                .collect::<Result<_, _>>()
+                .expect("cert.pem");
+        let key = PrivateKeyDer::from_pem_file(p.dir.join("key.pem")).expect("key.pem");
+        let server = Arc::new(
+            rustls::ServerConfig::builder()
+                .with_no_client_auth()
+                .with_single_cert(certs, key)
+                .expect("server config"),
+        );
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_file(p.dir.join("ca.pem")).expect("ca.pem"))
+            .expect("root");
+        let client = Arc::new(
+            rustls::ClientConfig::builder()
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        );
+        let faults = Arc::new(Faults::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let (f, s, upstream) = (faults.clone(), stop.clone(), p.port);
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if s.load(Ordering::Relaxed) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let (server, client, f) = (server.clone(), client.clone(), f.clone());
+                std::thread::spawn(move || {
+                    let _ = proxy_one(conn, server, client, upstream, &f);
+                });
+            }
+        });
+        CaProxy { port, faults, stop }
+    }
+
+    fn directory(&self) -> String {
+        format!("https://127.0.0.1:{}/dir", self.port)
+    }
+}
+
+impl Drop for CaProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Wakes the accept loop.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+/// One request (the proxy answers `Connection: close`, so hyper sends one per connection).
+fn proxy_one(
+    conn: TcpStream,
+    server: Arc<rustls::ServerConfig>,
+    client: Arc<rustls::ClientConfig>,
+    upstream: u16,
+    faults: &Faults,
+) -> std::io::Result<()> {
+    let io = |e: rustls::Error| std::io::Error::other(e);
+    conn.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut tls =
+        rustls::StreamOwned::new(rustls::ServerConnection::new(server).map_err(io)?, conn);
+    let (head, body) = read_message(&mut tls, true)?;
+    let mut words = head.split_whitespace();
+    let (method, path) = (
+        words.next().unwrap_or_default().to_owned(),
+        words.next().unwrap_or_default().to_owned(),
+    );
+    let record = |what| {
+        faults
+            .events
+            .lock()
+            .expect("lock")
+            .push((Instant::now(), path.clone(), what))
+    };
+    if method == "POST" && path == "/order-plz" {
+        let limited = faults.rate_limited_orders.lock().expect("lock").pop_front();
+        if let Some(secs) = limited {
+            record("429");
+            let problem = br#"{"type":"urn:ietf:params:acme:error:rateLimited","detail":"too many new orders recently","status":429}"#;
+            let answer = format!(
+                "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/problem+json\r\nRetry-After: {secs}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                problem.len()
+            );
+            tls.write_all(answer.as_bytes())?;
+            tls.write_all(problem)?;
+            tls.conn.send_close_notify();
+            return tls.flush();
+        }
+    }
+
+    // To pebble, as HTTP/1.0: an answer delimited by the end of the connection.
+    let tcp = TcpStream::connect(("127.0.0.1", upstream))?;
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let name = ServerName::try_from("127.0.0.1").map_err(std::io::Error::other)?;
+    let mut up = rustls::StreamOwned::new(
+        rustls::ClientConnection::new(client, name).map_err(io)?,
+        tcp,
+    );
+    let mut request = format!("{method} {path} HTTP/1.0\r\n");
+    for line in head.lines().skip(1) {
+        if !line.is_empty() && !line.to_ascii_lowercase().starts_with("connection:") {
+            request.push_str(line);
+            request.push_str("\r\n");
+        }
+    }
+    request.push_str("Connection: close\r\n\r\n");
+    up.write_all(request.as_bytes())?;
+    up.write_all(&body)?;
+    up.flush()?;
+    let (answer_head, mut answer_body) = read_message(&mut up, false)?;
+    let mut lines = answer_head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or("502")
+        .to_owned();
+    let mut headers: Vec<String> = lines
+        .filter(|l| {
+            let l = l.to_ascii_lowercase();
+            !l.is_empty()
+                && !l.starts_with("content-length:")
+                && !l.starts_with("connection:")
+                && !l.starts_with("transfer-encoding:")
+        })
+        .map(str::to_owned)
+        .collect();
+    let mut what = "forwarded";
+    if method == "POST" && path.starts_with("/my-order/") {
+        let mut orders = faults.orders.lock().expect("lock");
+        if !orders.contains_key(&path) {
+            let plan = faults.order_plans.lock().expect("lock").pop_front();
+            orders.insert(path.clone(), plan.unwrap_or((0, 0)));
+        }
+        if let Some((left, secs)) = orders.get_mut(&path).filter(|(left, _)| *left > 0) {
+            *left -= 1;
+            let mut order: serde_json::Value =
+                serde_json::from_slice(&answer_body).map_err(std::io::Error::other)?;
+            order["status"] = "pending".into();
+            answer_body = serde_json::to_vec(&order).map_err(std::io::Error::other)?;
+            headers.push(format!("Retry-After: {secs}"));
+            what = "pending";
+        }
+    }
+    record(what);
+    let mut answer = format!("HTTP/1.1 {status} Proxied\r\n");
+    for h in headers {
+        answer.push_str(&h);
+        answer.push_str("\r\n");
+    }
+    answer.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n",
+        answer_body.len()
+    ));
+    tls.write_all(answer.as_bytes())?;
+    tls.write_all(&answer_body)?;
+    tls.conn.send_close_notify();
+    tls.flush()
+}
+
+/// An HTTP message's head (up to the blank line) and body: `Content-Length` bytes of a
+/// request, everything up to the end of the stream for an answer.
+fn read_message(stream: &mut impl Read, request: bool) -> std::io::Result<(String, Vec<u8>)> {
+    let mut data = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    let end = loop {
+        if let Some(i) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i;
+        }
+        let n = stream.read(&mut buf)?;
+        if n == 0 || data.len() > 1 << 20 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        data.extend_from_slice(&buf[..n]);
+    };
+    let head = String::from_utf8_lossy(&data[..end]).into_owned();
+    let mut body = data[end + 4..].to_vec();
+    if request {
+        let length = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse::<usize>().ok())?
+            })
+            .unwrap_or(0);
+        while body.len() < length {
+            let n = stream.read(&mut buf)?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            body.extend_from_slice(&buf[..n]);
+        }
+    } else {
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => body.extend_from_slice(&buf[..n]),
+                // Go closes without waiting: the data up to there is the answer.
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok((head, body))
+}
+
+/// The `retry_in_s=` of the `n`th failure line (1-based) in the log.
+fn retry_in_s(logs: &str, n: usize) -> Option<u64> {
+    let line = logs
+        .lines()
+        .filter(|l| l.contains("ACME: obtaining a certificate failed"))
+        .nth(n - 1)?;
+    let rest = &line[line.find("retry_in_s=")? + "retry_in_s=".len()..];
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[test]
+fn the_cas_retry_after_paces_rate_limits_and_orders() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (http_port, tls_port) = (free_port(), free_port());
+    let p = Pebble::start(dir.path(), http_port, tls_port);
+    let proxy = CaProxy::start(&p);
+    // The first new order is rate limited for 4 s; the next order's first two polls say
+    // "pending, poll again in 2 s"; the renewal's order says "again in 300 s", beyond what
+    // one attempt polls (90 s).
+    proxy
+        .faults
+        .rate_limited_orders
+        .lock()
+        .expect("lock")
+        .push_back(4);
+    proxy
+        .faults
+        .order_plans
+        .lock()
+        .expect("lock")
+        .extend([(2, 2), (1, 300)]);
+    let directory = proxy.directory();
+    // retry_min 1 s: the backoff alone would retry within about a second; retry_max 60 s:
+    // a rate limit without Retry-After would wait a minute.
+    let b = start_berth(
+        &p,
+        "[\"http-01\"]",
+        true,
+        &[
+            ("BERTH__TLS__ACME__DIRECTORY_URL", directory.as_str()),
+            ("BERTH__TLS__ACME__RENEW_BEFORE", "\"36500d\""),
+            ("BERTH__TLS__ACME__RETRY_MIN", "\"1s\""),
+            ("BERTH__TLS__ACME__RETRY_MAX", "\"60s\""),
+        ],
+    );
+    let (root, _) = assert_issued(&b, &p, tls_port, "answering the http-01 challenge");
+
+    // The rate limit: the next new order came after the CA's 4 s, not after the backoff
+    // (about 1 s) nor the longest backoff (60 s).
+    let new_orders = proxy.faults.events("/order-plz");
+    assert!(new_orders.len() >= 2, "{new_orders:?}");
+    assert_eq!(new_orders[0].1, "429");
+    assert_eq!(new_orders[1].1, "forwarded");
+    let waited = new_orders[1].0 - new_orders[0].0;
+    assert!(
+        waited >= Duration::from_millis(3_800) && waited < Duration::from_secs(20),
+        "new order {waited:?} after the 429 with Retry-After: 4\n{}",
+        b.logs()
+    );
+    let first = retry_in_s(&b.logs(), 1);
+    assert!(matches!(first, Some(3..=4)), "{first:?}: {}", b.logs());
+    assert!(b.logs().contains("ca_retry_after_s="), "{}", b.logs());
+
+    // The order: polled again only when the CA said, twice 2 s apart (instant-acme's own
+    // pace would be 0.25, 0.5, 1 s), then issued.
+    let polls: Vec<Instant> = {
+        let events = proxy.faults.events("/my-order/");
+        let start = events
+            .iter()
+            .position(|(_, what)| *what == "pending")
+            .expect("a faked poll");
+        events[start..start + 3].iter().map(|(t, _)| *t).collect()
+    };
+    for pair in polls.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap >= Duration::from_millis(1_900),
+            "poll {gap:?} after Retry-After: 2"
+        );
+    }
+
+    // The renewal's order wants to be polled in 300 s: the attempt ends and the next one
+    // is planned for then, not after the backoff.
+    assert!(
+        wait_count(
+            &b,
+            "ACME: obtaining a certificate failed",
+            2,
+            Duration::from_secs(30)
+        ),
+        "{}",
+        b.logs()
+    );
+    let second = retry_in_s(&b.logs(), 2);
+    assert!(
+        matches!(second, Some(290..=300)),
+        "{second:?}: {}",
+        b.logs()
+    );
+    let orders_then = proxy.faults.events("/order-plz").len();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        proxy.faults.events("/order-plz").len(),
+        orders_then,
+        "no new order before the CA's time"
+    );
+    // The certificate in place keeps serving meanwhile.
+    let (text, _) = inspect(tls_port, &root);
+    assert!(text.contains("Verify return code: 0 (ok)"), "{text}");
 }

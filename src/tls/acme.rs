@@ -3,8 +3,9 @@
 //! atomic writes); [`Manager::run`] obtains a certificate right away when there is none
 //! (a temporary self-signed one serves meanwhile) and renews it at two thirds of its
 //! lifetime, in the CA's ARI window when it offers one, or when `renew_before` is left.
-//! Failures back off exponentially with jitter. Every new certificate goes through
-//! [`material::build`] before [`Tls::reload`] swaps it in.
+//! Failures back off exponentially with jitter, and never retry before the CA's own
+//! `Retry-After` (on an order it polls, on a rate limit, on any error answer). Every new
+//! certificate goes through [`material::build`] before [`Tls::reload`] swaps it in.
 //!
 //! Challenges are answered from [`Challenges`]: http-01 by the plain :80 listener,
 //! tls-alpn-01 by the pre-TLS hook on the TLS listener (`frontdoor::conn`).
@@ -15,20 +16,27 @@ use super::Tls;
 use crate::config::Config;
 use crate::retry::Backoff;
 use instant_acme::{
-    Account, AccountCredentials, AuthorizationStatus, CertificateIdentifier, ChallengeType,
-    ExternalAccountKey, Identifier, NewAccount, NewOrder, OrderStatus, RetryPolicy,
+    Account, AccountBuilder, AccountCredentials, AuthorizationStatus, BodyWrapper, BytesResponse,
+    CertificateIdentifier, ChallengeType, ExternalAccountKey, HttpClient, Identifier, NewAccount,
+    NewOrder, OrderStatus, RetryPolicy,
 };
 use rcgen::{CertificateParams, CustomExtension, KeyPair};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The ALPN protocol of tls-alpn-01 (RFC 8737).
 pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+
+/// The longest wait a CA's `Retry-After` may impose: Let's Encrypt's longest rate-limit
+/// window is a week. A later time (or a broken header) is not waited for in full.
+const RETRY_AFTER_MAX: Duration = Duration::from_secs(7 * 86_400);
 
 /// Where the ACME state lives.
 #[derive(Debug, Clone)]
@@ -152,13 +160,17 @@ fn now_secs() -> i64 {
         .unwrap_or(0)
 }
 
-/// Why an attempt failed. The retry loop branches on the kind: a rate limit waits the
-/// longest backoff, an account the CA no longer knows is made anew.
+/// Why an attempt failed. The retry loop branches on the kind: a rate limit without a
+/// `Retry-After` waits the longest backoff, an account the CA no longer knows is made
+/// anew, and no attempt comes before a time the CA asked for.
 #[derive(Debug, thiserror::Error)]
 pub enum AcmeError {
     /// A problem document from the CA (RFC 8555 §6.7), with its type URN.
     #[error("the CA says: {detail} ({kind})")]
     Ca { kind: String, detail: String },
+    /// The CA's `Retry-After` on an order being polled points past what one attempt waits.
+    #[error("the CA asks to poll the order again at {}", crate::timestamp::seconds(*.at))]
+    PollLater { at: SystemTime },
     /// Talking to the CA failed (network, TLS, unreadable answers).
     #[error("{0}")]
     Protocol(String),
@@ -191,6 +203,17 @@ impl From<instant_acme::Error> for AcmeError {
                 kind: p.r#type.clone().unwrap_or_else(|| "no type".into()),
                 detail: p.detail.clone().unwrap_or_else(|| "no detail".into()),
             },
+            // instant-acme waits out a Retry-After while polling, up to the policy's
+            // timeout; a later one ends the poll with the time the CA named.
+            instant_acme::Error::Timeout(Some(next)) => {
+                let ahead = next
+                    .saturating_duration_since(Instant::now())
+                    .min(RETRY_AFTER_MAX);
+                let now = SystemTime::now();
+                AcmeError::PollLater {
+                    at: now.checked_add(ahead).unwrap_or(now),
+                }
+            }
             other => AcmeError::Protocol(other.to_string()),
         }
     }
@@ -206,6 +229,135 @@ fn eab_key(s: &str) -> Option<Vec<u8>> {
     const URL: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::URL_SAFE, CONFIG);
     const STANDARD: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::STANDARD, CONFIG);
     URL.decode(s).or_else(|_| STANDARD.decode(s)).ok()
+}
+
+/// The time the CA asked the next attempt to wait for after `e`: the one of the order
+/// poll, or the `Retry-After` of an error answer during the attempt (`answered`).
+fn ca_retry_time(e: &AcmeError, answered: Option<SystemTime>) -> Option<SystemTime> {
+    match e {
+        AcmeError::PollLater { at } => Some(*at),
+        AcmeError::Ca { .. } | AcmeError::Protocol(_) => answered,
+        AcmeError::Local(_) | AcmeError::Certificate(_) => None,
+    }
+}
+
+/// The wait before the next attempt after `e`: `backoff`, or `longest` for a rate limit
+/// that came without a time, but never less than the CA asked for (`ca_time`; at most
+/// [`RETRY_AFTER_MAX`] ahead).
+fn retry_delay(
+    e: &AcmeError,
+    ca_time: Option<SystemTime>,
+    backoff: Duration,
+    longest: Duration,
+    now: SystemTime,
+) -> Duration {
+    let asked = ca_time.map(|t| t.duration_since(now).unwrap_or(Duration::ZERO));
+    let base = if e.rate_limited() && asked.is_none() {
+        longest
+    } else {
+        backoff
+    };
+    match asked {
+        Some(asked) => base.max(asked.min(RETRY_AFTER_MAX)),
+        None => base,
+    }
+}
+
+/// `Retry-After` (RFC 9110 §10.2.3): seconds from `now`, or an HTTP date.
+fn parse_retry_after(value: &str, now: SystemTime) -> Option<SystemTime> {
+    let value = value.trim();
+    match value.parse::<u64>() {
+        Ok(secs) => now.checked_add(Duration::from_secs(secs)),
+        Err(_) => httpdate::parse_http_date(value).ok(),
+    }
+}
+
+/// The time the CA's latest error answer asked to wait for, if it named one. Written by
+/// [`CaHttp`], taken by the retry loop after a failed attempt.
+#[derive(Debug, Default)]
+struct RetryAfter(Mutex<Option<SystemTime>>);
+
+impl RetryAfter {
+    fn set(&self, at: SystemTime) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(at);
+    }
+
+    fn take(&self) -> Option<SystemTime> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+type HyperClient = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    BodyWrapper<bytes::Bytes>,
+>;
+
+/// The HTTP client instant-acme talks to the CA with (hyper over rustls, HTTPS only, as its
+/// own default client), which also notes the `Retry-After` of error answers: instant-acme
+/// turns those into a problem document without their headers.
+struct CaHttp {
+    inner: HyperClient,
+    retry_after: Arc<RetryAfter>,
+}
+
+impl CaHttp {
+    /// With the system's roots, or with the certificates in `ca_roots`.
+    fn new(ca_roots: Option<&Path>, retry_after: Arc<RetryAfter>) -> Result<Self, AcmeError> {
+        let builder = hyper_rustls::HttpsConnectorBuilder::new();
+        let builder = match ca_roots {
+            None => builder
+                .try_with_platform_verifier()
+                .map_err(|e| AcmeError::Local(format!("the system's CA roots: {e}")))?,
+            Some(path) => {
+                let bad = |e: String| AcmeError::Local(format!("{}: {e}", path.display()));
+                let mut roots = rustls::RootCertStore::empty();
+                for cert in CertificateDer::pem_file_iter(path).map_err(|e| bad(e.to_string()))? {
+                    roots
+                        .add(cert.map_err(|e| bad(e.to_string()))?)
+                        .map_err(|e| bad(e.to_string()))?;
+                }
+                if roots.is_empty() {
+                    return Err(bad("no certificate".into()));
+                }
+                builder.with_tls_config(
+                    rustls::ClientConfig::builder()
+                        .with_root_certificates(roots)
+                        .with_no_client_auth(),
+                )
+            }
+        };
+        let connector = builder.https_only().enable_http1().enable_http2().build();
+        let inner =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build(connector);
+        Ok(Self { inner, retry_after })
+    }
+}
+
+impl HttpClient for CaHttp {
+    fn request(
+        &self,
+        req: http::Request<BodyWrapper<bytes::Bytes>>,
+    ) -> Pin<Box<dyn Future<Output = Result<BytesResponse, instant_acme::Error>> + Send>> {
+        let answer = HttpClient::request(&self.inner, req);
+        let retry_after = self.retry_after.clone();
+        Box::pin(async move {
+            let rsp = answer.await?;
+            let status = rsp.parts.status;
+            if status.is_client_error() || status.is_server_error() {
+                let at = rsp
+                    .parts
+                    .headers
+                    .get(http::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| parse_retry_after(v, SystemTime::now()));
+                if let Some(at) = at {
+                    retry_after.set(at);
+                }
+            }
+            Ok(rsp)
+        })
+    }
 }
 
 /// The stored account: the credentials and the directory they belong to.
@@ -229,6 +381,7 @@ pub struct Manager {
     pub retry_max: Duration,
     pub answers: Arc<Challenges>,
     pub tls: Arc<Tls>,
+    retry_after: Arc<RetryAfter>,
 }
 
 impl Manager {
@@ -257,6 +410,7 @@ impl Manager {
             retry_max: a.retry_max.0,
             answers,
             tls,
+            retry_after: Arc::default(),
         }
     }
 
@@ -288,6 +442,8 @@ impl Manager {
             }
             // The order of challenge types rotates with each failure.
             let kind = self.challenges[failures as usize % self.challenges.len()].clone();
+            // Only this attempt's answers count.
+            self.retry_after.take();
             let result = async {
                 if account.is_none() {
                     account = Some(self.account().await?);
@@ -318,14 +474,21 @@ impl Manager {
                     if e.account_unknown() {
                         let _ = std::fs::remove_file(self.paths.account());
                     }
-                    let mut delay = backoff(self.retry_min, self.retry_max).wait(failures);
-                    if e.rate_limited() {
-                        delay = self.retry_max;
-                    }
+                    let now = SystemTime::now();
+                    let ca_time = ca_retry_time(&e, self.retry_after.take());
+                    let delay = retry_delay(
+                        &e,
+                        ca_time,
+                        backoff(self.retry_min, self.retry_max).wait(failures),
+                        self.retry_max,
+                        now,
+                    );
                     tracing::warn!(
                         challenge = ?kind,
                         attempt = failures,
                         retry_in_s = delay.as_secs(),
+                        ca_retry_after_s = ca_time
+                            .map(|t| t.duration_since(now).unwrap_or_default().as_secs()),
                         error = %e,
                         "ACME: obtaining a certificate failed; the current certificate keeps serving"
                     );
@@ -360,9 +523,9 @@ impl Manager {
 
     /// Loads the stored account for this directory, or creates one.
     async fn account(&self) -> Result<Account, AcmeError> {
-        let builder = || match &self.ca_roots {
-            Some(roots) => Account::builder_with_root(roots),
-            None => Account::builder(),
+        let builder = || -> Result<AccountBuilder, AcmeError> {
+            let http = CaHttp::new(self.ca_roots.as_deref(), self.retry_after.clone())?;
+            Ok(Account::builder_with_http(Box::new(http)))
         };
         if let Ok(text) = std::fs::read(self.paths.account()) {
             if let Ok(stored) = serde_json::from_slice::<StoredAccount>(&text) {
@@ -555,6 +718,76 @@ mod tests {
             ca("urn:ietf:params:acme:error:badNonce").to_string(),
             "the CA says: x (urn:ietf:params:acme:error:badNonce)"
         );
+    }
+
+    #[test]
+    fn retry_after_is_seconds_or_an_http_date() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        assert_eq!(
+            parse_retry_after(" 120 ", now),
+            Some(now + Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", now),
+            Some(UNIX_EPOCH + Duration::from_secs(784_111_777))
+        );
+        for bad in ["", "soon", "-5", "1.5", "Sun, 06 Nov 1994"] {
+            assert_eq!(parse_retry_after(bad, now), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_next_attempt_never_comes_before_the_cas_retry_after() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let s = Duration::from_secs;
+        let (backoff, longest) = (s(60), s(6 * 3600));
+        let limited = AcmeError::Ca {
+            kind: "urn:ietf:params:acme:error:rateLimited".into(),
+            detail: "too many new orders".into(),
+        };
+        let other = AcmeError::Ca {
+            kind: "urn:ietf:params:acme:error:serverInternal".into(),
+            detail: "busy".into(),
+        };
+        let at = |secs| Some(now + s(secs));
+        let delay = |e: &AcmeError, answered| {
+            retry_delay(e, ca_retry_time(e, answered), backoff, longest, now)
+        };
+        // A rate limit: the CA's time when it gives one (shorter or longer than the
+        // longest backoff), else the longest backoff.
+        assert_eq!(delay(&limited, at(600)), s(600));
+        assert_eq!(delay(&limited, at(86_400)), s(86_400));
+        assert_eq!(delay(&limited, None), longest);
+        // Any other error answer: the backoff, or the CA's time when that is later.
+        assert_eq!(delay(&other, None), backoff);
+        assert_eq!(delay(&other, at(10)), backoff);
+        assert_eq!(delay(&other, at(300)), s(300));
+        // A time already past is no reason to wait longer than the backoff.
+        assert_eq!(delay(&other, Some(now - s(5))), backoff);
+        // An order poll the CA wants to continue later than the attempt waits.
+        let later = AcmeError::PollLater { at: now + s(900) };
+        assert_eq!(delay(&later, None), s(900));
+        // The answers' time does not apply to a failure of berth's own.
+        let local = AcmeError::Local("disk full".into());
+        assert_eq!(delay(&local, at(900)), backoff);
+        // Never longer than a week, whatever the header says.
+        assert_eq!(delay(&limited, at(400 * 86_400)), RETRY_AFTER_MAX);
+    }
+
+    #[test]
+    fn a_poll_timeout_with_the_cas_time_becomes_poll_later() {
+        let next = Instant::now() + Duration::from_secs(300);
+        let e = AcmeError::from(instant_acme::Error::Timeout(Some(next)));
+        let AcmeError::PollLater { at } = e else {
+            panic!("not PollLater: {e:?}");
+        };
+        let ahead = at.duration_since(SystemTime::now()).unwrap_or_default();
+        assert!(ahead > Duration::from_secs(295) && ahead <= Duration::from_secs(300));
+        // Without a time from the CA it is a plain protocol failure (backoff).
+        assert!(matches!(
+            AcmeError::from(instant_acme::Error::Timeout(None)),
+            AcmeError::Protocol(_)
+        ));
     }
 
     #[test]

@@ -37,6 +37,7 @@ DEB_FILES="-rw-r--r-- ./etc/berth/appliance.toml
 -rw-r--r-- ./usr/lib/systemd/system/berth.service
 -rw-r--r-- ./usr/lib/sysusers.d/berth.conf
 -rw-r--r-- ./usr/lib/tmpfiles.d/berth.conf
+-rwxr-xr-x ./usr/libexec/berth/reload
 -rw-r--r-- ./usr/share/bash-completion/completions/berth
 -rw-r--r-- ./usr/share/doc/berth/README.md
 -rw-r--r-- ./usr/share/doc/berth/changelog.gz
@@ -50,6 +51,7 @@ RPM_FILES="-rw-r--r-- root:root /etc/berth/appliance.toml
 -rw-r--r-- root:root /usr/lib/systemd/system/berth.service
 -rw-r--r-- root:root /usr/lib/sysusers.d/berth.conf
 -rw-r--r-- root:root /usr/lib/tmpfiles.d/berth.conf
+-rwxr-xr-x root:root /usr/libexec/berth/reload
 -rw-r--r-- root:root /usr/share/bash-completion/completions/berth
 -rw-r--r-- root:root /usr/share/doc/berth/CHANGELOG.md
 -rw-r--r-- root:root /usr/share/doc/berth/LICENSE
@@ -94,6 +96,8 @@ check_eq "a: no preinst, config or templates" "" "$(cd "$T/ctrl" && ls preinst c
 check "a: postinst creates the user" grep -q 'systemd-sysusers' "$T/ctrl/postinst"
 check "a: postinst creates the directories" grep -q 'systemd-tmpfiles' "$T/ctrl/postinst"
 check "a: postinst prints how to add a user" grep -q 'berth user add' "$T/ctrl/postinst"
+check "a: postinst hands a running service over on upgrade (reload)" \
+    grep -q "deb-systemd-invoke reload 'berth.service'" "$T/ctrl/postinst"
 check_eq "a: postrm never removes /var/lib/berth" "" "$(grep -n 'rm .*/var/lib/berth' "$T/ctrl/postrm" | grep -v 'echo')"
 
 # lintian: no errors. Tags the package itself overrides are justified in
@@ -117,7 +121,8 @@ check "b: exposure level is 2.0 or lower (got ${score:-none})" awk -v s="${score
 # verify, with ExecStart pointing at the unpacked binary and man:berth(1) found in the
 # unpacked man pages.
 mkdir -p "$T/unit"
-sed "s#/usr/bin/berth#$ROOT/usr/bin/berth#g" "$UNIT" >"$T/unit/berth.service"
+sed -e "s#/usr/bin/berth#$ROOT/usr/bin/berth#g" -e "s#/usr/libexec/berth/#$ROOT/usr/libexec/berth/#g" \
+    "$UNIT" >"$T/unit/berth.service"
 man_opt=--man=yes
 command -v man >/dev/null 2>&1 || man_opt=--man=no
 if MANPATH="$ROOT/usr/share/man" systemd-analyze verify "$man_opt" "$T/unit/berth.service" >"$T/verify.out" 2>&1; then
@@ -126,7 +131,7 @@ else
     fail "b: systemd-analyze verify passes ($man_opt)" "$(tr '\n' ' ' <"$T/verify.out")"
 fi
 unit_has() { grep -q -x -E "$1" "$UNIT"; }
-for line in 'Type=notify' 'NotifyAccess=main' 'User=berth' 'ExecReload=/bin/kill -HUP \$MAINPID' \
+for line in 'Type=notify' 'NotifyAccess=exec' 'User=berth' 'ExecReload=/usr/libexec/berth/reload \$MAINPID' \
     'AmbientCapabilities=CAP_NET_BIND_SERVICE' 'CapabilityBoundingSet=CAP_NET_BIND_SERVICE' \
     'StateDirectory=berth' 'ConfigurationDirectory=berth' 'ExecStart=/usr/bin/berth serve -c /etc/berth/appliance.toml'; do
     check "b: unit has $line" unit_has "$line"
@@ -154,11 +159,15 @@ if [ -n "${BERTH_RPM:-}" ]; then
     check "c: %post creates the directories" grep -q 'systemd-tmpfiles --create berth.conf' "$T/rpm.scripts"
     check "c: %post prints how to add a user" grep -q 'berth user add' "$T/rpm.scripts"
     check "c: %preun disables the unit on erase" grep -q 'disable --now berth.service' "$T/rpm.scripts"
+    check "c: has a posttrans scriptlet" grep -q '^posttrans scriptlet' "$T/rpm.scripts"
+    check "c: %posttrans hands a running service over (reload)" grep -q 'systemctl reload berth.service' "$T/rpm.scripts"
+    check_eq "c: no scriptlet restarts the service" "" \
+        "$(grep -E '^[[:space:]]*(systemctl|deb-systemd-invoke)[^#]*restart' "$T/rpm.scripts")"
     check_eq "c: no scriptlet removes /var/lib/berth" "" "$(grep -n 'rm .*/var/lib/berth' "$T/rpm.scripts")"
-    # Requires: the C library (and /bin/sh for the scriptlets), nothing RHEL 9 lacks; rpm
-    # adds config(berth) itself for the conffile.
-    check_eq "c: requires nothing beyond glibc and /bin/sh" "" \
-        "$(q --requires | grep -v -E '^(/bin/sh|config\(berth\) = |rpmlib\(|libc\.so\.6|libm\.so\.6|libgcc_s\.so\.1|ld-linux-x86-64\.so\.2|ld-linux-aarch64\.so\.1|rtld\()')"
+    # Requires: the C library (and /bin/sh for the scriptlets, /bin/bash for the reload
+    # helper), nothing RHEL 9 lacks; rpm adds config(berth) itself for the conffile.
+    check_eq "c: requires nothing beyond glibc, /bin/sh and /bin/bash" "" \
+        "$(q --requires | grep -v -E '^(/bin/sh|/bin/bash|config\(berth\) = |rpmlib\(|libc\.so\.6|libm\.so\.6|libgcc_s\.so\.1|ld-linux-x86-64\.so\.2|ld-linux-aarch64\.so\.1|rtld\()')"
 else
     echo "# BERTH_RPM is not set: rpm checks skipped"
 fi
@@ -167,6 +176,7 @@ fi
 B=$ROOT/usr/bin/berth
 check "d: the man page is a man page" sh -c "zcat '$ROOT/usr/share/man/man1/berth.1.gz' | grep -q '^\.TH'"
 check "d: bash completion parses" bash -n "$ROOT/usr/share/bash-completion/completions/berth"
+check "d: the reload helper parses" bash -n "$ROOT/usr/libexec/berth/reload"
 check "d: zsh completion is for berth" grep -q '#compdef berth' "$ROOT/usr/share/zsh/vendor-completions/_berth"
 check "d: fish completion is for berth" grep -q 'complete -c berth' "$ROOT/usr/share/fish/vendor_completions.d/berth.fish"
 check "d: berth --version runs" "$B" --version
@@ -340,8 +350,14 @@ check_eq "f: the store is under the root's /var/lib/berth, owned by berth" "" \
     "$(find "$ROOT/var/lib/berth/docker" ! -uid "$uid" 2>/dev/null | head -n 3)"
 check "f: store blobs hash to their names" verify_store_blobs "$ROOT/var/lib/berth"
 
-# systemctl reload = SIGHUP: certificates reloaded, the process stays.
-kill -HUP "$PID"
+# systemctl reload: the unit's ExecReload as the berth user; the binary is the one
+# running, so it is SIGHUP: certificates reloaded, the process stays.
+if setpriv --reuid="$uid" --regid="$gid" --clear-groups --no-new-privs --inh-caps=-all \
+    "$ROOT/usr/libexec/berth/reload" "$PID" >"$T/reload.out" 2>&1; then
+    pass "f: ExecReload (the reload helper) succeeds"
+else
+    fail "f: ExecReload (the reload helper) succeeds" "$(tr '\n' ' ' <"$T/reload.out")"
+fi
 for ((i = 0; i < 50; i++)); do grep -q SIGHUP "$LOG" && break; sleep 0.1; done
 check "f: SIGHUP reloads the certificate (logged)" grep -q SIGHUP "$LOG"
 check "f: SIGHUP reloads the permission rules (logged)" grep -q 'permission rules reloaded' "$LOG"
