@@ -286,11 +286,12 @@ async fn schedule<D: Driver>(store: Store<D>, opts: Options, interval: Duration)
             Ok(Some(report)) => log_report(&report),
             Ok(None) => {
                 // Another collector finishing moves the last-run time on; a repair by
-                // `berth fsck` does not: look again soon rather than a whole interval on.
+                // `berth fsck` does not: look again soon (within the interval, and at
+                // least every RECHECK) rather than a whole interval on.
                 tracing::info!(
                     "garbage collection skipped: another collector (or fsck --repair) is running"
                 );
-                earliest = SystemTime::now() + RECHECK;
+                earliest = SystemTime::now() + interval.min(RECHECK);
                 continue;
             }
             Err(e) => tracing::warn!(error = %e, "garbage collection failed"),
