@@ -1032,17 +1032,7 @@ impl<'a, D: Driver> Checker<'a, D> {
 mod tests {
     use super::*;
     use crate::oci::Algorithm;
-
-    const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-    const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-
-    fn repo(s: &str) -> RepositoryName {
-        s.parse().expect("name")
-    }
-
-    fn tag(s: &str) -> Tag {
-        s.parse().expect("tag")
-    }
+    use crate::store::fixtures::*;
 
     fn check_opts() -> Options {
         Options {
@@ -1085,72 +1075,11 @@ mod tests {
         want.into_iter().map(|(k, d)| (k, d.cloned())).collect()
     }
 
-    async fn blob(store: &Store, r: &RepositoryName, bytes: &[u8]) -> Digest {
-        blob_alg(store, r, bytes, Algorithm::Sha256).await
-    }
-
-    async fn blob_alg(store: &Store, r: &RepositoryName, bytes: &[u8], alg: Algorithm) -> Digest {
-        let id = store.upload_start(r).await.expect("start");
-        let mut w = store.upload_writer(r, &id, 0).await.expect("writer");
-        w.write(Bytes::copy_from_slice(bytes)).await.expect("write");
-        w.finish().await.expect("finish");
-        let d = Digest::of(alg, bytes);
-        store.upload_commit(r, &id, &d).await.expect("commit");
-        d
-    }
-
-    /// Stores and links a manifest as a push does (subject recorded), tagged if asked.
-    async fn manifest(
-        store: &Store,
-        r: &RepositoryName,
-        body: &serde_json::Value,
-        t: Option<&str>,
-    ) -> Digest {
-        let bytes = Bytes::from(serde_json::to_vec(body).expect("json"));
-        let d = Digest::of(Algorithm::Sha256, &bytes);
-        store.blob_put_small(&d, bytes).await.expect("put");
-        store.manifest_link(r, &d).await.expect("link");
-        if let Some(s) = body["subject"]["digest"]
-            .as_str()
-            .and_then(|s| s.parse::<Digest>().ok())
-        {
-            store.referrer_add(r, &s, &d).await.expect("referrer");
-        }
-        if let Some(t) = t {
-            store.tag_set(r, &tag(t), &d).await.expect("tag");
-        }
-        d
-    }
-
-    fn desc(media_type: &str, d: &Digest) -> serde_json::Value {
-        serde_json::json!({ "mediaType": media_type, "digest": d.to_string(), "size": 1 })
-    }
-
-    fn image(config: &Digest, layers: &[&Digest]) -> serde_json::Value {
-        serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": desc("application/vnd.oci.image.config.v1+json", config),
-            "layers": layers
-                .iter()
-                .map(|l| desc("application/vnd.oci.image.layer.v1.tar", l))
-                .collect::<Vec<_>>(),
-        })
-    }
-
-    fn index(children: &[&Digest]) -> serde_json::Value {
-        serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": OCI_INDEX,
-            "manifests": children.iter().map(|c| desc(OCI_MANIFEST, c)).collect::<Vec<_>>(),
-        })
-    }
-
     /// A tagged image (config and one layer), returning (manifest, config, layer).
     async fn tagged_image(store: &Store, r: &RepositoryName, t: &str) -> (Digest, Digest, Digest) {
         let config = blob(store, r, format!("config of {t}").as_bytes()).await;
         let layer = blob(store, r, format!("layer of {t}").as_bytes()).await;
-        let m = manifest(store, r, &image(&config, &[&layer]), Some(t)).await;
+        let m = manifest(store, r, &image(&config, &[&layer], None), Some(t)).await;
         (m, config, layer)
     }
 
@@ -1161,15 +1090,15 @@ mod tests {
         let a = repo("team/app");
         let (m, config, _) = tagged_image(&store, &a, "v1").await;
         let arm = blob(&store, &a, b"arm64 layer").await;
-        let child = manifest(&store, &a, &image(&config, &[&arm]), None).await;
+        let child = manifest(&store, &a, &image(&config, &[&arm], None), None).await;
         manifest(&store, &a, &index(&[&m, &child]), Some("latest")).await;
-        let mut sig = image(&config, &[&arm]);
+        let mut sig = image(&config, &[&arm], None);
         sig["subject"] = desc(OCI_MANIFEST, &m);
         manifest(&store, &a, &sig, None).await;
         let sha512 = blob_alg(&store, &a, b"sha512 bytes", Algorithm::Sha512).await;
         // A foreign layer: its bytes live elsewhere.
         let foreign = Digest::of(Algorithm::Sha256, b"elsewhere");
-        let mut windows = image(&config, &[]);
+        let mut windows = image(&config, &[], None);
         windows["layers"] = serde_json::json!([{
             "mediaType": "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
             "digest": foreign.to_string(),
@@ -1364,7 +1293,7 @@ mod tests {
         let (gone_manifest, _, _) = tagged_image(&store, &a, "v2").await;
         // A referrer whose bytes went.
         let config = blob(&store, &a, b"sig config").await;
-        let mut sig = image(&config, &[]);
+        let mut sig = image(&config, &[], None);
         sig["subject"] = desc(OCI_MANIFEST, &m1);
         let gone_sig = manifest(&store, &a, &sig, None).await;
         for d in [&gone_layer, &gone_manifest, &gone_sig] {

@@ -1022,16 +1022,10 @@ impl Body {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::oci::Algorithm;
+    use crate::store::fixtures::*;
     use std::path::PathBuf;
 
-    const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-    const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
     const HOUR: Duration = Duration::from_secs(3600);
-
-    fn repo(s: &str) -> RepositoryName {
-        s.parse().expect("name")
-    }
 
     fn opts(delete_untagged: bool) -> Options {
         Options {
@@ -1040,62 +1034,6 @@ mod tests {
             purge_uploads_after: Duration::from_secs(86_400),
             dry_run: false,
         }
-    }
-
-    async fn blob(store: &Store, r: &RepositoryName, bytes: &[u8]) -> Digest {
-        let id = store.upload_start(r).await.expect("start");
-        let mut w = store.upload_writer(r, &id, 0).await.expect("writer");
-        w.write(Bytes::copy_from_slice(bytes)).await.expect("write");
-        w.finish().await.expect("finish");
-        let d = Digest::of(Algorithm::Sha256, bytes);
-        store.upload_commit(r, &id, &d).await.expect("commit");
-        d
-    }
-
-    /// Stores and links a manifest (as a push does), tagged `tag` if given.
-    async fn manifest(
-        store: &Store,
-        r: &RepositoryName,
-        body: &serde_json::Value,
-        tag: Option<&str>,
-    ) -> Digest {
-        let bytes = Bytes::from(serde_json::to_vec(body).expect("json"));
-        let d = Digest::of(Algorithm::Sha256, &bytes);
-        store.blob_put_small(&d, bytes).await.expect("put");
-        store.manifest_link(r, &d).await.expect("link");
-        if let Some(s) = body["subject"]["digest"]
-            .as_str()
-            .and_then(|s| s.parse::<Digest>().ok())
-        {
-            store.referrer_add(r, &s, &d).await.expect("referrer");
-        }
-        if let Some(t) = tag {
-            store
-                .tag_set(r, &t.parse().expect("tag"), &d)
-                .await
-                .expect("tag");
-        }
-        d
-    }
-
-    fn desc(media_type: &str, d: &Digest) -> serde_json::Value {
-        serde_json::json!({ "mediaType": media_type, "digest": d.to_string(), "size": 1 })
-    }
-
-    fn image(config: &Digest, layers: &[&Digest], subject: Option<&Digest>) -> serde_json::Value {
-        let mut m = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": desc("application/vnd.oci.image.config.v1+json", config),
-            "layers": layers
-                .iter()
-                .map(|l| desc("application/vnd.oci.image.layer.v1.tar", l))
-                .collect::<Vec<_>>(),
-        });
-        if let Some(s) = subject {
-            m["subject"] = desc(OCI_MANIFEST, s);
-        }
-        m
     }
 
     fn files(dir: &Path) -> Vec<PathBuf> {

@@ -13,6 +13,8 @@
 
 pub(crate) mod content;
 pub(crate) mod driver;
+#[cfg(test)]
+mod fixtures;
 pub(crate) mod fs;
 pub mod fsck;
 pub mod gc;
