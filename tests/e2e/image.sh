@@ -19,16 +19,8 @@
 #   BERTH_OCI=$BERTH_OCI bash tests/e2e/run-all.sh image
 #
 # Without BERTH_OCI the suite is skipped.
-SUITE=image
-if [ -z "${BERTH_OCI:-}" ]; then
-    echo "# skip: BERTH_OCI is not set (build the image with packaging/build.sh)"
-    echo "0 passed, 0 failed"
-    exit 0
-fi
-# lib.sh insists on an executable BERTH_BIN; this suite runs the image's binary.
-BERTH_BIN=/bin/true
-. "$(dirname "$0")/lib.sh"
-REPO=$(cd "$E2E_DIR/../.." && pwd)
+SUITE=image ARTIFACT=BERTH_OCI
+. "$(dirname "$0")/artifact.sh"
 
 echo "# suite: image ($BERTH_OCI)"
 [ -f "$BERTH_OCI" ] || bail "BERTH_OCI is a file ($BERTH_OCI)"

@@ -11,16 +11,8 @@
 #   BERTH_DEB=$BERTH_DEB BERTH_RPM=$BERTH_RPM bash tests/e2e/run-all.sh packaging
 #
 # Without BERTH_DEB the suite is skipped; without BERTH_RPM the rpm checks are.
-SUITE=packaging
-if [ -z "${BERTH_DEB:-}" ]; then
-    echo "# skip: BERTH_DEB is not set (build the packages with packaging/build.sh)"
-    echo "0 passed, 0 failed"
-    exit 0
-fi
-# lib.sh insists on an executable BERTH_BIN; this suite runs the packaged binary instead.
-BERTH_BIN=/bin/true
-. "$(dirname "$0")/lib.sh"
-REPO=$(cd "$E2E_DIR/../.." && pwd)
+SUITE=packaging ARTIFACT=BERTH_DEB
+. "$(dirname "$0")/artifact.sh"
 
 echo "# suite: packaging ($BERTH_DEB${BERTH_RPM:+, $BERTH_RPM})"
 [ -f "$BERTH_DEB" ] || bail "BERTH_DEB is a file ($BERTH_DEB)"

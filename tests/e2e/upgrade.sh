@@ -20,15 +20,8 @@
 #   BERTH_DEB=$BERTH_DEB bash tests/e2e/run-all.sh upgrade
 #
 # Without BERTH_DEB the suite is skipped.
-SUITE=upgrade
-if [ -z "${BERTH_DEB:-}" ]; then
-    echo "# skip: BERTH_DEB is not set (build the packages with packaging/build.sh)"
-    echo "0 passed, 0 failed"
-    exit 0
-fi
-BERTH_BIN=/bin/true
-. "$(dirname "$0")/lib.sh"
-REPO=$(cd "$E2E_DIR/../.." && pwd)
+SUITE=upgrade ARTIFACT=BERTH_DEB
+. "$(dirname "$0")/artifact.sh"
 
 echo "# suite: upgrade ($BERTH_DEB)"
 [ -f "$BERTH_DEB" ] || bail "BERTH_DEB is a file ($BERTH_DEB)"
