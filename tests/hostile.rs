@@ -1,4 +1,4 @@
-//! Hostile clients, bounded: connections held open at the limit, oversized headers, slow
+//! Hostile clients, bounded: connections held open up to the limit (and past it), oversized headers, slow
 //! bodies, ten thousand tiny chunked PATCHes, an enormous declared `Content-Length`, and
 //! unknown methods, all at once against one berth. Throughout, a normal client keeps
 //! pushing on its own connections and every push succeeds; nothing is answered 5xx; the
@@ -330,6 +330,35 @@ fn hostile_clients_do_not_starve_a_normal_push_or_the_memory() {
         rss / 1024,
         RSS_CEILING_KIB / 1024
     );
+    // At the limit itself: with the normal client stopped and the held connections gone,
+    // fresh idle connections beyond `connections_max` are closed as they are accepted,
+    // and once they go a normal push works again.
+    std::thread::sleep(Duration::from_millis(500));
+    let flood: Vec<TcpStream> = (0..CONNECTIONS_MAX + 8).map(|_| connect(&b)).collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let closed = flood
+        .iter()
+        .filter(|s| {
+            let _ = s.set_read_timeout(Some(Duration::from_millis(50)));
+            let mut byte = [0u8; 1];
+            matches!((&**s).read(&mut byte), Ok(0))
+        })
+        .count();
+    assert!(
+        (8..=CONNECTIONS_MAX).contains(&closed),
+        "{closed} of {} connections were closed at accept",
+        CONNECTIONS_MAX + 8
+    );
+    drop(flood);
+    std::thread::sleep(Duration::from_millis(500));
+    let layer = b"after the flood".to_vec();
+    let url = b.url(&format!(
+        "/v2/normal/blobs/uploads/?digest={}",
+        sha256(&layer)
+    ));
+    assert_eq!(call("POST", &url, &[], Some(&layer)).status, 201);
+    assert!(b.logs().contains("connection limit reached"));
+
     // Nothing of the huge uploads became a blob, and the server still works.
     assert_eq!(
         call("GET", &b.url("/v2/"), &[], None).status,

@@ -406,7 +406,7 @@ async fn answer_tls_alpn(
     Ok(())
 }
 
-/// Wraps the HTTP application: counts connections against `http.max_connections`, reads
+/// Wraps the HTTP application: counts connections against `limits.connections_max`, reads
 /// the PROXY header on plain listeners, and runs the keep-alive loop itself so that one
 /// call covers the connection's whole life.
 pub(crate) struct Gate<A> {
@@ -445,7 +445,7 @@ impl<A> Gate<A> {
             {
                 tracing::warn!(
                     max = self.policy.max_connections,
-                    "connection limit reached (http.max_connections); new connections are closed until some finish"
+                    "connection limit reached (limits.connections_max); new connections are closed until some finish"
                 );
             }
             return None;
