@@ -287,50 +287,36 @@ impl RetryAfter {
     }
 }
 
-type HyperClient = hyper_util::client::legacy::Client<
-    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
-    BodyWrapper<bytes::Bytes>,
->;
-
-/// The HTTP client instant-acme talks to the CA with (hyper over rustls, HTTPS only, as its
-/// own default client), which also notes the `Retry-After` of error answers: instant-acme
-/// turns those into a problem document without their headers.
+/// The HTTP client instant-acme talks to the CA with: the project's one outbound client
+/// (TLS verified against the system's roots or `ca_roots`, redirects not followed), which
+/// also notes the `Retry-After` of error answers: instant-acme turns those into a problem
+/// document without their headers.
 struct CaHttp {
-    inner: HyperClient,
+    client: crate::upstream::Client,
     retry_after: Arc<RetryAfter>,
 }
 
 impl CaHttp {
     /// With the system's roots, or with the certificates in `ca_roots`.
     fn new(ca_roots: Option<&Path>, retry_after: Arc<RetryAfter>) -> Result<Self, AcmeError> {
-        let builder = hyper_rustls::HttpsConnectorBuilder::new();
-        let builder = match ca_roots {
-            None => builder
-                .try_with_platform_verifier()
-                .map_err(|e| AcmeError::Local(format!("the system's CA roots: {e}")))?,
-            Some(path) => {
-                let bad = |e: String| AcmeError::Local(format!("{}: {e}", path.display()));
-                let mut roots = rustls::RootCertStore::empty();
-                for cert in CertificateDer::pem_file_iter(path).map_err(|e| bad(e.to_string()))? {
-                    roots
-                        .add(cert.map_err(|e| bad(e.to_string()))?)
-                        .map_err(|e| bad(e.to_string()))?;
-                }
-                if roots.is_empty() {
-                    return Err(bad("no certificate".into()));
-                }
-                builder.with_tls_config(
-                    rustls::ClientConfig::builder()
-                        .with_root_certificates(roots)
-                        .with_no_client_auth(),
-                )
-            }
+        use crate::upstream::{Client, ClientOptions, Roots};
+        let options = ClientOptions {
+            timeout: Duration::from_secs(30),
+            read_timeout: Duration::from_secs(30),
+            roots: match ca_roots {
+                Some(path) => Roots::File(path.to_owned()),
+                None => Roots::System,
+            },
+            // Directory, orders, a certificate chain: a few KiB each.
+            body_max: 1 << 20,
+            ..ClientOptions::default()
         };
-        let connector = builder.https_only().enable_http1().enable_http2().build();
-        let inner =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build(connector);
-        Ok(Self { inner, retry_after })
+        let client = Client::new(&options)
+            .map_err(|e| AcmeError::Local(format!("the CA's TLS roots: {e}")))?;
+        Ok(Self {
+            client,
+            retry_after,
+        })
     }
 }
 
@@ -339,15 +325,26 @@ impl HttpClient for CaHttp {
         &self,
         req: http::Request<BodyWrapper<bytes::Bytes>>,
     ) -> Pin<Box<dyn Future<Output = Result<BytesResponse, instant_acme::Error>> + Send>> {
-        let answer = HttpClient::request(&self.inner, req);
+        let client = self.client.clone();
         let retry_after = self.retry_after.clone();
         Box::pin(async move {
-            let rsp = answer.await?;
-            let status = rsp.parts.status;
+            let other = |e: crate::upstream::ClientError| instant_acme::Error::Other(Box::new(e));
+            if req.uri().scheme_str() != Some("https") {
+                return Err(instant_acme::Error::Str(
+                    "the CA must be reached over https://",
+                ));
+            }
+            let (parts, body) = req.into_parts();
+            let body = http_body_util::BodyExt::collect(body)
+                .await
+                .map_err(|e| instant_acme::Error::Other(Box::new(e)))?
+                .to_bytes();
+            let request = http::Request::from_parts(parts, http_body_util::Full::new(body));
+            let rsp = client.send(request).await.map_err(other)?;
+            let status = rsp.status();
             if status.is_client_error() || status.is_server_error() {
                 let at = rsp
-                    .parts
-                    .headers
+                    .headers()
                     .get(http::header::RETRY_AFTER)
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| parse_retry_after(v, SystemTime::now()));
@@ -355,7 +352,15 @@ impl HttpClient for CaHttp {
                     retry_after.set(at);
                 }
             }
-            Ok(rsp)
+            let mut head = http::Response::new(());
+            *head.status_mut() = status;
+            *head.version_mut() = rsp.version();
+            *head.headers_mut() = rsp.headers().clone();
+            let body = rsp.bytes().await.map_err(other)?;
+            Ok(BytesResponse {
+                parts: head.into_parts().0,
+                body: Box::new(body),
+            })
         })
     }
 }
