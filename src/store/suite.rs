@@ -357,7 +357,7 @@ async fn resumable_upload<M: Medium>(m: &M) -> Result<Failures, Error> {
     );
     check!(
         f,
-        c_unknown(&*one, &r, &d).await?,
+        invisible(&*one, &r, &d).await?,
         "a mismatched commit made the blob visible"
     );
     let id = one.upload_start(&r).await?;
@@ -386,7 +386,8 @@ async fn resumable_upload<M: Medium>(m: &M) -> Result<Failures, Error> {
     Ok(f)
 }
 
-async fn c_unknown(c: &dyn Content, r: &RepositoryName, d: &Digest) -> Result<bool, Error> {
+/// Neither linked into `r` nor in the shared blob store.
+async fn invisible(c: &dyn Content, r: &RepositoryName, d: &Digest) -> Result<bool, Error> {
     Ok(c.blob_size(r, d).await?.is_none() && c.blob_size_global(d).await?.is_none())
 }
 
