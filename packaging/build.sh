@@ -104,14 +104,24 @@ cargo generate-rpm --output "$out/" >&2
 
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
 log "container image"
-source_url=${BERTH_SOURCE_URL:-$(git config --get remote.origin.url 2>/dev/null || true)}
+source_url=${BERTH_SOURCE_URL:-}
+if [ -z "$source_url" ]; then
+    # A clone of a local path (CI clones /somewhere/repo.git) has no URL to
+    # publish: the label is for people who want the source, so only a network
+    # remote (https/git/ssh or scp-like user@host:path) is taken.
+    remote=$(git config --get remote.origin.url 2>/dev/null || true)
+    if printf '%s' "$remote" | grep -Eq '^(https?|git|ssh)://|^[^ /]+@[^ /]+:'; then
+        # Never publish credentials a remote may carry (https://user:token@host/...).
+        source_url=$(printf '%s' "$remote" | sed -E 's#^(https?://)[^/@]*@#\1#')
+    fi
+fi
 revision=$(git rev-parse HEAD 2>/dev/null || true)
 if [ -n "$revision" ] && ! git diff --quiet HEAD -- 2>/dev/null; then
     revision="$revision-dirty"
 fi
 if [ -z "$source_url" ]; then
     source_url=https://berth.invalid/berth
-    log "no BERTH_SOURCE_URL and no git remote: source label $source_url"
+    log "no BERTH_SOURCE_URL and no network git remote: source label $source_url"
 fi
 /usr/bin/python3 packaging/oci-image.py --binary "$bin" --output "$out/berth-$version-oci.tar" \
     --version "$version" --source "$source_url" --revision "$revision"
