@@ -201,19 +201,9 @@ impl Registry {
             return Ok(None);
         };
         let v = v.to_str().map_err(|_| ApiError::range_invalid(size))?;
-        let spec = v.trim_start_matches("bytes").trim_start_matches(['=', ' ']);
-        let spec = spec.split('/').next().unwrap_or("");
-        let (a, b) = spec
-            .split_once('-')
-            .ok_or_else(|| ApiError::range_invalid(size))?;
-        let (a, b): (u64, u64) = match (a.trim().parse(), b.trim().parse()) {
-            (Ok(a), Ok(b)) if b >= a => (a, b),
-            _ => return Err(ApiError::range_invalid(size)),
-        };
-        if a != size {
-            return Err(ApiError::range_invalid(size));
-        }
-        Ok(Some(b - a + 1))
+        content_range(v, size)
+            .map(Some)
+            .ok_or_else(|| ApiError::range_invalid(size))
     }
 
     pub(super) fn check_content_length(&self, headers: &HeaderMap) -> Result<()> {
@@ -242,6 +232,23 @@ impl Registry {
             ))
         }
     }
+}
+
+/// The length a chunk's `Content-Range` value (`<start>-<end>`, after an optional `bytes`
+/// and before an optional `/<total>`) announces; `None` unless it is well-formed and starts
+/// at `size`, the upload's current size.
+pub(crate) fn content_range(v: &str, size: u64) -> Option<u64> {
+    let spec = v.trim_start_matches("bytes").trim_start_matches(['=', ' ']);
+    let spec = spec.split('/').next().unwrap_or("");
+    let (a, b) = spec.split_once('-')?;
+    let (a, b): (u64, u64) = match (a.trim().parse(), b.trim().parse()) {
+        (Ok(a), Ok(b)) if b >= a => (a, b),
+        _ => return None,
+    };
+    if a != size {
+        return None;
+    }
+    Some(b - a + 1)
 }
 
 fn short_chunk(want: u64, got: u64) -> ApiError {

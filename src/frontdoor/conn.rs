@@ -26,13 +26,13 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 /// TLS 1.3's version number in `supported_versions`.
 const TLS13: u16 = 0x0304;
 /// The largest ClientHello we look at; real ones are a few KiB.
-const HELLO_MAX: usize = 64 << 10;
+pub(crate) const HELLO_MAX: usize = 64 << 10;
 /// The PROXY v2 header's fixed signature.
 const V2_SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
 /// v1 headers are at most 107 bytes (the spec's worst case).
-const V1_MAX: usize = 107;
+pub(crate) const V1_MAX: usize = 107;
 /// v2 address blocks plus TLVs we accept.
-const V2_MAX: usize = 4096;
+pub(crate) const V2_MAX: usize = 4096;
 
 /// What the connection layer enforces, from `[http]` and `[tls]`.
 #[derive(Debug, Clone)]
@@ -246,7 +246,7 @@ impl<'a> Reader<'a> {
 /// Reads TLS records until the whole ClientHello is in hand. Returns every byte read (to
 /// be put back for the real handshake) and the hello, or `None` when the stream is not a
 /// TLS handshake berth can read (the TLS library then refuses it on its own terms).
-async fn read_client_hello<R: AsyncRead + Unpin>(
+pub(crate) async fn read_client_hello<R: AsyncRead + Unpin>(
     r: &mut R,
 ) -> io::Result<(Vec<u8>, Option<Hello>)> {
     let mut raw = Vec::new();
