@@ -282,9 +282,6 @@ pub fn client_hello(data: &[u8]) {
                 "the bytes to put back are the bytes read"
             );
             assert!(raw.len() <= HELLO_MAX);
-            if let Some(h) = &hello {
-                assert!(!h.versions.is_empty());
-            }
             hello
         }
         Err(_) => None,
