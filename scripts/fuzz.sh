@@ -16,7 +16,8 @@
 # script exit 1 after the other targets have run. To keep a crash as a regression case,
 # copy its input to fuzz/corpus/<target>/ (tests/fuzz_corpus.rs then runs it in the normal
 # test suite). Environment: FUZZ_TARGET_DIR (default fuzz/target), FUZZ_SANITIZER
-# (none|address, default none), FUZZ_TIMEOUT (seconds one input may take, default 10).
+# (none|address, default none), FUZZ_TIMEOUT (seconds one input may take, default 10),
+# FUZZ_PROFILE (release, the default, or quick: opt-level 1, built in less time, for CI).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,6 +34,7 @@ fi
 dir=$(realpath -m "${FUZZ_TARGET_DIR:-fuzz/target}")
 sanitizer=${FUZZ_SANITIZER:-none}
 timeout=${FUZZ_TIMEOUT:-10}
+profile=${FUZZ_PROFILE:-release}
 host=$(rustc -vV | sed -n 's/^host: //p')
 
 # The flags cargo-fuzz passes. --target keeps them off build scripts and proc macros.
@@ -52,10 +54,10 @@ case $sanitizer in
 esac
 
 mkdir -p "$dir/logs"
-echo "fuzz: building ${#targets[@]} targets (sanitizer: $sanitizer) in $dir"
+echo "fuzz: building ${#targets[@]} targets (profile $profile, sanitizer $sanitizer) in $dir"
 start=$SECONDS
 if ! env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS RUSTFLAGS="$flags" \
-    cargo build --locked --release --manifest-path fuzz/Cargo.toml --target "$host" \
+    cargo build --locked --profile "$profile" --manifest-path fuzz/Cargo.toml --target "$host" \
     --target-dir "$dir" --bins >"$dir/logs/build.log" 2>&1; then
   tail -n 60 "$dir/logs/build.log"
   echo "fuzz: building the targets failed" >&2
@@ -66,7 +68,7 @@ echo "fuzz: built in $((SECONDS - start)) s"
 failed=()
 printf '%-20s %6s %10s %9s %8s  %s\n' target seconds execs exec/s corpus result
 for t in "${targets[@]}"; do
-  bin=$dir/$host/release/$t
+  bin=$dir/$host/$profile/$t
   seeds=fuzz/corpus/$t
   work=$dir/corpus/$t
   artifacts=$dir/artifacts/$t
@@ -92,7 +94,7 @@ for t in "${failed[@]}"; do
   echo
   echo "== $t: the end of $dir/logs/$t.log"
   grep -v '^#[0-9]' "$dir/logs/$t.log" | tail -n 40
-  echo "inputs: $dir/artifacts/$t/ (replay: $dir/$host/release/$t FILE)"
+  echo "inputs: $dir/artifacts/$t/ (replay: $dir/$host/$profile/$t FILE)"
 done
 if [ ${#failed[@]} -gt 0 ]; then
   echo "fuzz: ${#failed[@]} target(s) failed: ${failed[*]}" >&2
