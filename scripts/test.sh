@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: formatting, lints, unit and integration tests
 # (cargo nextest), then the end-to-end suites with real clients (skopeo, podman, umoci,
-# curl, docker-registry), all against one debug build of the binary.
+# curl, docker-registry), all against one debug build of the binary; the fuzz targets
+# meanwhile, in the background (scripts/fuzz.sh).
 #
 # One compile does both the lints and the binaries: clippy-driver compiles our own crate
 # (RUSTC_WORKSPACE_WRAPPER, as `cargo clippy` does) but with code generation, so the
@@ -11,6 +12,21 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/deps.sh --build-only
+
+# The fuzz targets (fuzz/, their own flags and target directory) build and run for a
+# short budget each in the background, at the lowest priority, while everything below
+# runs: CPU the suites leave idle. Waited for at the end. FUZZ_SECONDS=0 skips it.
+fuzz_seconds=${FUZZ_SECONDS:-10}
+fuzz_log=$(mktemp)
+fuzz_pid=
+if [ "$fuzz_seconds" != 0 ]; then
+  echo "== fuzz: building and running in the background (${FUZZ_TARGET_DIR:-fuzz/target}, ${fuzz_seconds} s per target)"
+  FUZZ_PROFILE=quick setsid nice -n 15 bash scripts/fuzz.sh "$fuzz_seconds" >"$fuzz_log" 2>&1 &
+  fuzz_pid=$!
+  # Its own process group: ended with this script, whichever way this script ends.
+  trap 'kill -- "-$fuzz_pid" 2>/dev/null || true' EXIT
+fi
+
 deps_log=$(mktemp)
 bash scripts/deps.sh >"$deps_log" 2>&1 &
 deps_pid=$!
@@ -69,3 +85,15 @@ BERTH_DEB=$BERTH_DEB BERTH_RPM=$BERTH_RPM BERTH_OCI=$BERTH_OCI \
   bash tests/e2e/run-all.sh packaging upgrade image
 echo "== benchmark smoke run (--quick, release build; ratios reported, not asserted)"
 bash bench/run.sh --quick --berth "$PWD/target/release/berth"
+if [ -n "$fuzz_pid" ]; then
+  echo "== fuzz (started in the background)"
+  fuzz_status=0
+  waited=$SECONDS
+  wait "$fuzz_pid" || fuzz_status=$?
+  cat "$fuzz_log"
+  echo "fuzz: waited $((SECONDS - waited)) s for it at the end"
+  if [ "$fuzz_status" != 0 ]; then
+    echo "fuzzing found a failure (inputs in fuzz/target/artifacts/; see fuzz/README.md)" >&2
+    exit 1
+  fi
+fi

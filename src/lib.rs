@@ -5,12 +5,13 @@
 //! storage seam) → [`store::Store`] (the distribution layout on a filesystem). [`oci`]
 //! holds the spec's nouns; [`config`] reads `appliance.toml`; [`body`] is the contract
 //! between the front door and the handlers; [`upstream`] is the one client for other HTTP
-//! servers (webhook endpoints today).
+//! servers (webhook endpoints today) and what they answer (`WWW-Authenticate`
+//! challenges); `oci_layout` reads OCI image layouts (`oci-layout`, `index.json`).
 //!
 //! Dependency rules (checked in review):
-//! - `oci`, `body`, `config`, `timestamp`, `retry` and `metrics` are leaves. The module
-//!   graph has no cycle: `frontdoor` → `api` → `auth` → `tls` → `store` → `body`;
-//!   `notify` → `upstream` → `tls`.
+//! - `oci`, `body`, `config`, `timestamp`, `retry` and `metrics` are leaves;
+//!   `oci_layout` uses `oci` only. The module graph has no cycle: `frontdoor` → `api` →
+//!   `auth` → `tls` → `store` → `body`; `notify` → `upstream` → `tls`.
 //! - `config` imports no other module of berth; every subsystem takes its (already
 //!   parsed) values from it.
 //! - `api` reaches storage only through `store::Content`; it never names `store::fs`,
@@ -28,6 +29,9 @@
 
 //! - Outbound HTTP goes through `upstream::Client` (TLS always verified, redirects never
 //!   followed); `upstream` knows nothing of the registry.
+//! - `fuzzing` is the one door the fuzz crate (`fuzz/`) has to the parsers, which stay
+//!   `pub(crate)`: thin entry points over bytes, hidden from the docs, used by nothing
+//!   else but `tests/fuzz_corpus.rs`.
 
 #![warn(unreachable_pub)]
 
@@ -36,10 +40,13 @@ pub mod auth;
 pub(crate) mod body;
 pub mod config;
 pub mod frontdoor;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod import;
 pub(crate) mod metrics;
 pub mod notify;
 pub mod oci;
+pub(crate) mod oci_layout;
 pub(crate) mod retry;
 pub mod store;
 pub mod timestamp;

@@ -104,7 +104,7 @@ fn pulled<'a>(resp: Response<Body>, n: &'a RepositoryName, d: &'a Digest, size: 
     )
 }
 
-enum RangeSpec {
+pub(crate) enum RangeSpec {
     Whole,
     Part(u64, u64),
     Unsatisfiable,
@@ -112,7 +112,7 @@ enum RangeSpec {
 
 /// One `bytes=` range against a blob of `size` bytes. Several ranges are served as the
 /// whole blob, which RFC 9110 allows.
-fn parse_range(v: &str, size: u64) -> RangeSpec {
+pub(crate) fn parse_range(v: &str, size: u64) -> RangeSpec {
     let Some(spec) = v.trim().strip_prefix("bytes=") else {
         return RangeSpec::Unsatisfiable;
     };

@@ -330,6 +330,10 @@ pub(crate) fn percent_decode(s: &str) -> Option<String> {
         match b[i] {
             b'%' => {
                 let hex = b.get(i + 1..i + 3)?;
+                // Two hex digits: from_str_radix alone also takes a sign (`%+a` is 0x0a).
+                if !hex.iter().all(u8::is_ascii_hexdigit) {
+                    return None;
+                }
                 let hex = std::str::from_utf8(hex).ok()?;
                 out.push(u8::from_str_radix(hex, 16).ok()?);
                 i += 3;
@@ -453,6 +457,10 @@ mod tests {
         );
         assert_eq!(code("/v3/"), "NOT_FOUND");
         assert_eq!(code("/v2/a/%zz"), "NOT_FOUND");
+        // Found by the endpoint fuzz target: a sign is no hex digit (`%+a` was 0x0a).
+        assert_eq!(code("/v2/a%+2fb/tags/list"), "NOT_FOUND");
+        assert_eq!(percent_decode("%+a"), None);
+        assert_eq!(percent_decode("%2B%2b+"), Some("++ ".into()));
     }
 
     #[test]

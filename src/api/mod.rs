@@ -6,7 +6,7 @@
 //! core be tested without a network and lets TLS, HTTP/2 and auth slot in around it.
 
 mod admin;
-mod blobs;
+pub(crate) mod blobs;
 pub(crate) mod endpoint;
 pub(crate) mod error;
 mod events;
@@ -14,7 +14,7 @@ mod listing;
 pub(crate) mod manifest;
 mod manifests;
 mod referrers;
-mod uploads;
+pub(crate) mod uploads;
 
 use crate::auth::gate::{self, Caller, Denial, Presented};
 use crate::auth::Auth;

@@ -239,11 +239,7 @@ impl Auth {
 
     fn verify_bearer_at(&self, value: &str, now: i64) -> Result<Claims, TokenError> {
         let t = self.tokens.as_ref().ok_or(TokenError::Malformed)?;
-        let (scheme, token) = value.trim().split_once(' ').ok_or(TokenError::Malformed)?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(TokenError::Malformed);
-        }
-        let token = token.trim();
+        let token = bearer_token(value).ok_or(TokenError::Malformed)?;
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let cached = self
             .verified
@@ -548,8 +544,16 @@ fn unix_now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
+/// The token of a `Bearer` Authorization value.
+pub(crate) fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+}
+
 /// `user:password` from a `Basic` Authorization value.
-fn parse_basic(value: &str) -> Option<(String, String)> {
+pub(crate) fn parse_basic(value: &str) -> Option<(String, String)> {
     let (scheme, rest) = value.trim().split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;

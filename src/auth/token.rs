@@ -391,10 +391,14 @@ pub fn verify(token: &str, keys: &KeySet, want: &Expect<'_>) -> Result<Claims, T
 /// The time-bound part of [`verify`]: `exp` and `nbf` against `now`, with leeway. Run again
 /// for a token whose signature was checked earlier.
 pub fn check_times(claims: &Claims, now: i64) -> Result<(), TokenError> {
-    if claims.exp + LEEWAY < now {
+    // Saturating: `exp` and `nbf` are whatever i64 the issuer wrote.
+    if claims.exp.saturating_add(LEEWAY) < now {
         return Err(TokenError::Expired);
     }
-    if claims.nbf.is_some_and(|nbf| nbf - LEEWAY > now) {
+    if claims
+        .nbf
+        .is_some_and(|nbf| nbf.saturating_sub(LEEWAY) > now)
+    {
         return Err(TokenError::NotYetValid);
     }
     Ok(())
@@ -709,6 +713,19 @@ mod tests {
         let (other, _) = Signer::load_or_create(&dir.path().join("other.pem")).expect("signer");
         let t2 = other.sign(&claims(now)).expect("sign");
         assert!(verify(&t2, &keys, &expect(now)).is_err());
+    }
+
+    /// Found in review of the jwt fuzz target: `exp` near i64::MAX (or `nbf` near
+    /// i64::MIN) in a validly signed token overflowed (a panic in debug builds).
+    #[test]
+    fn extreme_times_do_not_overflow() {
+        let mut c = claims(0);
+        (c.exp, c.nbf) = (i64::MAX, Some(i64::MIN));
+        assert_eq!(check_times(&c, 1_800_000_000), Ok(()));
+        (c.exp, c.nbf) = (i64::MIN, Some(i64::MAX));
+        assert_eq!(check_times(&c, 0), Err(TokenError::Expired));
+        c.exp = i64::MAX;
+        assert_eq!(check_times(&c, 0), Err(TokenError::NotYetValid));
     }
 
     #[test]

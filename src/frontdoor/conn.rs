@@ -26,13 +26,13 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 /// TLS 1.3's version number in `supported_versions`.
 const TLS13: u16 = 0x0304;
 /// The largest ClientHello we look at; real ones are a few KiB.
-const HELLO_MAX: usize = 64 << 10;
+pub(crate) const HELLO_MAX: usize = 64 << 10;
 /// The PROXY v2 header's fixed signature.
 const V2_SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
 /// v1 headers are at most 107 bytes (the spec's worst case).
-const V1_MAX: usize = 107;
+pub(crate) const V1_MAX: usize = 107;
 /// v2 address blocks plus TLVs we accept.
-const V2_MAX: usize = 4096;
+pub(crate) const V2_MAX: usize = 4096;
 
 /// What the connection layer enforces, from `[http]` and `[tls]`.
 #[derive(Debug, Clone)]
@@ -186,11 +186,14 @@ pub(crate) fn parse_client_hello(msg: &[u8]) -> Option<Hello> {
                     let mut list = Reader(data.take(n)?);
                     while !list.0.is_empty() {
                         let t = list.u8()?;
+                        if t != 0 {
+                            // RFC 6066: only host_name has a known encoding, so nothing
+                            // after another type can be read (rustls stops here too).
+                            break;
+                        }
                         let n = list.u16()? as usize;
                         let name = list.take(n)?;
-                        if t == 0 {
-                            hello.server_name = std::str::from_utf8(name).ok().map(str::to_owned);
-                        }
+                        hello.server_name = std::str::from_utf8(name).ok().map(str::to_owned);
                     }
                 }
                 // application_layer_protocol_negotiation
@@ -246,7 +249,7 @@ impl<'a> Reader<'a> {
 /// Reads TLS records until the whole ClientHello is in hand. Returns every byte read (to
 /// be put back for the real handshake) and the hello, or `None` when the stream is not a
 /// TLS handshake berth can read (the TLS library then refuses it on its own terms).
-async fn read_client_hello<R: AsyncRead + Unpin>(
+pub(crate) async fn read_client_hello<R: AsyncRead + Unpin>(
     r: &mut R,
 ) -> io::Result<(Vec<u8>, Option<Hello>)> {
     let mut raw = Vec::new();
@@ -578,17 +581,22 @@ mod tests {
 
     /// A ClientHello as a TLS 1.2-only or a TLS 1.3 client sends it.
     fn hello(versions: Option<&[u16]>, alpn: &[&[u8]], sni: &str) -> Vec<u8> {
+        let mut name = vec![0u8];
+        name.extend_from_slice(&(sni.len() as u16).to_be_bytes());
+        name.extend_from_slice(sni.as_bytes());
+        hello_with_names(versions, alpn, &name)
+    }
+
+    /// As [`hello`], with `name` as the SNI extension's server name list.
+    fn hello_with_names(versions: Option<&[u16]>, alpn: &[&[u8]], name: &[u8]) -> Vec<u8> {
         let mut ext = Vec::new();
         let mut push = |kind: u16, data: Vec<u8>| {
             ext.extend_from_slice(&kind.to_be_bytes());
             ext.extend_from_slice(&(data.len() as u16).to_be_bytes());
             ext.extend_from_slice(&data);
         };
-        let mut name = vec![0u8];
-        name.extend_from_slice(&(sni.len() as u16).to_be_bytes());
-        name.extend_from_slice(sni.as_bytes());
         let mut d = (name.len() as u16).to_be_bytes().to_vec();
-        d.extend_from_slice(&name);
+        d.extend_from_slice(name);
         push(0x0000, d);
         let mut list = Vec::new();
         for p in alpn {
@@ -634,6 +642,14 @@ mod tests {
         let full = hello(None, &[], "a");
         assert!(parse_client_hello(&full[..full.len() - 1]).is_none());
         assert!(parse_client_hello(&[2, 0, 0, 0]).is_none());
+        // Found by the client_hello fuzz target: after a name of another type the list
+        // cannot be read (RFC 6066 gives only host_name an encoding), which is no reason
+        // to give up on the whole hello; rustls reads it too.
+        let names = [&[0u8, 0, 1, b'a'][..], &[0x2d, 0x70, 0x6c, 0x65]].concat();
+        let h = parse_client_hello(&hello_with_names(Some(&[TLS13]), &[b"h2"], &names))
+            .expect("test value");
+        assert_eq!(h.server_name.as_deref(), Some("a"));
+        assert_eq!(h.versions, vec![TLS13]);
     }
 
     #[tokio::test]
