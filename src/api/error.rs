@@ -266,6 +266,14 @@ impl From<store::Error> for ApiError {
                 )
                 .with_status(StatusCode::INSUFFICIENT_STORAGE)
             }
+            store::Error::Unavailable(why) => {
+                tracing::error!(error = %why, "storage unavailable");
+                ApiError::new(
+                    OciCode::Unavailable,
+                    "the registry's storage cannot be reached: nothing of this request was stored; retry shortly",
+                )
+                .with_status(StatusCode::SERVICE_UNAVAILABLE)
+            }
             e @ (store::Error::Io { .. } | store::Error::Corrupt { .. } | store::Error::Internal(_)) => {
                 ApiError::internal(&e)
             }

@@ -94,6 +94,10 @@ pub trait Append: Send + 'static {
     fn write_all(&mut self, b: &[u8]) -> Result<(), Error>;
     /// Bytes written through this handle.
     fn written(&self) -> u64;
+    /// Keeps what this handle wrote: the upload's size is now its old size plus
+    /// [`Append::written`]. (The filesystem has nothing left to do; an object store sends
+    /// its last part.)
+    fn finish(self) -> Result<(), Error>;
     /// Drops what this handle wrote, leaving the upload as it was when opened.
     fn rollback(self) -> Result<(), Error>;
 }

@@ -648,6 +648,10 @@ impl Append for AppendFile {
         self.written
     }
 
+    fn finish(self) -> Result<(), Error> {
+        Ok(())
+    }
+
     fn rollback(self) -> Result<(), Error> {
         self.file
             .set_len(self.start)

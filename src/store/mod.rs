@@ -19,8 +19,9 @@ pub(crate) mod fs;
 pub mod fsck;
 pub mod gc;
 pub(crate) mod layout;
+pub mod s3;
 #[cfg(test)]
-mod suite;
+pub(crate) mod suite;
 
 use crate::oci::{Algorithm, Digest, Reference, RepositoryName, Tag, UploadId};
 use bytes::Bytes;
@@ -53,6 +54,10 @@ pub enum Error {
     Corrupt { path: PathBuf, why: String },
     #[error("{0}")]
     Internal(String),
+    /// The medium cannot be reached or keeps refusing (an object store that is down):
+    /// 503, and never "not found".
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl Error {
@@ -693,10 +698,15 @@ impl<A: Append> UploadWriter<A> {
         self.tx = None;
         let (file, hasher, result) = self.join().await?;
         if let Err(e) = result {
-            file.rollback()?;
+            blocking_end(move || file.rollback()).await?;
             return Err(e);
         }
-        let size = self.offset + file.written();
+        let file = {
+            let written = file.written();
+            blocking_end(move || file.finish()).await?;
+            written
+        };
+        let size = self.offset + file;
         self.hashes
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -710,7 +720,7 @@ impl<A: Append> UploadWriter<A> {
     pub async fn abort(mut self) -> Result<(), Error> {
         self.tx = None;
         let (file, _, result) = self.join().await?;
-        file.rollback()?;
+        blocking_end(move || file.rollback()).await?;
         result
     }
 
@@ -719,6 +729,14 @@ impl<A: Append> UploadWriter<A> {
             .await
             .map_err(|e| Error::Internal(format!("upload worker failed: {e}")))?
     }
+}
+
+/// Runs the end of an upload request (keep or drop what it wrote) on the blocking pool:
+/// on an object store it is requests.
+async fn blocking_end(f: impl FnOnce() -> Result<(), Error> + Send + 'static) -> Result<(), Error> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Internal(format!("upload worker failed: {e}")))?
 }
 
 /// The order distribution's catalog walks repositories in: path components first, so

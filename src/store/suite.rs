@@ -693,6 +693,14 @@ async fn io_errors<M: Medium>(m: &M) -> Result<Failures, Error> {
     Ok(f)
 }
 
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Internal(format!("blocking task: {e}")))?
+}
+
 /// The driver operations the collector relies on, directly.
 async fn primitives<M: Medium>(m: &M) -> Result<Failures, Error> {
     let (one, other) = (m.open(), m.open());
@@ -873,13 +881,23 @@ async fn primitives<M: Medium>(m: &M) -> Result<Failures, Error> {
         Bytes::from_static(b"t"),
     )
     .await?;
-    let mut w = one.append_at(p("prim/up/data"), 0).await?;
-    w.write_all(b"abc")?;
-    check!(f, w.written() == 3, "written {}", w.written());
-    drop(w);
-    let mut w = other.append_at(p("prim/up/data"), 3).await?;
-    w.write_all(b"def")?;
-    w.rollback()?;
+    // An Append is used from a blocking thread, as the store does.
+    let w = one.append_at(p("prim/up/data"), 0).await?;
+    let written = blocking(move || {
+        let mut w = w;
+        w.write_all(b"abc")?;
+        let n = w.written();
+        w.finish().map(|()| n)
+    })
+    .await?;
+    check!(f, written == 3, "written {written}");
+    let w = other.append_at(p("prim/up/data"), 3).await?;
+    blocking(move || {
+        let mut w = w;
+        w.write_all(b"def")?;
+        w.rollback()
+    })
+    .await?;
     check!(
         f,
         other.stat(p("prim/up/data")).await?.map(|m| m.size) == Some(3),
@@ -898,9 +916,13 @@ async fn primitives<M: Medium>(m: &M) -> Result<Failures, Error> {
     );
     one.create_upload(p("prim/up2/data"), p("prim/up2/started"), Bytes::new())
         .await?;
-    let mut w = one.append_at(p("prim/up2/data"), 0).await?;
-    w.write_all(b"xyz")?;
-    drop(w);
+    let w = one.append_at(p("prim/up2/data"), 0).await?;
+    blocking(move || {
+        let mut w = w;
+        w.write_all(b"xyz")?;
+        w.finish()
+    })
+    .await?;
     one.commit(p("prim/up2/data"), p("prim/blob/data")).await?;
     check!(
         f,

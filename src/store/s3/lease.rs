@@ -1,0 +1,165 @@
+//! Locks over plain S3 reads and writes, for berth replicas sharing a bucket.
+//!
+//! S3-compatible stores do not all honour conditional writes (Garage 2.5's PutObject
+//! ignores `If-None-Match`), so no lock here rests on them. Each contender **announces,
+//! then scans**: it writes a lease object of its own under the lock's prefix, then lists
+//! the prefix. With read-after-write and list-after-write for completed writes (AWS S3;
+//! Garage in its default `consistent` mode), two contenders cannot both miss each other:
+//! if A's scan missed B, B's announce completed after A's scan began, so after A's
+//! announce, and B's scan sees A. Whoever sees another live lease withdraws (both may,
+//! and then both try again after a random pause).
+//!
+//! A lease is live while its object's `LastModified` is within [`LEASE`] of now; the
+//! holder renews it every [`RENEW`] from a task the guard owns, and deletes it when the
+//! guard is dropped. A holder that dies leaves a lease that expires by itself. This
+//! assumes the clocks of the replicas and of the store agree to well within [`LEASE`]
+//! (NTP), as the filesystem's collector assumes of the machines sharing a store.
+
+use super::super::Error;
+use super::wire::Wire;
+use bytes::Bytes;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// How long a lease is honoured without renewal.
+pub(crate) const LEASE: Duration = Duration::from_secs(30);
+/// How often a held lease is renewed.
+const RENEW: Duration = Duration::from_secs(10);
+/// The longest wait for a lock before the request gives up (503).
+const WAIT_MAX: Duration = Duration::from_secs(120);
+
+/// A held lease; dropping it lets go.
+pub struct Lease {
+    wire: Arc<Wire>,
+    key: String,
+    renew: Option<tokio::task::JoinHandle<()>>,
+    handle: tokio::runtime::Handle,
+}
+
+impl std::fmt::Debug for Lease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lease").field("key", &self.key).finish()
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(t) = self.renew.take() {
+            t.abort();
+        }
+        let wire = self.wire.clone();
+        let key = std::mem::take(&mut self.key);
+        if key.is_empty() {
+            return;
+        }
+        // Deleting is best effort: an undeleted lease expires by itself.
+        self.handle.spawn(async move {
+            let _ = wire.delete(&key).await;
+        });
+    }
+}
+
+impl Lease {
+    /// Lets go now (a withdrawal: the next scan must not see it).
+    pub(crate) async fn release(mut self) {
+        if let Some(t) = self.renew.take() {
+            t.abort();
+        }
+        let key = std::mem::take(&mut self.key);
+        let _ = self.wire.delete(&key).await;
+    }
+}
+
+fn token() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+fn live(modified: Option<SystemTime>) -> bool {
+    modified.is_some_and(|m| m + LEASE >= SystemTime::now())
+}
+
+/// Writes a lease at `key` and starts renewing it.
+async fn announce(wire: &Arc<Wire>, key: String) -> Result<Lease, Error> {
+    wire.put(&key, Bytes::from_static(b"lease")).await?;
+    let handle = tokio::runtime::Handle::current();
+    let (w, k) = (wire.clone(), key.clone());
+    let renew = handle.spawn(async move {
+        loop {
+            tokio::time::sleep(RENEW).await;
+            let _ = w.put(&k, Bytes::from_static(b"lease")).await;
+        }
+    });
+    Ok(Lease {
+        wire: wire.clone(),
+        key,
+        renew: Some(renew),
+        handle,
+    })
+}
+
+/// Live leases under `prefix` other than `mine`.
+async fn others(wire: &Wire, prefix: &str, mine: &str) -> Result<usize, Error> {
+    let (objects, _) = wire.list(prefix, None, None).await?;
+    Ok(objects
+        .iter()
+        .filter(|o| o.key != mine && live(o.last_modified))
+        .count())
+}
+
+fn pause() -> Duration {
+    use rand::Rng;
+    Duration::from_millis(rand::thread_rng().gen_range(20..200))
+}
+
+/// An exclusive lease under `base` if no one else holds one (or waits for shared holders).
+pub(crate) async fn try_exclusive(wire: &Arc<Wire>, base: &str) -> Result<Option<Lease>, Error> {
+    let prefix = format!("{base}/x-");
+    let lease = announce(wire, format!("{prefix}{}", token())).await?;
+    if others(wire, &prefix, &lease.key).await? > 0 {
+        lease.release().await;
+        return Ok(None);
+    }
+    Ok(Some(lease))
+}
+
+/// An exclusive lock: first the only exclusive lease, then no live shared one.
+pub(crate) async fn exclusive(wire: &Arc<Wire>, base: &str) -> Result<Lease, Error> {
+    let started = std::time::Instant::now();
+    let lease = loop {
+        if let Some(l) = try_exclusive(wire, base).await? {
+            break l;
+        }
+        give_up(started, base)?;
+        tokio::time::sleep(pause()).await;
+    };
+    let shared = format!("{base}/s-");
+    while others(wire, &shared, "").await? > 0 {
+        give_up(started, base)?;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(lease)
+}
+
+/// A shared lock: a shared lease while no exclusive one is live (writers first).
+pub(crate) async fn shared(wire: &Arc<Wire>, base: &str) -> Result<Lease, Error> {
+    let started = std::time::Instant::now();
+    let excl = format!("{base}/x-");
+    loop {
+        let lease = announce(wire, format!("{base}/s-{}", token())).await?;
+        if others(wire, &excl, "").await? == 0 {
+            return Ok(lease);
+        }
+        lease.release().await;
+        give_up(started, base)?;
+        tokio::time::sleep(pause()).await;
+    }
+}
+
+fn give_up(started: std::time::Instant, base: &str) -> Result<(), Error> {
+    if started.elapsed() > WAIT_MAX {
+        return Err(Error::Unavailable(format!(
+            "object storage: lock {base} still held by another replica after {WAIT_MAX:?}"
+        )));
+    }
+    Ok(())
+}
