@@ -286,6 +286,9 @@ struct Out {
     acme_directory_url: Option<String>,
     acme_challenges: Option<Vec<String>>,
     storage_root: String,
+    /// `storage.s3` of registry:2: berth's s3 driver, with redirects on unless
+    /// `storage.redirect.disable` (registry:2's default for s3).
+    s3: Option<bool>,
     delete_enabled: bool,
     read_only: bool,
     page_max: Option<u32>,
@@ -357,6 +360,7 @@ fn translate(mut root: Node, env_used: &[String]) -> Result<(String, Vec<String>
     }
     let mut out = Out {
         storage_root: "/var/lib/registry".into(),
+        s3: None,
         tls_mode: "off",
         auth_mode: "none",
         ..Out::default()
@@ -426,8 +430,44 @@ fn storage(node: Option<Node>, out: &mut Out, w: &mut Vec<String>) -> Result<(),
                 .into(),
         );
     }
-    if s.take("redirect").is_some() {
-        w.push("storage.redirect: not translated: blobs are always served by berth".into());
+    let mut redirect = true;
+    if let Some(mut r) = s.take("redirect").map(Node::into_map) {
+        redirect = !r.take("disable").and_then(|d| d.flag()).unwrap_or(false);
+        leftovers(&r, "storage.redirect", w);
+    }
+    if let Some(mut s3) = s.take("s3").map(Node::into_map) {
+        out.copy(&mut s3, "storage.s3");
+        let forced = s3.take("forcepathstyle").and_then(|f| f.flag());
+        // registry:2 2.8 always uses path style with a regionendpoint.
+        let path_style = forced.unwrap_or_else(|| out.copied("storage.s3.endpoint").is_some());
+        out.copied.insert(
+            "storage.s3.path_style",
+            if path_style { "true" } else { "false" }.into(),
+        );
+        if s3.take("secretkey").is_some() {
+            w.push(
+                "storage.s3.secretkey: not written to appliance.toml: put the secret in a file \
+                 (mode 0600, owned by berth) and set storage.s3.secret_access_key_file, or set \
+                 AWS_SECRET_ACCESS_KEY in the service's environment"
+                    .into(),
+            );
+        }
+        for k in ["secure", "v4auth", "skipverify"] {
+            if s3.take(k).is_some() {
+                w.push(format!(
+                    "storage.s3.{k}: not translated: berth always signs with SigV4 and checks \
+                     TLS; the endpoint's scheme (http:// or https://) says whether TLS is used"
+                ));
+            }
+        }
+        leftovers(&s3, "storage.s3", w);
+        out.s3 = Some(redirect);
+        if let Some(d) = s.keys().first() {
+            return Err(format!(
+                "storage.{d}: a second storage driver; registry:2 accepts exactly one"
+            ));
+        }
+        return Ok(());
     }
     if s.take("tag").is_some() {
         w.push("storage.tag: not translated (tag lookup concurrency)".into());
@@ -436,9 +476,9 @@ fn storage(node: Option<Node>, out: &mut Out, w: &mut Vec<String>) -> Result<(),
         let drivers = s.keys();
         return Err(match drivers.first() {
             Some(d) => format!(
-                "storage.{d}: berth stores images on a local filesystem only (in registry:2's \
-                 layout); copy the images to a directory first (e.g. `skopeo sync`) and use \
-                 storage.filesystem"
+                "storage.{d}: berth stores images on a local filesystem or in S3 (in \
+                 registry:2's layout); copy the images there first (e.g. `skopeo sync`) and \
+                 use storage.filesystem or storage.s3"
             ),
             None => "storage: no storage driver configured (registry:2 would not start)".into(),
         });
@@ -1014,11 +1054,44 @@ fn render(out: &Out, warnings: &[String], env_used: &[String]) -> String {
     doc.insert("tls", Item::Table(tls));
 
     let mut storage = Table::new();
-    storage.insert("root", text(&out.storage_root));
+    if out.s3.is_some() {
+        storage.insert("driver", text("s3"));
+    } else {
+        storage.insert("root", text(&out.storage_root));
+    }
     storage.insert(
         "delete_enabled",
         toml_edit::value(out.delete_enabled && !out.read_only),
     );
+    if let Some(redirect) = out.s3 {
+        let mut s3 = Table::new();
+        for (key, berth) in [
+            ("endpoint", "storage.s3.endpoint"),
+            ("region", "storage.s3.region"),
+            ("bucket", "storage.s3.bucket"),
+            ("prefix", "storage.s3.prefix"),
+            ("access_key_id", "storage.s3.access_key_id"),
+            ("part_size", "storage.s3.part_size"),
+        ] {
+            if let Some(v) = out.copied(berth) {
+                let v = if key == "prefix" {
+                    v.trim_matches('/')
+                } else {
+                    v.as_str()
+                };
+                s3.insert(key, text(v));
+            }
+        }
+        s3.insert(
+            "path_style",
+            toml_edit::value(
+                out.copied("storage.s3.path_style")
+                    .is_some_and(|v| v == "true"),
+            ),
+        );
+        s3.insert("redirect", toml_edit::value(redirect));
+        storage.insert("s3", Item::Table(s3));
+    }
     doc.insert("storage", Item::Table(storage));
 
     let mut state = Table::new();

@@ -3,12 +3,65 @@
 
 use berth::api::Registry;
 use berth::config::{Config, LogFormat};
-use berth::store::Store;
+use berth::store::s3::S3Driver;
+use berth::store::{Driver, Store};
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+
+/// A runtime for a command that works on the store without the server.
+fn offline_runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("berth: {e}");
+            ExitCode::from(1)
+        })
+}
+
+/// The S3 driver that `[storage.s3]` describes, its bucket checked (on the runtime that
+/// runs it).
+async fn s3_driver(cfg: &Config) -> Result<S3Driver, String> {
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let (target, opts) = berth::store::s3::target_from(&cfg.storage.s3, &env)?;
+    S3Driver::connect(&target, opts).await
+}
+
+/// Runs `$body` with `$store`, the configured store (filesystem or S3), and `$rt`, a
+/// runtime to drive it; returns from the function when the store cannot be opened.
+macro_rules! with_store {
+    ($cfg:expr, |$store:ident, $rt:ident| $body:expr) => {{
+        let $rt = match offline_runtime() {
+            Ok(r) => r,
+            Err(code) => return code,
+        };
+        match $cfg.storage.driver {
+            berth::config::StorageDriver::Filesystem => {
+                let $store = match Store::open(&$cfg.storage.root) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        eprintln!("berth: cannot open storage.root: {e}");
+                        return ExitCode::from(1);
+                    }
+                };
+                $body
+            }
+            berth::config::StorageDriver::S3 => {
+                let $store = match $rt.block_on(s3_driver($cfg)) {
+                    Ok(d) => Store::on(d),
+                    Err(e) => {
+                        eprintln!("berth: {e}");
+                        return ExitCode::from(2);
+                    }
+                };
+                $body
+            }
+        }
+    }};
+}
 
 #[derive(Parser)]
 #[command(
@@ -253,33 +306,31 @@ fn gc(cfg: &Config, dry_run: bool, delete_untagged: bool) -> ExitCode {
     let mut opts = gc::Options::from_config(cfg);
     opts.dry_run = dry_run;
     opts.delete_untagged |= delete_untagged;
-    let (store, rt) = match offline_store(cfg) {
-        Ok(x) => x,
-        Err(code) => return code,
-    };
-    match rt.block_on(gc::run(&store, &opts)) {
-        Ok(Some(report)) => {
-            for item in report.items() {
-                println!("{item}");
+    with_store!(cfg, |store, rt| {
+        match rt.block_on(gc::run(&store, &opts)) {
+            Ok(Some(report)) => {
+                for item in report.items() {
+                    println!("{item}");
+                }
+                for w in &report.warnings {
+                    eprintln!("berth: warning: {w}");
+                }
+                println!("{}", report.summary());
+                ExitCode::SUCCESS
             }
-            for w in &report.warnings {
-                eprintln!("berth: warning: {w}");
+            Ok(None) => {
+                eprintln!(
+                    "berth: another collector is running on {}",
+                    cfg.storage.root.display()
+                );
+                ExitCode::from(1)
             }
-            println!("{}", report.summary());
-            ExitCode::SUCCESS
+            Err(e) => {
+                eprintln!("berth: garbage collection failed: {e}");
+                ExitCode::from(1)
+            }
         }
-        Ok(None) => {
-            eprintln!(
-                "berth: another collector is running on {}",
-                cfg.storage.root.display()
-            );
-            ExitCode::from(1)
-        }
-        Err(e) => {
-            eprintln!("berth: garbage collection failed: {e}");
-            ExitCode::from(1)
-        }
-    }
+    })
 }
 
 /// `berth fsck`: one check of the whole store (the one `[scrub]` runs in the server), with
@@ -295,49 +346,31 @@ fn fsck(cfg: &Config, repair: bool, jobs: usize) -> ExitCode {
         workers: jobs.max(1),
         ..fsck::Options::from_config(cfg)
     };
-    let (store, rt) = match offline_store(cfg) {
-        Ok(x) => x,
-        Err(code) => return code,
-    };
-    let root = cfg.storage.root.clone();
-    let mut print = |p: &fsck::Problem| println!("{}", p.line(&root));
-    match rt.block_on(fsck::run(&store, &opts, &mut print)) {
-        Ok(Some(summary)) => {
-            println!("{}", summary.line());
-            if summary.clean() {
-                ExitCode::SUCCESS
-            } else {
+    with_store!(cfg, |store, rt| {
+        let root = cfg.storage.root.clone();
+        let mut print = |p: &fsck::Problem| println!("{}", p.line(&root));
+        match rt.block_on(fsck::run(&store, &opts, &mut print)) {
+            Ok(Some(summary)) => {
+                println!("{}", summary.line());
+                if summary.clean() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                }
+            }
+            Ok(None) => {
+                eprintln!(
+                    "berth: a garbage collection is running on {}; run `berth fsck --repair` again when it has finished (a check without --repair runs beside it)",
+                    root.display()
+                );
+                ExitCode::from(1)
+            }
+            Err(e) => {
+                eprintln!("berth: fsck failed: {e}");
                 ExitCode::from(1)
             }
         }
-        Ok(None) => {
-            eprintln!(
-                "berth: a garbage collection is running on {}; run `berth fsck --repair` again when it has finished (a check without --repair runs beside it)",
-                root.display()
-            );
-            ExitCode::from(1)
-        }
-        Err(e) => {
-            eprintln!("berth: fsck failed: {e}");
-            ExitCode::from(1)
-        }
-    }
-}
-
-/// The store and a runtime for a command that works on it without the server.
-fn offline_store(cfg: &Config) -> Result<(Store, tokio::runtime::Runtime), ExitCode> {
-    let store = Store::open(&cfg.storage.root).map_err(|e| {
-        eprintln!("berth: cannot open storage.root: {e}");
-        ExitCode::from(1)
-    })?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            eprintln!("berth: {e}");
-            ExitCode::from(1)
-        })?;
-    Ok((store, rt))
+    })
 }
 
 /// `berth repo rm NAME`: the same deletion as `DELETE /berth/v1/repositories/NAME`.
@@ -353,29 +386,27 @@ fn repo_rm(cfg: &Config, name: &str) -> ExitCode {
         eprintln!("berth: storage.read_only is on: nothing is deleted");
         return ExitCode::from(1);
     }
-    let (store, rt) = match offline_store(cfg) {
-        Ok(x) => x,
-        Err(code) => return code,
-    };
-    match rt.block_on(store.repository_delete(&repo)) {
-        Ok(true) => {
-            println!(
-                "deleted {repo}; its blobs are freed by the next garbage collection (berth gc)"
-            );
-            ExitCode::SUCCESS
+    with_store!(cfg, |store, rt| {
+        match rt.block_on(store.repository_delete(&repo)) {
+            Ok(true) => {
+                println!(
+                    "deleted {repo}; its blobs are freed by the next garbage collection (berth gc)"
+                );
+                ExitCode::SUCCESS
+            }
+            Ok(false) => {
+                eprintln!(
+                    "berth: no repository {repo} in {}",
+                    cfg.storage.root.display()
+                );
+                ExitCode::from(1)
+            }
+            Err(e) => {
+                eprintln!("berth: {e}");
+                ExitCode::from(1)
+            }
         }
-        Ok(false) => {
-            eprintln!(
-                "berth: no repository {repo} in {}",
-                cfg.storage.root.display()
-            );
-            ExitCode::from(1)
-        }
-        Err(e) => {
-            eprintln!("berth: {e}");
-            ExitCode::from(1)
-        }
-    }
+    })
 }
 
 /// `berth gen-assets DIR`: man pages (clap_mangen) and shell completions (clap_complete)
@@ -716,13 +747,45 @@ fn serve(path: Option<PathBuf>, upgrade: bool) -> ExitCode {
         Err(code) => return code,
     };
     init_logging(&cfg);
-    let store = match Store::open(&cfg.storage.root) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("berth: cannot open storage.root: {e}");
-            return ExitCode::from(1);
+    match cfg.storage.driver {
+        berth::config::StorageDriver::Filesystem => match Store::open(&cfg.storage.root) {
+            Ok(s) => serve_on(cfg, path, upgrade, s),
+            Err(e) => {
+                eprintln!("berth: cannot open storage.root: {e}");
+                ExitCode::from(1)
+            }
+        },
+        berth::config::StorageDriver::S3 => {
+            let env: Vec<(String, String)> = std::env::vars().collect();
+            let opened =
+                berth::store::s3::target_from(&cfg.storage.s3, &env).and_then(|(target, opts)| {
+                    // The check runs on a runtime of its own; the serving driver's
+                    // connections belong to the server's runtime.
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(|e| e.to_string())?;
+                    rt.block_on(S3Driver::check(&target, &opts))?;
+                    S3Driver::unchecked(&target, opts)
+                });
+            match opened {
+                Ok(d) => serve_on(cfg, path, upgrade, Store::on(d)),
+                Err(e) => {
+                    eprintln!("berth: {e}");
+                    ExitCode::from(2)
+                }
+            }
         }
-    };
+    }
+}
+
+/// The server over `store`, whichever medium it is on.
+fn serve_on<D: Driver>(
+    cfg: Config,
+    path: Option<PathBuf>,
+    upgrade: bool,
+    store: Store<D>,
+) -> ExitCode {
     let auth = match berth::auth::Auth::load(&cfg) {
         Ok(a) => a.map(Arc::new),
         Err(e) => {
@@ -741,6 +804,7 @@ fn serve(path: Option<PathBuf>, upgrade: bool) -> ExitCode {
         );
     }
     let collected = store.clone();
+    let store_location = store.location();
     let notifier = match berth::notify::Notifier::start(&cfg) {
         Ok(n) => n,
         Err(e) => {
@@ -757,7 +821,7 @@ fn serve(path: Option<PathBuf>, upgrade: bool) -> ExitCode {
     };
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
-        root = %cfg.storage.root.display(),
+        store = %store_location,
         "berth starting"
     );
     let tls = match berth::tls::source_for(&cfg).map(berth::tls::Tls::start) {

@@ -121,6 +121,54 @@ pub const SETTINGS: &[Setting] = &[
         implies: None,
     },
     Setting {
+        distribution: "storage",
+        berth: "storage.driver",
+        kind: Kind::Text,
+        implies: None,
+    },
+    Setting {
+        distribution: "storage.s3.regionendpoint",
+        berth: "storage.s3.endpoint",
+        kind: Kind::Text,
+        implies: None,
+    },
+    Setting {
+        distribution: "storage.s3.region",
+        berth: "storage.s3.region",
+        kind: Kind::Text,
+        implies: None,
+    },
+    Setting {
+        distribution: "storage.s3.bucket",
+        berth: "storage.s3.bucket",
+        kind: Kind::Text,
+        implies: None,
+    },
+    Setting {
+        distribution: "storage.s3.rootdirectory",
+        berth: "storage.s3.prefix",
+        kind: Kind::Text,
+        implies: None,
+    },
+    Setting {
+        distribution: "storage.s3.accesskey",
+        berth: "storage.s3.access_key_id",
+        kind: Kind::Text,
+        implies: None,
+    },
+    Setting {
+        distribution: "storage.s3.forcepathstyle",
+        berth: "storage.s3.path_style",
+        kind: Kind::Flag,
+        implies: None,
+    },
+    Setting {
+        distribution: "storage.s3.chunksize",
+        berth: "storage.s3.part_size",
+        kind: Kind::Text,
+        implies: None,
+    },
+    Setting {
         distribution: "auth",
         berth: "auth.mode",
         kind: Kind::Text,
@@ -233,6 +281,15 @@ pub(super) fn apply(
         }
         set_path(table, &key, value);
         used.push(name.clone());
+    }
+    // registry:2 2.8 always uses path-style URLs with a regionendpoint (Garage, MinIO).
+    let has = |v: &str| used.iter().any(|u| u == v);
+    if has("REGISTRY_STORAGE_S3_REGIONENDPOINT") && !has("REGISTRY_STORAGE_S3_FORCEPATHSTYLE") {
+        set_path(
+            table,
+            &path("storage.s3.path_style"),
+            toml::Value::Boolean(true),
+        );
     }
     Ok(used)
 }

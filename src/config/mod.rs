@@ -562,6 +562,10 @@ pub struct Storage {
     /// Refuse every write (503 UNAVAILABLE) while pulls go on, e.g. during maintenance
     /// or a migration; SIGHUP applies a change. Garbage collection pauses too.
     pub read_only: bool,
+    /// Where blobs, manifests and tags live: `"filesystem"` (under `root`) or `"s3"`
+    /// (the bucket of `[storage.s3]`; `root` is then unused).
+    pub driver: StorageDriver,
+    pub s3: S3Storage,
 }
 
 impl Default for Storage {
@@ -570,6 +574,64 @@ impl Default for Storage {
             root: PathBuf::from("berth-data"),
             delete_enabled: true,
             read_only: false,
+            driver: StorageDriver::Filesystem,
+            s3: S3Storage::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageDriver {
+    Filesystem,
+    S3,
+}
+
+/// An S3-compatible bucket (AWS S3, Garage, MinIO, Ceph RGW), laid out as registry:2's
+/// s3 driver lays it out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Storage {
+    /// The S3 API's URL, e.g. `http://127.0.0.1:3900` (Garage); unset: AWS for `region`.
+    pub endpoint: Option<String>,
+    pub region: String,
+    pub bucket: String,
+    /// The directory inside the bucket (registry:2's `rootdirectory`); empty: its top.
+    pub prefix: String,
+    /// The access key's id; unset: the `AWS_ACCESS_KEY_ID` variable.
+    pub access_key_id: Option<String>,
+    /// A file holding the secret key (mode 0600 or 0640, not world-readable); unset: the
+    /// `AWS_SECRET_ACCESS_KEY` (or `REGISTRY_STORAGE_S3_SECRETKEY`) variable.
+    pub secret_access_key_file: Option<PathBuf>,
+    /// Bucket in the path (`endpoint/bucket/key`) rather than in the host name; Garage and
+    /// most self-hosted stores need it.
+    pub path_style: bool,
+    /// Blob downloads answer 307 to a presigned URL of the store, so the bytes do not
+    /// pass through berth; clients must be able to reach `endpoint`.
+    pub redirect: bool,
+    /// How long a redirect's presigned URL is valid.
+    pub redirect_expiry: Duration,
+    /// Bytes per part of an upload (at least 5 MiB, S3's minimum).
+    pub part_size: Size,
+    /// A PEM file of CA certificates to trust for an `https://` endpoint, besides the
+    /// system's.
+    pub ca: Option<PathBuf>,
+}
+
+impl Default for S3Storage {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            region: "us-east-1".into(),
+            bucket: String::new(),
+            prefix: String::new(),
+            access_key_id: None,
+            secret_access_key_file: None,
+            path_style: false,
+            redirect: false,
+            redirect_expiry: Duration::secs(20 * 60),
+            part_size: Size(8 << 20),
+            ca: None,
         }
     }
 }

@@ -27,6 +27,41 @@ impl Config {
                 "certificate files need both tls.certificate and tls.key (or use tls.mode = \"self-signed\")".into(),
             ));
         }
+        if self.storage.driver == super::StorageDriver::S3 {
+            let s3 = &self.storage.s3;
+            if s3.bucket.trim().is_empty() {
+                return Err(invalid(
+                    "storage.s3.bucket",
+                    "the s3 driver needs a bucket: set storage.s3.bucket (REGISTRY_STORAGE_S3_BUCKET)".into(),
+                ));
+            }
+            if let Some(e) = &s3.endpoint {
+                let ok = (e.starts_with("http://") || e.starts_with("https://"))
+                    && e.split("://")
+                        .nth(1)
+                        .is_some_and(|r| !r.is_empty() && !r.starts_with('/'));
+                if !ok {
+                    return Err(invalid(
+                        "storage.s3.endpoint",
+                        format!("{e:?} is not a URL like \"http://127.0.0.1:3900\" or \"https://s3.example.com\""),
+                    ));
+                }
+            }
+            if s3.part_size.0 < 5 << 20 || s3.part_size.0 > 5 << 30 {
+                return Err(invalid(
+                    "storage.s3.part_size",
+                    "S3 parts are 5MiB to 5GiB: use e.g. \"8MiB\"".into(),
+                ));
+            }
+            if s3.redirect_expiry.0 < std::time::Duration::from_secs(10)
+                || s3.redirect_expiry.0 > std::time::Duration::from_secs(7 * 24 * 3600)
+            {
+                return Err(invalid(
+                    "storage.s3.redirect_expiry",
+                    "a presigned URL is valid 10s to 7d: use e.g. \"20m\"".into(),
+                ));
+            }
+        }
         for p in &self.http.trusted_proxies {
             p.parse::<Cidr>()
                 .map_err(|e| invalid("http.trusted_proxies", format!("{p:?}: {e}")))?;

@@ -141,12 +141,94 @@ fn immutable(rel: &str) -> bool {
     rel.starts_with("docker/registry/v2/blobs/")
 }
 
+/// Where `[storage.s3]` says the bucket is, with the credentials it names: the access key
+/// id from `access_key_id` or `AWS_ACCESS_KEY_ID`, the secret from
+/// `secret_access_key_file` (not readable by everyone) or `AWS_SECRET_ACCESS_KEY` (or
+/// registry:2's `REGISTRY_STORAGE_S3_SECRETKEY`). Errors name the key and the fix.
+pub fn target_from(
+    cfg: &crate::config::S3Storage,
+    env: &[(String, String)],
+) -> Result<(Target, Options), String> {
+    let var = |k: &str| {
+        env.iter()
+            .find(|(n, v)| n == k && !v.is_empty())
+            .map(|(_, v)| v.clone())
+    };
+    let endpoint = cfg
+        .endpoint
+        .clone()
+        .unwrap_or_else(|| format!("https://s3.{}.amazonaws.com", cfg.region));
+    let endpoint =
+        url::Url::parse(&endpoint).map_err(|e| format!("storage.s3.endpoint {endpoint:?}: {e}"))?;
+    let access_key_id = cfg
+        .access_key_id
+        .clone()
+        .or_else(|| var("AWS_ACCESS_KEY_ID"))
+        .ok_or(
+            "storage.s3.access_key_id: no access key: set it in [storage.s3] or AWS_ACCESS_KEY_ID",
+        )?;
+    let secret_access_key = match &cfg.secret_access_key_file {
+        Some(path) => {
+            use std::os::unix::fs::PermissionsExt;
+            let shown = path.display();
+            let meta = std::fs::metadata(path)
+                .map_err(|e| format!("storage.s3.secret_access_key_file {shown}: {e}"))?;
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o007 != 0 {
+                return Err(format!(
+                    "storage.s3.secret_access_key_file {shown}: readable by every user (mode {mode:04o}); chmod 0600 it (or 0640 with group berth)"
+                ));
+            }
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("storage.s3.secret_access_key_file {shown}: {e}"))?;
+            let secret = text.trim().to_string();
+            if secret.is_empty() {
+                return Err(format!("storage.s3.secret_access_key_file {shown}: the file is empty"));
+            }
+            secret
+        }
+        None => var("AWS_SECRET_ACCESS_KEY")
+            .or_else(|| var("REGISTRY_STORAGE_S3_SECRETKEY"))
+            .ok_or(
+                "storage.s3.secret_access_key_file: no secret key: set it to a file holding the secret (mode 0600), or set AWS_SECRET_ACCESS_KEY",
+            )?,
+    };
+    let target = Target {
+        endpoint,
+        region: cfg.region.clone(),
+        bucket: cfg.bucket.clone(),
+        path_style: cfg.path_style,
+        access_key_id,
+        secret_access_key,
+        ca: cfg.ca.clone(),
+    };
+    let opts = Options {
+        prefix: cfg.prefix.trim_matches('/').to_string(),
+        redirect: cfg.redirect,
+        redirect_for: cfg.redirect_expiry.0,
+        part_size: cfg.part_size.0,
+        ..Options::default()
+    };
+    Ok((target, opts))
+}
+
 impl S3Driver {
     /// The driver on `target`'s bucket; checks that the bucket is there and the
-    /// credentials work (an error names the key to fix).
+    /// credentials work (an error names the key to fix). Its connections belong to the
+    /// runtime it is called on.
     pub async fn connect(target: &Target, opts: Options) -> Result<Self, String> {
+        Self::check(target, &opts).await?;
+        Self::unchecked(target, opts)
+    }
+
+    /// Whether the bucket is there and the credentials work, on a connection of its own.
+    pub async fn check(target: &Target, opts: &Options) -> Result<(), String> {
+        Wire::new(target, opts.timeout)?.check_bucket().await
+    }
+
+    /// The driver, without a request (for a runtime that does not run yet).
+    pub fn unchecked(target: &Target, opts: Options) -> Result<Self, String> {
         let wire = Wire::new(target, opts.timeout)?;
-        wire.check_bucket().await?;
         Ok(Self::new(target, wire, opts))
     }
 
