@@ -28,6 +28,11 @@ struct Requests {
     latency: BTreeMap<&'static str, Latency>,
 }
 
+/// The S3 driver's requests, retries (of them, 503 answers) and requests given up.
+pub(crate) static S3_REQUESTS: AtomicU64 = AtomicU64::new(0);
+pub(crate) static S3_RETRIES: AtomicU64 = AtomicU64::new(0);
+pub(crate) static S3_SLOWDOWNS: AtomicU64 = AtomicU64::new(0);
+pub(crate) static S3_UNAVAILABLE: AtomicU64 = AtomicU64::new(0);
 static REQUESTS: Mutex<Option<Requests>> = Mutex::new(None);
 static BYTES_IN: AtomicU64 = AtomicU64::new(0);
 static BYTES_OUT: AtomicU64 = AtomicU64::new(0);
@@ -275,6 +280,27 @@ pub(crate) fn render(g: &Gauges) -> String {
             out,
             "# HELP berth_scrub_last_duration_seconds How long the last integrity scrub took.\n# TYPE berth_scrub_last_duration_seconds gauge\nberth_scrub_last_duration_seconds {}",
             SCRUB_MILLIS.load(Ordering::Relaxed) as f64 / 1000.0
+        );
+    }
+    let s3 = S3_REQUESTS.load(Ordering::Relaxed);
+    if s3 > 0 {
+        counter(
+            &mut out,
+            "berth_s3_requests_total",
+            "Requests sent to the S3 store (retries included).",
+            s3,
+        );
+        let _ = writeln!(
+            out,
+            "# HELP berth_s3_retries_total S3 requests sent again, by why: slowdown (a 503: SlowDown, ServiceUnavailable) or other (another 5xx, a refused or broken connection, a timeout).\n# TYPE berth_s3_retries_total counter\nberth_s3_retries_total{{reason=\"slowdown\"}} {}\nberth_s3_retries_total{{reason=\"other\"}} {}",
+            S3_SLOWDOWNS.load(Ordering::Relaxed),
+            S3_RETRIES.load(Ordering::Relaxed).saturating_sub(S3_SLOWDOWNS.load(Ordering::Relaxed))
+        );
+        counter(
+            &mut out,
+            "berth_s3_unavailable_total",
+            "S3 requests that still failed after every retry (answered 503 UNAVAILABLE).",
+            S3_UNAVAILABLE.load(Ordering::Relaxed),
         );
     }
     if let Some(b) = g.storage_bytes {

@@ -91,6 +91,10 @@ const OPTIONAL_KEYS: &[&str] = &[
     "auth.token.signing_key",
     "auth.token.rootcertbundle",
     "auth.token.jwks",
+    "storage.s3.endpoint",
+    "storage.s3.access_key_id",
+    "storage.s3.secret_access_key_file",
+    "storage.s3.ca",
 ];
 
 /// A TOML value when the text is one (`true`, `5`, `["a"]`), else the text as a string.

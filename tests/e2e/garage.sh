@@ -40,6 +40,17 @@ stop_node() {
     rm -f "$pidf"
 }
 
+# After a restart a node finds its peers again only slowly (its peer list is retried
+# on a long period): introduce it to the others at once.
+reconnect() {
+    local i=$1 j
+    retry "$G" -c "$dir/n$i/garage.toml" node id -q
+    for j in 1 2 3; do
+        [ "$j" = "$i" ] || [ ! -f "$dir/n$j/pid" ] && continue
+        retry "$G" -c "$dir/n$i/garage.toml" node connect "$(cat "$dir/n$j/id")" || true
+    done
+}
+
 retry() {
     for _ in $(seq 150); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done
     "$@"
@@ -54,7 +65,7 @@ node)
     i=${3:?node number}
     case ${4:?stop|start} in
     stop) stop_node "$i" ;;
-    start) start_node "$i" ;;
+    start) start_node "$i"; reconnect "$i" ;;
     esac
     exit 0
     ;;
@@ -96,7 +107,10 @@ EOF
     start_node "$i"
 done
 c1=$dir/n1/garage.toml
-for i in 1 2 3; do retry "$G" -c "$dir/n$i/garage.toml" node id -q; done
+for i in 1 2 3; do
+    retry "$G" -c "$dir/n$i/garage.toml" node id -q
+    "$G" -c "$dir/n$i/garage.toml" node id -q 2>/dev/null >"$dir/n$i/id"
+done
 for i in 2 3; do
     retry "$G" -c "$c1" node connect "$("$G" -c "$dir/n$i/garage.toml" node id -q)"
 done

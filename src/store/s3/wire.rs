@@ -204,9 +204,11 @@ impl Wire {
         for attempt in 0..self.attempts {
             if attempt > 0 {
                 self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                crate::metrics::S3_RETRIES.fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep(backoff(attempt)).await;
             }
             self.stats.requests.fetch_add(1, Ordering::Relaxed);
+            crate::metrics::S3_REQUESTS.fetch_add(1, Ordering::Relaxed);
             let call = make();
             let mut req = Request::builder()
                 .method(call.method)
@@ -227,6 +229,7 @@ impl Wire {
                 Ok(r) if retryable_status(r.status()) => {
                     if r.status() == StatusCode::SERVICE_UNAVAILABLE {
                         self.stats.slowdowns.fetch_add(1, Ordering::Relaxed);
+                        crate::metrics::S3_SLOWDOWNS.fetch_add(1, Ordering::Relaxed);
                     }
                     let status = r.status();
                     let code = r.bytes().await.ok().and_then(|b| error_code(&b));
@@ -241,6 +244,7 @@ impl Wire {
             }
         }
         self.stats.unavailable.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::S3_UNAVAILABLE.fetch_add(1, Ordering::Relaxed);
         Err(Error::Unavailable(format!(
             "object storage: {op} {key} failed {} times, last: {last}",
             self.attempts
