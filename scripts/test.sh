@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: formatting, lints, unit and integration tests
 # (cargo nextest), then the end-to-end suites with real clients (skopeo, podman, umoci,
-# curl, docker-registry), all against one debug build of the binary; the fuzz targets
-# meanwhile, in the background (scripts/fuzz.sh).
+# curl, docker-registry, Garage and HAProxy), all against one debug build of the binary;
+# the fuzz targets meanwhile, in the background (scripts/fuzz.sh).
 #
 # One compile does both the lints and the binaries: clippy-driver compiles our own crate
 # (RUSTC_WORKSPACE_WRAPPER, as `cargo clippy` does) but with code generation, so the
@@ -16,7 +16,7 @@ bash scripts/deps.sh --build-only
 # The fuzz targets (fuzz/, their own flags and target directory) build and run for a
 # short budget each in the background, at the lowest priority, while everything below
 # runs: CPU the suites leave idle. Waited for at the end. FUZZ_SECONDS=0 skips it.
-fuzz_seconds=${FUZZ_SECONDS:-10}
+fuzz_seconds=${FUZZ_SECONDS:-30}
 fuzz_log=$(mktemp)
 fuzz_pid=
 if [ "$fuzz_seconds" != 0 ]; then
@@ -30,6 +30,13 @@ fi
 deps_log=$(mktemp)
 bash scripts/deps.sh >"$deps_log" 2>&1 &
 deps_pid=$!
+
+# Garage (the S3 store of the S3 suites) builds once per machine, in the background and
+# at low priority, while berth builds and its other tests run; waited for before the S3
+# contract run below.
+garage_log=$(mktemp)
+bash scripts/install-garage.sh >"$garage_log" 2>&1 &
+garage_pid=$!
 
 echo "== fmt"
 cargo fmt --all -- --check
@@ -70,6 +77,26 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --locked --no-fail-fast
 fi
+echo "== the storage contract on S3 (a 3-node Garage cluster)"
+garage_waited=$SECONDS
+if ! wait "$garage_pid"; then
+  cat "$garage_log"
+  echo "building Garage failed" >&2
+  exit 1
+fi
+cat "$garage_log"
+echo "garage: waited $((SECONDS - garage_waited)) s for its build"
+garage_dir=$(mktemp -d)
+trap 'bash tests/e2e/garage.sh stop "$garage_dir" >/dev/null 2>&1 || true; [ -z "$fuzz_pid" ] || kill -- "-$fuzz_pid" 2>/dev/null || true' EXIT
+bash tests/e2e/garage.sh start "$garage_dir"
+(
+  set -a
+  . "$garage_dir/env"
+  set +a
+  BERTH_S3_REQUIRED=1 cargo nextest run --locked --no-fail-fast --lib s3
+)
+bash tests/e2e/garage.sh stop "$garage_dir"
+rm -rf "$garage_dir"
 echo "== end-to-end (real clients)"
 BERTH_BIN="$PWD/target/debug/berth" bash tests/e2e/run-all.sh
 echo "== benchmark tool (parsers and table)"
