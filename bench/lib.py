@@ -40,8 +40,10 @@ CONTENDERS = [
     ("registry", "registry"),
     ("berth_tls", "berth TLS"),
     ("nginx_registry", "nginx+registry TLS"),
+    ("berth_s3", "berth on Garage"),
+    ("registry_s3", "registry s3 on Garage"),
 ]
-RATIOS = [("berth", "registry"), ("berth_tls", "nginx_registry")]
+RATIOS = [("berth", "registry"), ("berth_tls", "nginx_registry"), ("berth_s3", "registry_s3")]
 
 # Every row of the table, in order: (metric key, label, unit, better). better is "higher",
 # "lower", or "" for figures that are information only (no ratio is meaningful).
@@ -101,6 +103,8 @@ MACHINE_ROWS = [
     ("sha256", "SHA-256, one core (openssl speed, 16 KiB blocks)", "MB/s"),
     ("aes128gcm", "AES-128-GCM, one core (openssl speed, 16 KiB blocks)", "MB/s"),
     ("disk_fsync", "sequential disk write + fsync (dd conv=fsync)", "MB/s"),
+    ("s3_put", "Garage (3 nodes): one PUT of the big blob (curl --aws-sigv4)", "MB/s"),
+    ("s3_get", "Garage (3 nodes): one GET of the big blob (curl --aws-sigv4)", "MB/s"),
 ]
 
 

@@ -7,8 +7,15 @@
 #   registry              Debian's docker-registry 2.8.2, plain HTTP
 #   berth_tls             berth serving TLS with a test CA's certificate
 #   nginx_registry        docker-registry behind Debian's nginx terminating TLS (same cert)
+#   berth_s3              berth on a 3-node Garage cluster (tests/e2e/garage.sh), plain HTTP
+#   registry_s3           docker-registry's s3 driver on the same cluster (redirects off,
+#                         so both serve the bytes themselves)
 #
-#   bash bench/run.sh [--quick] [--berth PATH] [--only berth,registry,...] [--out FILE]
+#   bash bench/run.sh [--quick] [--s3] [--berth PATH] [--only berth,registry,...] [--out FILE]
+#
+# --s3 adds berth_s3 and registry_s3 (and Garage's own PUT/GET of the big blob with a
+# stock client, curl --aws-sigv4, as the limit they are read against); it needs garage
+# (scripts/install-garage.sh).
 #
 # Sizes and durations can be changed with environment variables (defaults: full / quick):
 #   BENCH_BLOB_MB=1024/64         workloads 1-2: the big blob
@@ -44,6 +51,7 @@ while [ $# -gt 0 ]; do
         --quick) QUICK=1 ;;
         --berth) BERTH_BIN=$2; shift ;;
         --only) ONLY=$2; shift ;;
+        --s3) ONLY="$ONLY,berth_s3,registry_s3" ;;
         --out) OUT=$2; shift ;;
         -h|--help) sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "bench: unknown argument $1 (see --help)" >&2; exit 2 ;;
@@ -51,7 +59,7 @@ while [ $# -gt 0 ]; do
     shift
 done
 for c in ${ONLY//,/ }; do
-    case $c in berth|registry|berth_tls|nginx_registry) ;;
+    case $c in berth|registry|berth_tls|nginx_registry|berth_s3|registry_s3) ;;
         *) echo "bench: unknown contender $c" >&2; exit 2 ;; esac
 done
 wants() { [[ ",$ONLY," == *",$1,"* ]]; }
@@ -84,7 +92,7 @@ if [ -z "$BERTH_BIN" ]; then
     BERTH_BIN=$REPO/target/release/berth
     [ -x "$BERTH_BIN" ] || BERTH_BIN=$REPO/target/debug/berth
 fi
-if wants berth || wants berth_tls; then
+if wants berth || wants berth_tls || wants berth_s3; then
     [ -x "$BERTH_BIN" ] || die "no berth binary at $BERTH_BIN (cargo build --release)"
     if [[ $BERTH_BIN == */debug/* ]]; then
         log "##############################################################"
@@ -123,7 +131,7 @@ fi
 T=$(mktemp -d "${TMPDIR:-/tmp}/berth-bench.XXXXXX")
 RESULTS=$T/results.tsv
 # A private copy: a rebuild during the run must not change the binary under test.
-if wants berth || wants berth_tls; then
+if wants berth || wants berth_tls || wants berth_s3; then
     mkdir "$T/bin"
     cp "$BERTH_BIN" "$T/bin/berth"
     BERTH_UNDER_TEST=$BERTH_BIN BERTH_BIN=$T/bin/berth
@@ -134,6 +142,7 @@ SERVERS=()  # process-group leaders (setsid) of every server started
 cleanup() {
     local p
     for p in "${SERVERS[@]}"; do stop_group "$p"; done
+    [ ! -d "$T/garage" ] || bash "$REPO/tests/e2e/garage.sh" stop "$T/garage" >/dev/null 2>&1 || true
     if [ "$BENCH_KEEP" = 1 ]; then log "kept $T"; else rm -rf "$T"; fi
 }
 trap cleanup EXIT
@@ -373,6 +382,79 @@ EOF
     wait_ready "$PID" "$BASE/v2/" "${CURL_TLS[@]}"
 }
 
+# The S3 contenders share one Garage cluster, each under its own prefix.
+start_garage() {
+    [ -f "$T/garage/env" ] && return 0
+    log "starting a 3-node Garage cluster"
+    bash "$REPO/tests/e2e/garage.sh" start "$T/garage" > "$T/garage.log" 2>&1 ||
+        { cat "$T/garage.log" >&2; die "garage did not start (scripts/install-garage.sh)"; }
+    # shellcheck disable=SC1091
+    . "$T/garage/env"
+    export AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
+    # Garage's own speed with a stock client: the limit both S3 contenders are read against.
+    local sig=(--aws-sigv4 "aws:amz:garage:s3" -u "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY"
+        -H "x-amz-content-sha256: UNSIGNED-PAYLOAD")
+    curl -sS --max-time "$STEP_LIMIT" "${sig[@]}" -T "$D/big.bin" -o /dev/null \
+        -w '%{http_code} %{size_upload} %{time_total}\n' "$BERTH_S3_ENDPOINT/berth/raw/big" > "$T/s3put.txt"
+    lib parse pull "$T/s3put.txt" --size $((BENCH_BLOB_MB * MiB)) --results "$RESULTS" --who machine --metric s3_put
+    curl -sS --max-time "$STEP_LIMIT" "${sig[@]}" -o /dev/null \
+        -w '%{http_code} %{size_download} %{time_total}\n' "$BERTH_S3_ENDPOINT/berth/raw/big" > "$T/s3get.txt"
+    lib parse pull "$T/s3get.txt" --size $((BENCH_BLOB_MB * MiB)) --results "$RESULTS" --who machine --metric s3_get
+}
+
+start_berth_s3() {
+    start_garage
+    local dir=$T/berth_s3 port; port=$(free_port)
+    mkdir -p "$dir"
+    berth_config "$dir" "\"127.0.0.1:$port\"" 'mode = "off"' > "$dir/berth.toml"
+    cat >> "$dir/berth.toml" <<EOF
+[storage.s3]
+endpoint = "$BERTH_S3_ENDPOINT"
+region = "garage"
+bucket = "berth"
+prefix = "bench-berth"
+path_style = true
+EOF
+    sed -i 's/^\[storage\]$/[storage]\ndriver = "s3"/' "$dir/berth.toml"
+    start berth_s3 "$BERTH_BIN" serve -c "$dir/berth.toml"
+    BASE=http://127.0.0.1:$port CURL_TLS=() CA="" HEY_HOST=() ROOTS=("$PID") STORE=$dir/none
+    wait_ready "$PID" "$BASE/v2/"
+}
+
+start_registry_s3() {
+    start_garage
+    local dir=$T/registry_s3; RPORT=$(free_port)
+    mkdir -p "$dir"
+    cat > "$dir/config.yml" <<EOF
+version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  s3:
+    accesskey: $AWS_ACCESS_KEY_ID
+    secretkey: $AWS_SECRET_ACCESS_KEY
+    region: garage
+    regionendpoint: $BERTH_S3_ENDPOINT
+    bucket: berth
+    rootdirectory: /bench-registry
+    secure: false
+    v4auth: true
+  delete:
+    enabled: true
+  redirect:
+    disable: true
+http:
+  addr: 127.0.0.1:$RPORT
+EOF
+    # Its aws-sdk-go panics at start when AWS_CA_BUNDLE is set (some machines set it).
+    start registry_s3 env -u AWS_CA_BUNDLE docker-registry serve "$dir/config.yml"
+    RPID=$PID STORE=$dir/none
+    BASE=http://127.0.0.1:$RPORT CURL_TLS=() CA="" HEY_HOST=() ROOTS=("$RPID")
+    wait_ready "$RPID" "$BASE/v2/"
+}
+
 # ---------------------------------------------------------------- workloads
 
 # measure WHO NAME CMD...: runs CMD (each command bounds itself) while sampling the
@@ -499,7 +581,7 @@ workload_fleet_push() {
         --repo bench/push "${PUSH_LAYERS[@]}" || true
 }
 
-for who in berth registry berth_tls nginx_registry; do
+for who in berth registry berth_tls nginx_registry berth_s3 registry_s3; do
     wants "$who" || continue
     log "== $who"
     "start_$who"

@@ -885,7 +885,7 @@ fn review(out: &Out, w: &mut Vec<String>) {
     }
     let root = &out.storage_root;
     let in_state_dir = root == "/var/lib/berth" || root.starts_with("/var/lib/berth/");
-    if !in_state_dir {
+    if !in_state_dir && out.s3.is_none() {
         w.push(format!(
             "storage.root: {root} is outside /var/lib/berth: the packaged service may write \
              there only with `systemctl edit berth` -> [Service] ReadWritePaths={root}, and the \
@@ -1073,12 +1073,9 @@ fn render(out: &Out, warnings: &[String], env_used: &[String]) -> String {
             ("access_key_id", "storage.s3.access_key_id"),
             ("part_size", "storage.s3.part_size"),
         ] {
+            // A prefix keeps registry:2's spelling ("/registry"): berth ignores the
+            // slashes at its ends, as registry:2 does.
             if let Some(v) = out.copied(berth) {
-                let v = if key == "prefix" {
-                    v.trim_matches('/')
-                } else {
-                    v.as_str()
-                };
                 s3.insert(key, text(v));
             }
         }
@@ -1408,10 +1405,42 @@ log:
     }
 
     #[test]
+    fn an_s3_section_becomes_the_s3_driver() {
+        let yaml = "storage:\n  s3:\n    bucket: images\n    region: eu-west-1\n    accesskey: AKIAEXAMPLE\n    secretkey: not-written\n    regionendpoint: http://127.0.0.1:3900\n    rootdirectory: /registry\n    chunksize: 10485760\n  redirect:\n    disable: true\n";
+        let (text, warnings) = import_distribution(yaml).expect("translates");
+        let cfg = config(&text);
+        assert_eq!(cfg.storage.driver, crate::config::StorageDriver::S3);
+        let s3 = &cfg.storage.s3;
+        assert_eq!(s3.bucket, "images");
+        assert_eq!(s3.region, "eu-west-1");
+        assert_eq!(s3.endpoint.as_deref(), Some("http://127.0.0.1:3900"));
+        assert_eq!(s3.prefix.trim_matches('/'), "registry");
+        assert_eq!(s3.access_key_id.as_deref(), Some("AKIAEXAMPLE"));
+        assert_eq!(s3.part_size.0, 10 << 20);
+        assert!(
+            s3.path_style,
+            "a regionendpoint means path style in registry:2 2.8"
+        );
+        assert!(!s3.redirect, "storage.redirect.disable");
+        assert!(
+            !text.contains("not-written"),
+            "the secret stays out: {text}"
+        );
+        assert!(warned(&warnings, "secret_access_key_file"), "{warnings:#?}");
+        assert!(!warned(&warnings, "ReadWritePaths"), "{warnings:#?}");
+        // Without redirect.disable, registry:2 redirects blob downloads: so does berth.
+        let (text, _) =
+            import_distribution("storage:\n  s3:\n    bucket: b\n    region: us-east-1\n")
+                .expect("translates");
+        let cfg = config(&text);
+        assert!(cfg.storage.s3.redirect && !cfg.storage.s3.path_style);
+    }
+
+    #[test]
     fn other_storage_drivers_are_errors() {
-        let yaml = "storage:\n  s3:\n    bucket: images\n    region: eu-west-1\n";
-        let e = import_distribution(yaml).expect_err("refused");
-        assert!(e.contains("storage.s3"), "{e}");
+        // s3 translates (see the test below); others are refused.
+        let e = import_distribution("storage:\n  azure: {}\n").expect_err("refused");
+        assert!(e.contains("storage.azure"), "{e}");
         let e = import_distribution("storage:\n  inmemory: {}\n").expect_err("refused");
         assert!(e.contains("storage.inmemory"), "{e}");
         let e = import_distribution(
@@ -1656,6 +1685,11 @@ auth:
                     ),
                 ]),
                 d if d.starts_with("auth.htpasswd.") => env(&[("REGISTRY_AUTH", "htpasswd")]),
+                "storage" => env(&[("REGISTRY_STORAGE_S3_BUCKET", "images")]),
+                d if d.starts_with("storage.s3.") => env(&[
+                    ("REGISTRY_STORAGE", "s3"),
+                    ("REGISTRY_STORAGE_S3_BUCKET", "images"),
+                ]),
                 d if d.starts_with("auth.token.") => env(&[
                     ("REGISTRY_AUTH", "token"),
                     (
@@ -1671,6 +1705,9 @@ auth:
                 (Kind::Flag, _) => &["true", "false"],
                 (Kind::List, _) => &["registry.example.com"],
                 (Kind::Text, "auth") => &["htpasswd", "token"],
+                (Kind::Text, "storage") => &["s3"],
+                (Kind::Text, "storage.s3.chunksize") => &["10485760"],
+                (Kind::Text, "storage.s3.regionendpoint") => &["http://127.0.0.1:3900"],
                 (Kind::Text, "http.tls.letsencrypt.email") => &["hostmaster@example.com"],
                 (Kind::Text, _) => &["/etc/berth/sample"],
             };

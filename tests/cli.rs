@@ -192,18 +192,18 @@ fn import_distribution_translates_debians_config() {
     );
     assert_eq!(code, 1);
     // A storage driver berth cannot serve is an error, not a silent change.
-    let s3 = dir.path().join("s3.yml");
+    let azure = dir.path().join("azure.yml");
     std::fs::write(
-        &s3,
-        "version: 0.1\nstorage:\n  s3:\n    bucket: b\nhttp:\n  addr: :5000\n",
+        &azure,
+        "version: 0.1\nstorage:\n  azure:\n    container: b\nhttp:\n  addr: :5000\n",
     )
     .expect("yaml");
     let (code, _, err) = run_berth(
-        &["config", "import-distribution", &s3.to_string_lossy()],
+        &["config", "import-distribution", &azure.to_string_lossy()],
         &[],
     );
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("s3"), "{err}");
+    assert!(err.contains("azure"), "{err}");
 }
 
 #[test]

@@ -270,6 +270,42 @@ echo "# tag moved 10 times through replica 1: replicas 2 and 3 served it after a
 check "d: a tag moved through one replica is served by the others within 1 s (worst ${worst}s)" \
     "$PY" -c "import sys; sys.exit(0 if 0 <= float('$worst') < 1.0 else 1)"
 
+# ---------------------------------------------------------------- i. garbage collection while pushing
+# Two clients push through the load balancer (shared and unique layers, tags moved and
+# deleted; tests/e2e/gc_stress.py) for 40 s while replica 3 collects every 2 s (grace
+# period 1 s, untagged manifests too) and `berth gc` runs beside it from another process.
+# Every push that got a 201 must pull intact at once, and every tag left at the end.
+kill -TERM "${PIDS[3]}"
+wait "${PIDS[3]}" 2>/dev/null
+start_replica 3 BERTH__GC__INTERVAL=2s BERTH__GC__GRACE_PERIOD=1s BERTH__GC__DELETE_UNTAGGED=true ||
+    fail "i: replica 3 restarts as a collector"
+for _ in $(seq 50); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$LB/v2/")" = 200 ] && break
+    sleep 0.1
+done
+(
+    end=$((SECONDS + 40))
+    while [ $SECONDS -lt $end ]; do
+        env "${s3_env[@]}" BERTH__GC__GRACE_PERIOD=1s "$BERTH_BIN" gc --delete-untagged \
+            >>"$T/i.cli.out" 2>>"$T/i.cli.err"
+        echo "rc=$?" >>"$T/i.cli.rc"
+        sleep 3
+    done
+) &
+cli=$!
+"$PY" "$(dirname "$0")/gc_stress.py" "$LB" 40 2 >"$T/i.out" 2>&1
+wait "$cli"
+sed 's/^/# /' "$T/i.out" | tail -n 22
+check_match "i: no pushed image lost a blob to the collectors" 'problems=0$' "$(head -n 1 "$T/i.out")"
+pushed=$(sed -n 's/^pushed=\([0-9]*\).*/\1/p' "$T/i.out")
+check "i: at least 10 pushes succeeded (${pushed:-0})" test "${pushed:-0}" -ge 10
+runs=$(grep -c 'garbage collection finished' "${LOGS[3]}")
+echo "# replica 3 collected $runs times; berth gc ran $(grep -c 'rc=0' "$T/i.cli.rc") times beside it"
+check "i: replica 3 collected on its schedule ($runs runs)" test "$runs" -ge 3
+check "i: the collections removed blobs" grep -Eq 'garbage collection finished.* blobs=[1-9]' "${LOGS[3]}"
+check "i: berth gc beside it ran, or was turned away as a second collector" \
+    bash -c "! grep -qv -e '^rc=0$' -e '^rc=1$' '$T/i.cli.rc' && { ! grep -q 'rc=1' '$T/i.cli.rc' || grep -q 'another collector is running' '$T/i.cli.err'; }"
+
 # ---------------------------------------------------------------- e. a replica killed mid-upload
 loc=$(curl -s -o /dev/null -D - -X POST "http://127.0.0.1:${P[1]}/v2/e2e/killed/blobs/uploads/" | tr -d '\r' | sed -n 's/^location: //Ip')
 code=$(curl -s -o /dev/null -w '%{http_code}' -X PATCH -H 'Content-Range: 0-6291455' \
