@@ -229,6 +229,14 @@ pub trait Driver: Clone + Send + Sync + 'static {
     /// An exclusive lock named `key`, waiting for every holder to let go.
     fn lock_exclusive(&self, key: &Path) -> impl Future<Output = Result<Self::Lock, Error>> + Send;
 
+    /// Lets go of `lock` now, waiting until others can see that (dropping a lock lets go
+    /// too, but a medium that must send a request for it may not get to before the
+    /// process exits: a command that ends right after should call this).
+    fn unlock(&self, lock: Self::Lock) -> impl Future<Output = ()> + Send {
+        drop(lock);
+        std::future::ready(())
+    }
+
     /// An exclusive lock on `key` if nobody holds one, without waiting. `create` makes a
     /// lock that does not exist yet; otherwise a missing `key` is reported as such (an
     /// upload whose writer is looked for).

@@ -160,7 +160,7 @@ impl Report {
 /// Runs one collection. `Ok(None)`: another collector (in this process or another) is
 /// running on the store.
 pub async fn run<D: Driver>(store: &Store<D>, opts: &Options) -> Result<Option<Report>, Error> {
-    let _collector = match store.driver.try_lock(&layout::gc_lock(), true).await? {
+    let collector = match store.driver.try_lock(&layout::gc_lock(), true).await? {
         Locked::Held(lock) => lock,
         Locked::Busy => return Ok(None),
         Locked::Missing => {
@@ -175,11 +175,16 @@ pub async fn run<D: Driver>(store: &Store<D>, opts: &Options) -> Result<Option<R
     // The barrier (point 3 of the module docs): manifest pushes in flight finish linking
     // first; every later one marks what it uses at or after `start`.
     let start = {
-        let _barrier = store.driver.lock_exclusive(&layout::link_lock()).await?;
-        SystemTime::now()
+        let barrier = store.driver.lock_exclusive(&layout::link_lock()).await?;
+        let start = SystemTime::now();
+        store.driver.unlock(barrier).await;
+        start
     };
     let mut c = Collector::new(store, opts, start);
-    c.collect().await?;
+    if let Err(e) = c.collect().await {
+        store.driver.unlock(collector).await;
+        return Err(e);
+    }
     if !opts.dry_run {
         // Not left behind: made by `sudo berth gc`, it would turn the service's own
         // collector away.
@@ -189,6 +194,7 @@ pub async fn run<D: Driver>(store: &Store<D>, opts: &Options) -> Result<Option<R
             .write_atomic(&layout::gc_last_run(), Bytes::new())
             .await?;
     }
+    store.driver.unlock(collector).await;
     Ok(Some(c.report))
 }
 

@@ -52,6 +52,7 @@ impl Drop for Lease {
         if key.is_empty() {
             return;
         }
+        tracing::debug!(%key, "lease dropped");
         // Deleting is best effort: an undeleted lease expires by itself.
         self.handle.spawn(async move {
             let _ = wire.delete(&key).await;
@@ -67,6 +68,7 @@ impl Lease {
         }
         let key = std::mem::take(&mut self.key);
         let _ = self.wire.delete(&key).await;
+        tracing::debug!(%key, "lease released");
     }
 }
 
@@ -81,6 +83,7 @@ fn live(modified: Option<SystemTime>) -> bool {
 /// Writes a lease at `key` and starts renewing it.
 async fn announce(wire: &Arc<Wire>, key: String) -> Result<Lease, Error> {
     wire.put(&key, Bytes::from_static(b"lease")).await?;
+    tracing::debug!(%key, "lease announced");
     let handle = tokio::runtime::Handle::current();
     let (w, k) = (wire.clone(), key.clone());
     let renew = handle.spawn(async move {

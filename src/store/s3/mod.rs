@@ -126,8 +126,15 @@ fn now_ms() -> u128 {
 }
 
 fn ms_time(b: &[u8]) -> Option<SystemTime> {
-    let ms: u64 = std::str::from_utf8(b).ok()?.trim().parse().ok()?;
+    let s = std::str::from_utf8(b).ok()?.trim();
+    let ms: u64 = s.strip_prefix('=').unwrap_or(s).parse().ok()?;
     Some(UNIX_EPOCH + Duration::from_millis(ms))
+}
+
+/// A mark that a move wrote: its time is the object's last use, whatever the copy's own
+/// `LastModified` (the time of the move) says.
+fn moved_mark(b: &[u8]) -> bool {
+    b.first() == Some(&b'=')
 }
 
 /// Whether `rel` is an upload's data (`…/_uploads/<id>/data`), which is kept as segments.
@@ -343,12 +350,11 @@ impl S3Driver {
         rel: &str,
         modified: Option<SystemTime>,
     ) -> Result<Option<SystemTime>, Error> {
-        let mark = self
-            .inner
-            .wire
-            .get(&self.mark_key(rel))
-            .await?
-            .and_then(|b| ms_time(&b));
+        let body = self.inner.wire.get(&self.mark_key(rel)).await?;
+        let mark = body.as_deref().and_then(ms_time);
+        if body.as_deref().is_some_and(moved_mark) {
+            return Ok(mark);
+        }
         Ok(match (modified, mark) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
@@ -1058,7 +1064,7 @@ impl Driver for S3Driver {
                     (a, b) => a.or(b).unwrap_or_else(SystemTime::now),
                 };
                 let ms = used.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
-                w.put(&self.mark_key(&dest), Bytes::from(ms.to_string()))
+                w.put(&self.mark_key(&dest), Bytes::from(format!("={ms}")))
                     .await?;
             }
             let mut keys: Vec<String> = objects.iter().map(|o| o.key.clone()).collect();
@@ -1078,6 +1084,10 @@ impl Driver for S3Driver {
 
     async fn lock_exclusive(&self, key: &Path) -> Result<lease::Lease, Error> {
         lease::exclusive(&self.inner.wire, &self.lock_key(&rel_str(key))).await
+    }
+
+    async fn unlock(&self, lock: lease::Lease) {
+        lock.release().await;
     }
 
     async fn try_lock(&self, key: &Path, create: bool) -> Result<Locked<lease::Lease>, Error> {
