@@ -259,18 +259,6 @@ impl S3Driver {
         }
     }
 
-    /// Request counters, for `/metrics`: (requests, retries, 503s, gave up).
-    pub fn stats(&self) -> (u64, u64, u64, u64) {
-        use std::sync::atomic::Ordering::Relaxed;
-        let s = &self.inner.wire.stats;
-        (
-            s.requests.load(Relaxed),
-            s.retries.load(Relaxed),
-            s.slowdowns.load(Relaxed),
-            s.unavailable.load(Relaxed),
-        )
-    }
-
     fn key(&self, rel: &str) -> String {
         format!("{}{rel}", self.inner.root)
     }
@@ -972,7 +960,18 @@ impl Driver for S3Driver {
     async fn append_at(&self, key: &Path, offset: u64) -> Result<S3Append, Error> {
         let rel = rel_str(key);
         let base = self.lock_key(&rel);
-        let Some(writer) = lease::try_exclusive(&self.inner.wire, &base).await? else {
+        // A writer that ended without finishing (a client gone mid-request) lets go by a
+        // spawned DELETE, which may still be on its way: look a few times before calling
+        // the upload busy. A live writer renews its lease and stays busy.
+        let mut writer = None;
+        for _ in 0..10 {
+            writer = lease::try_exclusive(&self.inner.wire, &base).await?;
+            if writer.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let Some(writer) = writer else {
             return Err(Error::UploadBusy);
         };
         let size = match self.segments(&rel).await? {

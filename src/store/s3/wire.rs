@@ -15,7 +15,7 @@ use rusty_s3::actions::{
     CompleteMultipartUpload, CreateMultipartUpload, DeleteObjects, ListObjectsV2, ObjectIdentifier,
 };
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 use url::Url;
 
@@ -45,18 +45,6 @@ impl std::fmt::Debug for Target {
     }
 }
 
-/// Counters for `/metrics`.
-#[derive(Debug, Default)]
-pub(crate) struct Stats {
-    pub requests: AtomicU64,
-    /// Requests sent again after a retryable answer or failure.
-    pub retries: AtomicU64,
-    /// Of those, answers that were 503 (`SlowDown`, `ServiceUnavailable`).
-    pub slowdowns: AtomicU64,
-    /// Requests that still failed after every retry.
-    pub unavailable: AtomicU64,
-}
-
 /// One object of a listing.
 #[derive(Debug, Clone)]
 pub(crate) struct Listed {
@@ -79,7 +67,6 @@ pub(crate) struct Wire {
     client: Client,
     /// Tries per request (the first included).
     attempts: u32,
-    pub stats: Stats,
 }
 
 /// Key prefixes whose requests fail as if the store broke (the contract suite's I/O-error
@@ -184,7 +171,6 @@ impl Wire {
             creds: Credentials::new(t.access_key_id.clone(), t.secret_access_key.clone()),
             client,
             attempts: 6,
-            stats: Stats::default(),
         })
     }
 
@@ -203,11 +189,9 @@ impl Wire {
         let mut last = String::new();
         for attempt in 0..self.attempts {
             if attempt > 0 {
-                self.stats.retries.fetch_add(1, Ordering::Relaxed);
                 crate::metrics::S3_RETRIES.fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep(backoff(attempt)).await;
             }
-            self.stats.requests.fetch_add(1, Ordering::Relaxed);
             crate::metrics::S3_REQUESTS.fetch_add(1, Ordering::Relaxed);
             let call = make();
             let mut req = Request::builder()
@@ -228,7 +212,6 @@ impl Wire {
             match self.client.send(req).await {
                 Ok(r) if retryable_status(r.status()) => {
                     if r.status() == StatusCode::SERVICE_UNAVAILABLE {
-                        self.stats.slowdowns.fetch_add(1, Ordering::Relaxed);
                         crate::metrics::S3_SLOWDOWNS.fetch_add(1, Ordering::Relaxed);
                     }
                     let status = r.status();
@@ -243,7 +226,6 @@ impl Wire {
                 Err(e) => return Err(Error::Internal(format!("s3 {op} {key}: {e}"))),
             }
         }
-        self.stats.unavailable.fetch_add(1, Ordering::Relaxed);
         crate::metrics::S3_UNAVAILABLE.fetch_add(1, Ordering::Relaxed);
         Err(Error::Unavailable(format!(
             "object storage: {op} {key} failed {} times, last: {last}",
@@ -271,6 +253,21 @@ impl Wire {
             return Ok(body);
         }
         Err(status_error(op, key, status, &body))
+    }
+
+    /// `action` signed with `headers` among its signed headers (so they must be sent as
+    /// they are), and the request that sends them.
+    fn signed<'a, A: S3Action<'a>>(
+        &self,
+        mut action: A,
+        method: Method,
+        headers: Vec<(&'static str, String)>,
+        body: Bytes,
+    ) -> Call {
+        for (k, v) in &headers {
+            action.headers_mut().insert(*k, v.clone());
+        }
+        self.call(method, action.sign(SIGNED_FOR), headers, body)
     }
 
     fn call(
@@ -315,12 +312,9 @@ impl Wire {
         let range = format!("bytes={}-{}", offset, offset + len - 1);
         let r = self
             .send("GET", key, || {
-                let mut a = self.bucket.get_object(Some(&self.creds), key);
-                a.headers_mut().insert("range", range.clone());
-                let url = a.sign(SIGNED_FOR);
-                self.call(
+                self.signed(
+                    self.bucket.get_object(Some(&self.creds), key),
                     Method::GET,
-                    url,
                     vec![("range", range.clone())],
                     Bytes::new(),
                 )
@@ -375,12 +369,9 @@ impl Wire {
         let md5 = md5_b64(&body);
         let r = self
             .send("PUT", key, || {
-                let mut a = self.bucket.put_object(Some(&self.creds), key);
-                a.headers_mut().insert("content-md5", md5.clone());
-                let url = a.sign(SIGNED_FOR);
-                self.call(
+                self.signed(
+                    self.bucket.put_object(Some(&self.creds), key),
                     Method::PUT,
-                    url,
                     vec![("content-md5", md5.clone())],
                     body.clone(),
                 )
@@ -496,12 +487,9 @@ impl Wire {
         let source = self.copy_source(from);
         let r = self
             .send("COPY", to, || {
-                let mut a = self.bucket.put_object(Some(&self.creds), to);
-                a.headers_mut().insert("x-amz-copy-source", source.clone());
-                let url = a.sign(SIGNED_FOR);
-                self.call(
+                self.signed(
+                    self.bucket.put_object(Some(&self.creds), to),
                     Method::PUT,
-                    url,
                     vec![("x-amz-copy-source", source.clone())],
                     Bytes::new(),
                 )
@@ -547,12 +535,9 @@ impl Wire {
         let want = md5_hex(&body);
         let r = self
             .send("UploadPart", key, || {
-                let mut a = self.bucket.upload_part(Some(&self.creds), key, n, upload);
-                a.headers_mut().insert("content-md5", md5.clone());
-                let url = a.sign(SIGNED_FOR);
-                self.call(
+                self.signed(
+                    self.bucket.upload_part(Some(&self.creds), key, n, upload),
                     Method::PUT,
-                    url,
                     vec![("content-md5", md5.clone())],
                     body.clone(),
                 )
@@ -581,15 +566,16 @@ impl Wire {
         let range = range.map(|(a, b)| format!("bytes={a}-{b}"));
         let r = self
             .send("UploadPartCopy", key, || {
-                let mut a = self.bucket.upload_part(Some(&self.creds), key, n, upload);
                 let mut headers = vec![("x-amz-copy-source", src.clone())];
-                a.headers_mut().insert("x-amz-copy-source", src.clone());
                 if let Some(r) = &range {
-                    a.headers_mut().insert("x-amz-copy-source-range", r.clone());
                     headers.push(("x-amz-copy-source-range", r.clone()));
                 }
-                let url = a.sign(SIGNED_FOR);
-                self.call(Method::PUT, url, headers, Bytes::new())
+                self.signed(
+                    self.bucket.upload_part(Some(&self.creds), key, n, upload),
+                    Method::PUT,
+                    headers,
+                    Bytes::new(),
+                )
             })
             .await?;
         let body = Self::expect("UploadPartCopy", key, r).await?;
