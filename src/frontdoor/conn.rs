@@ -193,6 +193,9 @@ pub(crate) fn parse_client_hello(msg: &[u8]) -> Option<Hello> {
                         }
                         let n = list.u16()? as usize;
                         let name = list.take(n)?;
+                        // RFC 6066 forbids a trailing dot, but clients send one and rustls
+                        // drops it before choosing a certificate: read the name it reads.
+                        let name = name.strip_suffix(b".").unwrap_or(name);
                         hello.server_name = std::str::from_utf8(name).ok().map(str::to_owned);
                     }
                 }
@@ -650,6 +653,11 @@ mod tests {
             .expect("test value");
         assert_eq!(h.server_name.as_deref(), Some("a"));
         assert_eq!(h.versions, vec![TLS13]);
+        // Found by the client_hello fuzz target in CI: a fully qualified name with its
+        // trailing dot is the name rustls (and the tls-alpn-01 lookup) sees without it.
+        let h = parse_client_hello(&hello(Some(&[TLS13]), &[b"h2"], "old.example."))
+            .expect("test value");
+        assert_eq!(h.server_name.as_deref(), Some("old.example"));
     }
 
     #[tokio::test]
