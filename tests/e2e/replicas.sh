@@ -149,6 +149,47 @@ check_eq "a: the podman-pushed tag resolves" 200 "$(curl -s -o /dev/null -w '%{h
     -H 'Accept: application/vnd.oci.image.manifest.v1+json,application/vnd.docker.distribution.manifest.v2+json' \
     "http://$LB/v2/e2e/podman/manifests/copy")"
 
+# ---------------------------------------------------------------- j. redirect = true
+# A fourth berth on the bucket with `redirect = true` (outside the load balancer; its
+# endpoint is a Garage node itself, as clients must reach the URLs it hands out): a blob
+# GET is a 307 to a short-lived presigned URL, and skopeo and podman pull through it.
+start_berth "$T/unused4" "" "${s3_env[@]}" BERTH__STORAGE__S3__ENDPOINT="$GARAGE_S3_1" \
+    BERTH__STORAGE__S3__REDIRECT=true BERTH__STORAGE__S3__REDIRECT_EXPIRY=2m ||
+    fail "j: a replica with redirect = true starts"
+R4=$BERTH_URL
+R4_PID=$BERTH_PID
+R4_LOG=$BERTH_LOG
+layer=$(manifest_layers "$(layout_blob "$L" "$want")" | head -n 1)
+curl -s -o /dev/null -D "$T/j.head" "$R4/v2/e2e/app/blobs/$layer"
+check_match "j: a blob GET -> 307" '^HTTP/1.1 307' "$(head -n 1 "$T/j.head")"
+loc=$(tr -d '\r' <"$T/j.head" | sed -n 's/^location: //Ip')
+check_match "j: ...to a presigned URL on the store, valid for redirect_expiry" \
+    "^${GARAGE_S3_1}/berth/replicas/docker/registry/v2/blobs/sha256/.*X-Amz-Expires=120.*X-Amz-Signature=" "$loc"
+check_eq "j: the URL serves the blob's bytes" "$layer" "sha256:$(curl -s "$loc" | sha256sum | cut -d' ' -f1)"
+check_eq "j: a Range request followed through the redirect -> 206 and those bytes" \
+    "206 $(head -c 100 "$(layout_blob "$L" "$layer")" | tail -c 91 | sha256sum | cut -d' ' -f1)" \
+    "$(curl -s -L -r 9-99 -o "$T/j.range" -w '%{http_code}' "$R4/v2/e2e/app/blobs/$layer") $(sha256sum <"$T/j.range" | cut -d' ' -f1)"
+if "${SKOPEO[@]}" copy -q --src-tls-verify=false "docker://${R4#http://}/e2e/app:v1" "oci:$T/j.pulled:v1" >"$T/j.pull" 2>&1; then
+    pass "j: skopeo pull follows the redirects"
+else
+    fail "j: skopeo pull follows the redirects" "$(tail -n 3 "$T/j.pull" | tr '\n' ' ')"
+fi
+ok=1
+for b in $(manifest_layers "$(layout_blob "$L" "$want")"); do
+    cmp -s "$(layout_blob "$L" "$b")" "$(layout_blob "$T/j.pulled" "$b")" || ok=0
+done
+check_eq "j: ...and every layer it pulled is byte for byte the pushed one" 1 "$ok"
+"${PM[@]}" rmi -f "$LB/e2e/app:v1" >/dev/null 2>&1
+if "${PM[@]}" pull -q --tls-verify=false "${R4#http://}/e2e/app:v1" >"$T/j.pod" 2>&1; then
+    pass "j: podman pull follows the redirects"
+else
+    fail "j: podman pull follows the redirects" "$(tail -n 3 "$T/j.pod" | tr '\n' ' ')"
+fi
+check "j: the pulls' blob GETs were answered with redirects" \
+    bash -c "[ \$(grep -c 'status=307' '$R4_LOG') -ge 3 ]"
+kill -TERM "$R4_PID"
+wait "$R4_PID" 2>/dev/null
+
 # ---------------------------------------------------------------- b. multi-arch
 M=$T/multi
 make_image "$M" amd "multi amd64" amd64 && make_image "$M" arm "multi arm64" arm64 || bail "umoci"
