@@ -11,7 +11,8 @@
 //! Dependency rules (checked in review):
 //! - `oci`, `body`, `config`, `timestamp`, `retry` and `metrics` are leaves;
 //!   `oci_layout` uses `oci` only. The module graph has no cycle: `frontdoor` → `api` →
-//!   `auth` → `tls` → `store` → `body`; `notify` → `upstream` → `tls`.
+//!   `auth` → `tls` → `store` → `body`; `notify` → `upstream` → `tls`; `api` → `mirror` →
+//!   `store`, `upstream` (the pull-through cache: a `Content` over the local store).
 //! - `config` imports no other module of berth; every subsystem takes its (already
 //!   parsed) values from it.
 //! - `api` reaches storage only through `store::Content`; it never names `store::fs`,
@@ -44,6 +45,7 @@ pub mod frontdoor;
 pub mod fuzzing;
 pub mod import;
 pub(crate) mod metrics;
+pub mod mirror;
 pub mod notify;
 pub mod oci;
 pub(crate) mod oci_layout;

@@ -812,8 +812,29 @@ fn serve_on<D: Driver>(
             return ExitCode::from(2);
         }
     };
-    let registry = match Registry::new(&cfg, Arc::new(store)) {
-        Ok(r) => Arc::new(r.with_auth(auth.clone()).with_notifier(notifier)),
+    let mirror = match berth::mirror::Mirror::from_config(&cfg.proxy) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("berth: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let content: Arc<dyn berth::store::Content> = match &mirror {
+        Some(m) => {
+            berth::mirror::cache::enable_metrics();
+            Arc::new(berth::mirror::cache::PullThrough::new(
+                Arc::new(store),
+                m.clone(),
+            ))
+        }
+        None => Arc::new(store),
+    };
+    let registry = match Registry::new(&cfg, content) {
+        Ok(r) => Arc::new(
+            r.with_auth(auth.clone())
+                .with_notifier(notifier)
+                .with_mirror(mirror),
+        ),
         Err(e) => {
             eprintln!("berth: configuration error: {e}");
             return ExitCode::from(2);

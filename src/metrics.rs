@@ -33,6 +33,20 @@ pub(crate) static S3_REQUESTS: AtomicU64 = AtomicU64::new(0);
 pub(crate) static S3_RETRIES: AtomicU64 = AtomicU64::new(0);
 pub(crate) static S3_SLOWDOWNS: AtomicU64 = AtomicU64::new(0);
 pub(crate) static S3_UNAVAILABLE: AtomicU64 = AtomicU64::new(0);
+/// The pull-through cache: manifests and blobs fetched from upstreams (and the blobs'
+/// bytes), requests that waited for a fetch under way instead of starting one, cached tags
+/// served because the upstream could not confirm them, upstream failures, and upstream
+/// answers refused (a wrong digest, a short body).
+pub(crate) static PROXY_MANIFEST_FETCHES: AtomicU64 = AtomicU64::new(0);
+pub(crate) static PROXY_BLOB_FETCHES: AtomicU64 = AtomicU64::new(0);
+pub(crate) static PROXY_BLOB_BYTES: AtomicU64 = AtomicU64::new(0);
+pub(crate) static PROXY_COALESCED: AtomicU64 = AtomicU64::new(0);
+pub(crate) static PROXY_STALE: AtomicU64 = AtomicU64::new(0);
+pub(crate) static PROXY_UPSTREAM_ERRORS: AtomicU64 = AtomicU64::new(0);
+pub(crate) static PROXY_REFUSED: AtomicU64 = AtomicU64::new(0);
+/// Whether a pull-through cache is configured (its figures are shown then).
+pub(crate) static PROXY_ON: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
 static REQUESTS: Mutex<Option<Requests>> = Mutex::new(None);
 static BYTES_IN: AtomicU64 = AtomicU64::new(0);
 static BYTES_OUT: AtomicU64 = AtomicU64::new(0);
@@ -281,6 +295,19 @@ pub(crate) fn render(g: &Gauges) -> String {
             "# HELP berth_scrub_last_duration_seconds How long the last integrity scrub took.\n# TYPE berth_scrub_last_duration_seconds gauge\nberth_scrub_last_duration_seconds {}",
             SCRUB_MILLIS.load(Ordering::Relaxed) as f64 / 1000.0
         );
+    }
+    if PROXY_ON.load(Ordering::Relaxed) {
+        for (name, help, v) in [
+            ("berth_proxy_manifest_fetches_total", "Manifests fetched from upstream registries.", &PROXY_MANIFEST_FETCHES),
+            ("berth_proxy_blob_fetches_total", "Blobs fetched from upstream registries (each once, however many clients asked).", &PROXY_BLOB_FETCHES),
+            ("berth_proxy_blob_bytes_total", "Bytes of blobs fetched from upstream registries.", &PROXY_BLOB_BYTES),
+            ("berth_proxy_coalesced_total", "Requests that waited for a fetch under way instead of starting another.", &PROXY_COALESCED),
+            ("berth_proxy_stale_served_total", "Cached tags served past their tag_ttl because the upstream could not confirm them.", &PROXY_STALE),
+            ("berth_proxy_upstream_errors_total", "Upstream requests that failed (unreachable, 5xx, 429).", &PROXY_UPSTREAM_ERRORS),
+            ("berth_proxy_refused_total", "Upstream answers refused and not kept (wrong digest, short or long body).", &PROXY_REFUSED),
+        ] {
+            counter(&mut out, name, help, v.load(Ordering::Relaxed));
+        }
     }
     let s3 = S3_REQUESTS.load(Ordering::Relaxed);
     if s3 > 0 {

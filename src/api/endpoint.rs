@@ -74,6 +74,31 @@ impl Endpoint {
         }
     }
 
+    /// The same route for another repository (a mirror's local name).
+    pub(crate) fn renamed(self, to: RepositoryName) -> Endpoint {
+        match self {
+            Endpoint::Tags(_) => Endpoint::Tags(to),
+            Endpoint::Manifest(_, r) => Endpoint::Manifest(to, r),
+            Endpoint::Blob(_, d) => Endpoint::Blob(to, d),
+            Endpoint::UploadStart(_) => Endpoint::UploadStart(to),
+            Endpoint::Upload(_, id) => Endpoint::Upload(to, id),
+            Endpoint::Referrers(_, d) => Endpoint::Referrers(to, d),
+            Endpoint::Repository(_) => Endpoint::Repository(to),
+            Endpoint::BadReference {
+                reference,
+                code,
+                why,
+                ..
+            } => Endpoint::BadReference {
+                name: to,
+                reference,
+                code,
+                why,
+            },
+            e @ (Endpoint::Root | Endpoint::Base | Endpoint::Catalog | Endpoint::Token) => e,
+        }
+    }
+
     /// The largest body a request to this endpoint may carry (`manifest_max` for
     /// manifests, `blob_max` for uploads); the front door answers 413 early from
     /// `Content-Length` above it.

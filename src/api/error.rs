@@ -274,6 +274,11 @@ impl From<store::Error> for ApiError {
                 )
                 .with_status(StatusCode::SERVICE_UNAVAILABLE)
             }
+            store::Error::Upstream(why) => {
+                tracing::warn!(error = %why, "a mirrored repository's upstream cannot serve what is not cached");
+                ApiError::new(OciCode::Unavailable, why)
+                    .with_status(StatusCode::SERVICE_UNAVAILABLE)
+            }
             e @ (store::Error::Io { .. } | store::Error::Corrupt { .. } | store::Error::Internal(_)) => {
                 ApiError::internal(&e)
             }

@@ -101,6 +101,7 @@ pub struct Registry {
     urls_deny: Vec<Regex>,
     auth: Option<Arc<Auth>>,
     notifier: Option<Arc<crate::notify::Notifier>>,
+    mirror: Option<Arc<crate::mirror::Mirror>>,
 }
 
 type Result<T> = std::result::Result<T, ApiError>;
@@ -130,6 +131,7 @@ impl Registry {
             urls_deny: compile(&config.manifests.foreign_urls_deny)?,
             auth: None,
             notifier: None,
+            mirror: None,
         })
     }
 
@@ -191,6 +193,48 @@ impl Registry {
         }
     }
 
+    /// Serves the upstreams of `[proxy]` under their prefixes (the store given to
+    /// [`Registry::new`] is then a [`crate::mirror::cache::PullThrough`]): their
+    /// repositories are read-only, and `?ns=` and the default upstream are routed to them.
+    pub fn with_mirror(mut self, m: Option<Arc<crate::mirror::Mirror>>) -> Self {
+        self.mirror = m;
+        self
+    }
+
+    /// The mirror's name for what a request names: containerd's `?ns=<registry host>`
+    /// selects an upstream by its name (an unknown one is a 404: berth never dials a host
+    /// a client names), and a read of an un-prefixed repository that is not stored here
+    /// goes to the default upstream.
+    async fn mirror_route(
+        &self,
+        e: Endpoint,
+        ctx: &Ctx<'_>,
+    ) -> std::result::Result<Endpoint, ApiError> {
+        let Some(m) = &self.mirror else { return Ok(e) };
+        let Some(n) = e.repository() else {
+            return Ok(e);
+        };
+        if let Some((_, ns)) = ctx.query.iter().find(|(k, _)| k == "ns") {
+            return match m.by_ns(ns, n) {
+                Some(local) => Ok(e.renamed(local)),
+                None => Err(ApiError::new(
+                    OciCode::NameUnknown,
+                    format!("no upstream registry named {ns:?} is mirrored here (proxy.upstreams[].name)"),
+                )),
+            };
+        }
+        let read = ctx.req.method == http::Method::GET || ctx.req.method == http::Method::HEAD;
+        if !read || m.is_mirrored(n) || matches!(e, Endpoint::Repository(_)) {
+            return Ok(e);
+        }
+        match m.by_default(n) {
+            Some(local) if self.store.tags(n).await.ok().flatten().is_none() => {
+                Ok(e.renamed(local))
+            }
+            _ => Ok(e),
+        }
+    }
+
     /// Turns access control on.
     pub fn with_auth(mut self, auth: Option<Arc<Auth>>) -> Self {
         self.auth = auth;
@@ -203,12 +247,19 @@ impl Registry {
         req: &http::request::Parts,
         body: &mut dyn RequestBody,
     ) -> Response<Body> {
-        let endpoint = Endpoint::parse(req.uri.path());
+        let ctx = Ctx::new(req);
+        let endpoint = match Endpoint::parse(req.uri.path()) {
+            Ok(e) => self.mirror_route(e, &ctx).await,
+            Err(e) => Err(e),
+        };
         let name = endpoint.as_ref().map(|e| e.name()).unwrap_or("unknown");
         let span = tracing::debug_span!("request", endpoint = name);
         let is_v2 = !matches!(endpoint, Ok(Endpoint::Root)) && req.uri.path().starts_with("/v2");
         let mut user = None;
-        let ctx = Ctx::new(req);
+        let mirrored = match (&endpoint, &self.mirror) {
+            (Ok(e), Some(m)) => e.repository().filter(|n| m.is_mirrored(n)).cloned(),
+            _ => None,
+        };
         let mut resp = match endpoint.map(|e| Operation::of(e, &req.method)) {
             Ok(Operation::Token) => self
                 .token(&ctx)
@@ -226,6 +277,15 @@ impl Registry {
                 };
                 match caller {
                     // Only an authorized caller learns that writes are paused.
+                    Ok(caller) if op.writes() && mirrored.is_some() => {
+                        user = caller.user();
+                        let n = mirrored.as_ref().map(|n| n.as_str()).unwrap_or_default();
+                        ApiError::new(
+                            OciCode::Unsupported,
+                            format!("{n} is a read-only mirror of an upstream registry (proxy.upstreams): push to a repository outside its prefix"),
+                        )
+                        .into_response()
+                    }
                     Ok(caller) if op.writes() && self.store.read_only() => {
                         user = caller.user();
                         ApiError::new(

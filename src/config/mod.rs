@@ -37,7 +37,63 @@ pub struct Config {
     pub scrub: Scrub,
     pub uploads: Uploads,
     pub notifications: Notifications,
+    pub proxy: Proxy,
     pub log: Log,
+}
+
+/// `[proxy]`: berth as a pull-through cache (a mirror) of other registries. Each upstream
+/// is served read-only under its own repository prefix (`hub/library/nginx` is Docker
+/// Hub's `library/nginx`); what is pulled is kept in the store like anything pushed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Proxy {
+    /// `[[proxy.upstreams]]` tables.
+    pub upstreams: Vec<ProxyUpstream>,
+}
+
+/// One upstream registry (`[[proxy.upstreams]]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyUpstream {
+    /// The registry host clients mean (`"docker.io"`): what containerd's `?ns=` names.
+    pub name: String,
+    /// Where its API is (`"https://registry-1.docker.io"`).
+    pub url: HttpUrl,
+    /// The repository prefix it is served under here (`"hub"`).
+    pub prefix: String,
+    /// Credentials for the upstream (none: anonymous pulls).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// A file holding the password or token (mode 0600 or stricter).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+    /// PEM roots for an upstream with a private CA (added to the system's roots).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<PathBuf>,
+    /// How long a tag's digest is trusted before the upstream is asked again. A digest
+    /// reference never expires.
+    #[serde(default = "default_tag_ttl")]
+    pub tag_ttl: Duration,
+    /// This upstream also serves un-prefixed names that are not stored here (what
+    /// podman's `[[registry.mirror]]` and docker's `registry-mirrors` send). At most one.
+    #[serde(default)]
+    pub default: bool,
+    /// Token realms, besides those on `url`'s own host, that may receive the credentials
+    /// (Docker Hub's `https://auth.docker.io/token` is implied for `registry-1.docker.io`).
+    /// A challenge naming any other realm gets an anonymous token request.
+    #[serde(default)]
+    pub realms: Vec<String>,
+    /// One upstream request's head (connect, TLS, status) must come within this.
+    #[serde(default = "default_upstream_timeout")]
+    pub timeout: Duration,
+}
+
+fn default_tag_ttl() -> Duration {
+    Duration::secs(300)
+}
+
+fn default_upstream_timeout() -> Duration {
+    Duration::secs(30)
 }
 
 /// `[gc]`: garbage collection of blobs and manifests nothing references any more (also

@@ -2,7 +2,7 @@
 //! sense together (TLS files, ACME, token issuers, PROXY headers), ranges, references
 //! between sections (rule groups), and the webhook endpoints' names and headers.
 
-use super::{AuthMode, Cidr, Config, ConfigError, Notifications, TlsPlan, TokenIssuer};
+use super::{AuthMode, Cidr, Config, ConfigError, HttpUrl, Notifications, TlsPlan, TokenIssuer};
 use std::collections::HashSet;
 
 impl Config {
@@ -236,6 +236,7 @@ impl Config {
             }
         }
         check_notifications(&self.notifications).map_err(|(key, m)| invalid(&key, m))?;
+        check_proxy(&self.proxy).map_err(|(key, m)| invalid(&key, m))?;
         // Each run walks the whole store: back to back, that is all the disk would do.
         if !self.gc.interval.0.is_zero()
             && self.gc.interval.0 < std::time::Duration::from_millis(100)
@@ -256,6 +257,83 @@ impl Config {
             .map_err(|e| invalid("log.level", format!("{:?}: {e}", self.log.level)))?;
         Ok(())
     }
+}
+
+/// Checks `[proxy]`: names and prefixes unique, a prefix a valid repository name that no
+/// other prefix contains, at most one default, a password only with a username.
+fn check_proxy(p: &crate::config::Proxy) -> Result<(), (String, String)> {
+    let mut names = HashSet::new();
+    let mut defaults = 0;
+    for (i, u) in p.upstreams.iter().enumerate() {
+        let key = |k: &str| format!("proxy.upstreams[{i}].{k}");
+        if u.name.is_empty() || u.name.contains(['/', ' ', '?', '&', '#']) {
+            return Err((
+                key("name"),
+                format!(
+                    "{:?} is not a registry host name, e.g. \"docker.io\"",
+                    u.name
+                ),
+            ));
+        }
+        if !names.insert(u.name.as_str()) {
+            return Err((key("name"), format!("{:?} names two upstreams", u.name)));
+        }
+        if u.prefix.parse::<crate::oci::RepositoryName>().is_err() {
+            return Err((
+                key("prefix"),
+                format!(
+                    "{:?} is not a repository name (lower-case letters, digits, '.', '_', '-', '/'), e.g. \"hub\"",
+                    u.prefix
+                ),
+            ));
+        }
+        for (j, other) in p.upstreams.iter().enumerate().take(i) {
+            let nested = |a: &str, b: &str| a == b || a.starts_with(&format!("{b}/"));
+            if nested(&u.prefix, &other.prefix) || nested(&other.prefix, &u.prefix) {
+                return Err((
+                    key("prefix"),
+                    format!(
+                        "{:?} overlaps proxy.upstreams[{j}].prefix {:?}; each upstream needs its own prefix",
+                        u.prefix, other.prefix
+                    ),
+                ));
+            }
+        }
+        if u.password_file.is_some() && u.username.is_none() {
+            return Err((
+                key("username"),
+                "password_file is set but username is not; set both, or neither for anonymous pulls".into(),
+            ));
+        }
+        if u.ca.is_some() && !u.url.tls {
+            return Err((
+                key("ca"),
+                "a CA file is only used for https:// upstreams".into(),
+            ));
+        }
+        for r in &u.realms {
+            if r.parse::<HttpUrl>().is_err() {
+                return Err((
+                    key("realms"),
+                    format!("{r:?} is not an http(s) URL, e.g. \"https://auth.docker.io/token\""),
+                ));
+            }
+        }
+        if u.tag_ttl.0.is_zero() {
+            return Err((
+                key("tag_ttl"),
+                "must be more than \"0s\" (every pull of a tag asks the upstream anyway), e.g. \"5m\"".into(),
+            ));
+        }
+        defaults += usize::from(u.default);
+        if defaults > 1 {
+            return Err((
+                key("default"),
+                "only one upstream can be the default".into(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Headers berth sets itself on a webhook request (or that would break its framing).
@@ -362,6 +440,51 @@ fn check_header(name: &str, value: &str) -> Result<(), String> {
 mod tests {
     use super::super::{Duration, NotifyEndpoint};
     use super::*;
+
+    #[test]
+    fn mirror_upstreams_are_checked_with_their_keys() {
+        let parse = |text: &str| -> Result<(), String> {
+            let cfg: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+            cfg.validate("x.toml").map_err(|e| e.to_string())
+        };
+        let one = |extra: &str| {
+            format!(
+                "[[proxy.upstreams]]\nname = \"docker.io\"\nurl = \"https://registry-1.docker.io\"\nprefix = \"hub\"\n{extra}"
+            )
+        };
+        parse(&one("")).expect("a plain upstream");
+        parse(&one("default = true\ntag_ttl = \"1m\"")).expect("a default upstream");
+        let refused = |text: String, key: &str| {
+            let e = parse(&text).expect_err("refused");
+            assert!(e.contains(key), "{key}: {e}");
+        };
+        refused(one("password_file = \"/p\""), "proxy.upstreams[0].username");
+        refused(one("tag_ttl = \"0s\""), "proxy.upstreams[0].tag_ttl");
+        refused(one("realms = [\"nope\"]"), "proxy.upstreams[0].realms");
+        refused(
+            one("ca = \"/ca.pem\"").replace("https://registry-1", "http://registry-1"),
+            "proxy.upstreams[0].ca",
+        );
+        let bad_prefix = one("").replace("\"hub\"", "\"Hub\"");
+        refused(bad_prefix, "proxy.upstreams[0].prefix");
+        let second = |name: &str, prefix: &str, extra: &str| {
+            format!(
+                "{}[[proxy.upstreams]]\nname = \"{name}\"\nurl = \"https://ghcr.io\"\nprefix = \"{prefix}\"\n{extra}",
+                one("default = true\n")
+            )
+        };
+        parse(&second("ghcr.io", "ghcr", "")).expect("two upstreams");
+        refused(second("docker.io", "ghcr", ""), "proxy.upstreams[1].name");
+        refused(second("ghcr.io", "hub/x", ""), "proxy.upstreams[1].prefix");
+        refused(
+            second("ghcr.io", "ghcr", "default = true"),
+            "proxy.upstreams[1].default",
+        );
+        assert!(
+            parse(&one("colour = 1")).is_err(),
+            "unknown keys are refused"
+        );
+    }
 
     #[test]
     fn bad_regex_is_refused_with_its_key() {

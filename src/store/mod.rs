@@ -58,6 +58,10 @@ pub enum Error {
     /// 503, and never "not found".
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// A mirrored repository's upstream cannot give what is not cached (the text names
+    /// the upstream and says why): 503.
+    #[error("{0}")]
+    Upstream(String),
 }
 
 impl Error {
