@@ -878,6 +878,30 @@ async fn primitives<M: Medium>(m: &M) -> Result<Failures, Error> {
         "an exclusive lock was not had after try_lock's holder let go"
     );
     drop(waited);
+    // Waiters cancelled at any point (a client that hangs up while its request waits for
+    // the lock) leave nothing behind that keeps the next one out.
+    let held = one.lock_exclusive(p("prim/lock")).await?;
+    for ms in [0u64, 1, 2, 5, 10, 20, 40] {
+        let _ = tokio::time::timeout(
+            Duration::from_millis(ms),
+            other.lock_exclusive(p("prim/lock")),
+        )
+        .await;
+        let _ = tokio::time::timeout(Duration::from_millis(ms), other.lock_shared(p("prim/lock")))
+            .await;
+    }
+    drop(held);
+    let after_cancels = tokio::time::timeout(
+        Duration::from_secs(10),
+        other.lock_exclusive(p("prim/lock")),
+    )
+    .await;
+    check!(
+        f,
+        matches!(after_cancels, Ok(Ok(_))),
+        "an exclusive lock was not had after cancelled waiters gave up"
+    );
+    drop(after_cancels);
 
     one.create_upload(
         p("prim/up/data"),

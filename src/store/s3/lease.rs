@@ -47,28 +47,34 @@ impl Drop for Lease {
         if let Some(t) = self.renew.take() {
             t.abort();
         }
-        let wire = self.wire.clone();
         let key = std::mem::take(&mut self.key);
         if key.is_empty() {
             return;
         }
         tracing::debug!(%key, "lease dropped");
-        // Deleting is best effort: an undeleted lease expires by itself.
+        // Deleting is best effort: an undeleted lease expires by itself. The guard may be
+        // dropped while its own write (the announce, a renewal) is still on the wire, which
+        // the store could apply after a first delete; a second delete a moment later takes
+        // that one too, so a cancelled waiter does not block the lock for a whole LEASE.
+        let wire = self.wire.clone();
         self.handle.spawn(async move {
+            let _ = wire.delete(&key).await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
             let _ = wire.delete(&key).await;
         });
     }
 }
 
 impl Lease {
-    /// Lets go now (a withdrawal: the next scan must not see it).
+    /// Lets go now (a withdrawal: the next scan must not see it). Cancel-safe: if the
+    /// caller is dropped mid-delete, the guard's drop deletes again.
     pub(crate) async fn release(mut self) {
         if let Some(t) = self.renew.take() {
             t.abort();
         }
-        let key = std::mem::take(&mut self.key);
-        let _ = self.wire.delete(&key).await;
-        tracing::debug!(%key, "lease released");
+        let _ = self.wire.delete(&self.key).await;
+        tracing::debug!(key = %self.key, "lease released");
+        self.key.clear();
     }
 }
 
@@ -80,24 +86,27 @@ fn live(modified: Option<SystemTime>) -> bool {
     modified.is_some_and(|m| m + LEASE >= SystemTime::now())
 }
 
-/// Writes a lease at `key` and starts renewing it.
+/// Writes a lease at `key` and starts renewing it. The guard exists before the write, so
+/// a caller cancelled mid-write (a client that hung up while waiting for the lock) still
+/// deletes what may have been written rather than leave it to block others for a LEASE.
 async fn announce(wire: &Arc<Wire>, key: String) -> Result<Lease, Error> {
-    wire.put(&key, Bytes::from_static(b"lease")).await?;
-    tracing::debug!(%key, "lease announced");
     let handle = tokio::runtime::Handle::current();
-    let (w, k) = (wire.clone(), key.clone());
-    let renew = handle.spawn(async move {
+    let mut lease = Lease {
+        wire: wire.clone(),
+        key,
+        renew: None,
+        handle: handle.clone(),
+    };
+    wire.put(&lease.key, Bytes::from_static(b"lease")).await?;
+    tracing::debug!(key = %lease.key, "lease announced");
+    let (w, k) = (wire.clone(), lease.key.clone());
+    lease.renew = Some(handle.spawn(async move {
         loop {
             tokio::time::sleep(RENEW).await;
             let _ = w.put(&k, Bytes::from_static(b"lease")).await;
         }
-    });
-    Ok(Lease {
-        wire: wire.clone(),
-        key,
-        renew: Some(renew),
-        handle,
-    })
+    }));
+    Ok(lease)
 }
 
 /// Live leases under `prefix` other than `mine`.
