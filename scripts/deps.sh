@@ -2,7 +2,8 @@
 # Installs what building, testing and benchmarking berth needs on a fresh Debian 12 machine, and only
 # what is missing: cmake (pingora's zlib-ng build), and the real clients the end-to-end
 # suites drive (skopeo, podman with runc, umoci, curl) plus the reference registry
-# (docker-registry), and haproxy (the load balancer of the replica suite). Garage is
+# (docker-registry), haproxy (the load balancer of the replica suite) and containerd (a
+# client of the mirror suite). Garage is
 # scripts/install-garage.sh.
 set -euo pipefail
 
@@ -10,7 +11,8 @@ need=()
 for pair in cmake:cmake skopeo:skopeo podman:podman umoci:umoci docker-registry:docker-registry \
             curl:curl python3:python3 openssl:openssl pebble:pebble htpasswd:apache2-utils \
             lintian:lintian rpm:rpm dpkg-shlibdeps:dpkg-dev strip:binutils \
-            wrk:wrk hey:hey h2load:nghttp2-client nginx:nginx runc:runc haproxy:haproxy; do
+            wrk:wrk hey:hey h2load:nghttp2-client nginx:nginx runc:runc haproxy:haproxy \
+            containerd:containerd; do
   cmd=${pair%%:*} pkg=${pair##*:}
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done

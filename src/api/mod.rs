@@ -223,8 +223,14 @@ impl Registry {
                 )),
             };
         }
-        let read = ctx.req.method == http::Method::GET || ctx.req.method == http::Method::HEAD;
-        if !read || m.is_mirrored(n) || matches!(e, Endpoint::Repository(_)) {
+        // Reads only; and not a blob HEAD: that is how a push asks what it need not send,
+        // and a push of a new un-prefixed repository stays local.
+        let read = match e {
+            Endpoint::Blob(..) => ctx.req.method == http::Method::GET,
+            Endpoint::Repository(_) => false,
+            _ => ctx.req.method == http::Method::GET || ctx.req.method == http::Method::HEAD,
+        };
+        if !read || m.is_mirrored(n) {
             return Ok(e);
         }
         match m.by_default(n) {
