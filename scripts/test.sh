@@ -112,6 +112,7 @@ BERTH_DEB=$BERTH_DEB BERTH_RPM=$BERTH_RPM BERTH_OCI=$BERTH_OCI \
   bash tests/e2e/run-all.sh packaging upgrade image
 echo "== benchmark smoke run (--quick, release build; ratios reported, not asserted)"
 bash bench/run.sh --quick --berth "$PWD/target/release/berth"
+bash bench/mirror.sh --quick --berth "$PWD/target/release/berth"
 if [ -n "$fuzz_pid" ]; then
   echo "== fuzz (started in the background)"
   fuzz_status=0
