@@ -59,8 +59,10 @@ impl Drop for Lease {
         let wire = self.wire.clone();
         self.handle.spawn(async move {
             let _ = wire.delete(&key).await;
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            let _ = wire.delete(&key).await;
+            for later in [1, 4] {
+                tokio::time::sleep(Duration::from_secs(later)).await;
+                let _ = wire.delete(&key).await;
+            }
         });
     }
 }
@@ -111,16 +113,34 @@ async fn announce(wire: &Arc<Wire>, key: String) -> Result<Lease, Error> {
 
 /// Live leases under `prefix` other than `mine`.
 async fn others(wire: &Wire, prefix: &str, mine: &str) -> Result<usize, Error> {
+    Ok(live_others(wire, prefix, mine).await?.len())
+}
+
+/// The live leases under `prefix` other than `mine`, each as "key (age)": what a waiter
+/// that gives up names.
+async fn live_others(wire: &Wire, prefix: &str, mine: &str) -> Result<Vec<String>, Error> {
     let (objects, _) = wire.list(prefix, None, None).await?;
+    let now = SystemTime::now();
     Ok(objects
         .iter()
         .filter(|o| o.key != mine && live(o.last_modified))
-        .count())
+        .map(|o| {
+            let age = o
+                .last_modified
+                .and_then(|m| now.duration_since(m).ok())
+                .unwrap_or_default();
+            format!("{} ({} ms old)", o.key, age.as_millis())
+        })
+        .collect())
 }
 
-fn pause() -> Duration {
+/// The pause before attempt `n` after contenders saw each other: random, and growing, so
+/// two replicas whose announce-and-scan takes longer than the first pauses (a loaded
+/// store) do not keep withdrawing in step.
+fn pause(n: u32) -> Duration {
     use rand::Rng;
-    Duration::from_millis(rand::thread_rng().gen_range(20..200))
+    let top = 200u64 << n.min(3);
+    Duration::from_millis(rand::thread_rng().gen_range(20..top))
 }
 
 /// An exclusive lease under `base` if no one else holds one (or waits for shared holders).
@@ -137,16 +157,22 @@ pub(crate) async fn try_exclusive(wire: &Arc<Wire>, base: &str) -> Result<Option
 /// An exclusive lock: first the only exclusive lease, then no live shared one.
 pub(crate) async fn exclusive(wire: &Arc<Wire>, base: &str) -> Result<Lease, Error> {
     let started = std::time::Instant::now();
+    let mut attempt = 0;
     let lease = loop {
         if let Some(l) = try_exclusive(wire, base).await? {
             break l;
         }
-        give_up(started, base)?;
-        tokio::time::sleep(pause()).await;
+        if let Err(e) = give_up(started, base) {
+            return Err(gave_up(wire, base, e).await);
+        }
+        tokio::time::sleep(pause(attempt)).await;
+        attempt += 1;
     };
     let shared = format!("{base}/s-");
     while others(wire, &shared, "").await? > 0 {
-        give_up(started, base)?;
+        if let Err(e) = give_up(started, base) {
+            return Err(gave_up(wire, base, e).await);
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(lease)
@@ -156,14 +182,18 @@ pub(crate) async fn exclusive(wire: &Arc<Wire>, base: &str) -> Result<Lease, Err
 pub(crate) async fn shared(wire: &Arc<Wire>, base: &str) -> Result<Lease, Error> {
     let started = std::time::Instant::now();
     let excl = format!("{base}/x-");
+    let mut attempt = 0;
     loop {
         let lease = announce(wire, format!("{base}/s-{}", token())).await?;
         if others(wire, &excl, "").await? == 0 {
             return Ok(lease);
         }
         lease.release().await;
-        give_up(started, base)?;
-        tokio::time::sleep(pause()).await;
+        if let Err(e) = give_up(started, base) {
+            return Err(gave_up(wire, base, e).await);
+        }
+        tokio::time::sleep(pause(attempt)).await;
+        attempt += 1;
     }
 }
 
@@ -174,4 +204,20 @@ fn give_up(started: std::time::Instant, base: &str) -> Result<(), Error> {
         )));
     }
     Ok(())
+}
+
+/// The error of a waiter that gave up, naming the leases it last saw (diagnostics only).
+async fn gave_up(wire: &Wire, base: &str, e: Error) -> Error {
+    let mut seen = Vec::new();
+    for kind in ["x-", "s-"] {
+        if let Ok(l) = live_others(wire, &format!("{base}/{kind}"), "").await {
+            seen.extend(l);
+        }
+    }
+    match e {
+        Error::Unavailable(m) => {
+            Error::Unavailable(format!("{m}; live leases: [{}]", seen.join(", ")))
+        }
+        e => e,
+    }
 }
