@@ -5,19 +5,20 @@
 //! storage seam) → [`store::Store`] (the distribution layout on a filesystem). [`oci`]
 //! holds the spec's nouns; [`config`] reads `appliance.toml`; [`body`] is the contract
 //! between the front door and the handlers; [`upstream`] is the one client for other HTTP
-//! servers (webhook endpoints today) and what they answer (`WWW-Authenticate`
-//! challenges); `oci_layout` reads OCI image layouts (`oci-layout`, `index.json`).
+//! servers (webhook endpoints, ACME, S3, upstream registries) and what they answer
+//! (`WWW-Authenticate` challenges); `oci_layout` reads OCI image layouts (`oci-layout`, `index.json`).
 //!
-//! Dependency rules (checked in review):
-//! - `oci`, `body`, `config`, `timestamp`, `retry` and `metrics` are leaves;
-//!   `oci_layout` uses `oci` only. The module graph has no cycle: `frontdoor` → `api` →
-//!   `auth` → `tls` → `store` → `body`; `notify` → `upstream` → `tls`; `api` → `mirror` →
-//!   `store`, `upstream` (the pull-through cache: a `Content` over the local store).
-//! - `config` imports no other module of berth; every subsystem takes its (already
-//!   parsed) values from it.
+//! Dependency rules (the module graph and the leaves are checked by
+//! `tests/module_graph.rs`, the rest in review):
+//! - `oci`, `body`, `config`, `timestamp`, `retry`, `metrics` and `pem` are leaves (they
+//!   import only each other); `oci_layout` uses `oci` only; `upstream` uses leaves only.
+//!   The module graph has no cycle: `frontdoor` → `api` → `auth` → `tls` → `store` →
+//!   `upstream` → `pem`; `notify` → `store`, `upstream`; `api` → `mirror` → `store`,
+//!   `upstream` (the pull-through cache: a `Content` over the local store).
 //! - `api` reaches storage only through `store::Content`; it never names `store::fs`,
 //!   a path or a file.
-//! - `store` never sees `http` types; only `store` touches the registry's disk.
+//! - `store`'s traits (`Content`, `Driver`) name no `http` type (the S3 driver speaks HTTP
+//!   through `upstream` inside `store/s3/`); only `store` touches the registry's disk.
 //! - `frontdoor` knows handlers by their `http` types and `body::Body`; of the store it
 //!   sees only the open-file types of the zero-copy path (`BlobFile`, in `sendfile.rs`)
 //!   and, for the admin listener, `Content`.
@@ -26,8 +27,7 @@
 //! - `store::Store` and the collector reach the medium only through `store::Driver`; a
 //!   new medium passes `store/suite.rs`.
 //! - `config` is a leaf: it imports no other module of the crate but the leaves
-//!   (`oci`, `timestamp`).
-
+//!   (`oci`, `timestamp`); every subsystem takes its (already parsed) values from it.
 //! - Outbound HTTP goes through `upstream::Client` (TLS always verified, redirects never
 //!   followed); `upstream` knows nothing of the registry.
 //! - `fuzzing` is the one door the fuzz crate (`fuzz/`) has to the parsers, which stay
@@ -49,6 +49,7 @@ pub mod mirror;
 pub mod notify;
 pub mod oci;
 pub(crate) mod oci_layout;
+pub(crate) mod pem;
 pub(crate) mod retry;
 pub mod store;
 pub mod timestamp;

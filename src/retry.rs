@@ -1,6 +1,7 @@
 //! How long to wait before trying again after failures in a row: the one backoff that the
-//! ACME client and the notification sender share, with jitter so that many registries (or
-//! many endpoints) that failed together do not all come back at the same instant.
+//! ACME client, the notification sender, the S3 requests and the S3 lock contenders share,
+//! with jitter so that many registries (or many endpoints) that failed together do not all
+//! come back at the same instant.
 
 use std::ops::Range;
 use std::time::Duration;

@@ -209,7 +209,7 @@ impl KeySet {
     /// reference registry computes it, or by `x5c`), or they are the roots an `x5c`
     /// chain must lead to.
     pub fn add_cert_bundle(&mut self, path: &Path) -> Result<(), String> {
-        let certs = crate::tls::material::read_certs(path).map_err(|e| e.to_string())?;
+        let certs = crate::pem::read_certs(path).map_err(|e| e.to_string())?;
         for der in certs {
             let (_, cert) = X509Certificate::from_der(der.as_ref())
                 .map_err(|e| format!("{}: a certificate does not parse: {e}", path.display()))?;

@@ -23,6 +23,17 @@ pub enum TlsError {
     Invalid(String),
 }
 
+impl From<crate::pem::PemError> for TlsError {
+    fn from(e: crate::pem::PemError) -> Self {
+        TlsError::File {
+            path: e.path,
+            message: e.message,
+        }
+    }
+}
+
+pub(crate) use crate::pem::read_certs;
+
 fn file_err(path: &Path, message: impl Into<String>) -> TlsError {
     TlsError::File {
         path: path.to_owned(),
@@ -216,24 +227,6 @@ pub(crate) fn trusted_root_subjects(extra: Option<&Path>) -> Result<Vec<Vec<u8>>
         }
     }
     Ok(out)
-}
-
-pub(crate) fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let bytes = std::fs::read(path).map_err(|e| file_err(path, format!("cannot read: {e}")))?;
-    let certs = CertificateDer::pem_slice_iter(&bytes)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| file_err(path, format!("not valid PEM: {e}")))?;
-    if certs.is_empty() {
-        return Err(file_err(
-            path,
-            "no PEM certificate found (expected -----BEGIN CERTIFICATE-----)",
-        ));
-    }
-    for c in &certs {
-        X509Certificate::from_der(c.as_ref())
-            .map_err(|e| file_err(path, format!("a certificate does not parse: {e}")))?;
-    }
-    Ok(certs)
 }
 
 fn parse<'a>(c: &'a CertificateDer<'_>) -> Result<X509Certificate<'a>, TlsError> {

@@ -22,7 +22,7 @@
 //! `block_on`, a connection the server closed while idle is noticed only once the next
 //! request is written to it, and that request fails with [`ClientError::Closed`].
 
-use crate::tls::material::TlsError;
+use crate::pem::PemError;
 use bytes::Bytes;
 use http::header::{HeaderValue, USER_AGENT};
 use http::{HeaderMap, Request, StatusCode, Uri, Version};
@@ -112,7 +112,7 @@ pub enum ClientError {
     NoRoots,
     /// The CA file cannot be read, is not PEM, or holds no certificate.
     #[error(transparent)]
-    CaFile(#[from] TlsError),
+    CaFile(#[from] PemError),
     #[error("{path}: not a CA certificate: {source}")]
     NotACa {
         path: PathBuf,
@@ -437,7 +437,7 @@ fn tls_config(roots: &Roots) -> Result<rustls::ClientConfig, ClientError> {
         }
     }
     if let Some(path) = file {
-        for c in crate::tls::material::read_certs(path)? {
+        for c in crate::pem::read_certs(path)? {
             store.add(c).map_err(|source| ClientError::NotACa {
                 path: path.clone(),
                 source,

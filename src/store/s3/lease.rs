@@ -138,9 +138,9 @@ async fn live_others(wire: &Wire, prefix: &str, mine: &str) -> Result<Vec<String
 /// two replicas whose announce-and-scan takes longer than the first pauses (a loaded
 /// store) do not keep withdrawing in step.
 fn pause(n: u32) -> Duration {
-    use rand::Rng;
-    let top = 200u64 << n.min(3);
-    Duration::from_millis(rand::thread_rng().gen_range(20..top))
+    crate::retry::Backoff::new(Duration::from_millis(200), Duration::from_millis(1600))
+        .jitter(0.1..1.0)
+        .wait(n.saturating_add(1))
 }
 
 /// An exclusive lease under `base` if no one else holds one (or waits for shared holders).
@@ -219,5 +219,24 @@ async fn gave_up(wire: &Wire, base: &str, e: Error) -> Error {
             Error::Unavailable(format!("{m}; live leases: [{}]", seen.join(", ")))
         }
         e => e,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pause;
+    use std::time::Duration;
+
+    #[test]
+    fn contenders_pause_longer_the_more_they_collide() {
+        let ms = Duration::from_millis;
+        for n in 0..50 {
+            let p = pause(n);
+            assert!(p >= ms(20), "{n}: {p:?}");
+            assert!(p <= ms(1600), "{n}: {p:?}");
+        }
+        assert!((0..50).all(|_| pause(0) <= ms(200)));
+        // From the fourth collision on, some pauses exceed the first ones' ceiling.
+        assert!((0..200).any(|_| pause(3) > ms(400)));
     }
 }

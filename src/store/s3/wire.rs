@@ -83,11 +83,11 @@ pub(crate) fn broken(key: &str) -> bool {
         .any(|b| key.starts_with(b.as_str()))
 }
 
-/// The retry schedule: full jitter over 50 ms doubling to at most 2 s.
+/// The retry schedule: 100 ms doubling to at most 2 s, each wait between half and all of it.
 fn backoff(attempt: u32) -> Duration {
-    use rand::Rng;
-    let cap = 50u64.saturating_mul(1 << attempt.min(6)).min(2000);
-    Duration::from_millis(rand::thread_rng().gen_range(cap / 2..=cap))
+    crate::retry::Backoff::new(Duration::from_millis(100), Duration::from_secs(2))
+        .jitter(0.5..1.0)
+        .wait(attempt)
 }
 
 /// An S3 error answer's `<Code>`, if it has one.
