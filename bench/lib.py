@@ -37,13 +37,14 @@ OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
 # The contenders, in column order, and the ratio columns: (numerator, denominator).
 CONTENDERS = [
     ("berth", "berth"),
+    ("berth_base", "berth baseline"),
     ("registry", "registry"),
     ("berth_tls", "berth TLS"),
     ("nginx_registry", "nginx+registry TLS"),
     ("berth_s3", "berth on Garage"),
     ("registry_s3", "registry s3 on Garage"),
 ]
-RATIOS = [("berth", "registry"), ("berth_tls", "nginx_registry"), ("berth_s3", "registry_s3")]
+RATIOS = [("berth", "berth_base"), ("berth", "registry"), ("berth_tls", "nginx_registry"), ("berth_s3", "registry_s3")]
 
 # Every row of the table, in order: (metric key, label, unit, better). better is "higher",
 # "lower", or "" for figures that are information only (no ratio is meaningful).

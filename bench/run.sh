@@ -11,7 +11,11 @@
 #   registry_s3           docker-registry's s3 driver on the same cluster (redirects off,
 #                         so both serve the bytes themselves)
 #
-#   bash bench/run.sh [--quick] [--s3] [--berth PATH] [--only berth,registry,...] [--out FILE]
+#   berth_base            another berth binary (--baseline PATH), plain HTTP: an older
+#                         build beside this one, to show a change made nothing slower
+#
+#   bash bench/run.sh [--quick] [--s3] [--berth PATH] [--baseline PATH]
+#                     [--only berth,registry,...] [--out FILE]
 #
 # --s3 adds berth_s3 and registry_s3 (and Garage's own PUT/GET of the big blob with a
 # stock client, curl --aws-sigv4, as the limit they are read against); it needs garage
@@ -45,12 +49,13 @@ REPO=$(cd "$HERE/.." && pwd)
 PY=/usr/bin/python3
 LIB=("$PY" "$HERE/lib.py")
 
-QUICK=0 BERTH_BIN="" ONLY="berth,registry,berth_tls,nginx_registry" OUT=""
+QUICK=0 BERTH_BIN="" BASE_BIN="" ONLY="berth,registry,berth_tls,nginx_registry" OUT=""
 while [ $# -gt 0 ]; do
     case $1 in
         --quick) QUICK=1 ;;
         --berth) BERTH_BIN=$2; shift ;;
         --only) ONLY=$2; shift ;;
+        --baseline) BASE_BIN=$(realpath "$2"); ONLY="$ONLY,berth_base"; shift ;;
         --s3) ONLY="$ONLY,berth_s3,registry_s3" ;;
         --out) OUT=$2; shift ;;
         -h|--help) sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
@@ -59,7 +64,7 @@ while [ $# -gt 0 ]; do
     shift
 done
 for c in ${ONLY//,/ }; do
-    case $c in berth|registry|berth_tls|nginx_registry|berth_s3|registry_s3) ;;
+    case $c in berth|registry|berth_tls|nginx_registry|berth_s3|registry_s3|berth_base) ;;
         *) echo "bench: unknown contender $c" >&2; exit 2 ;; esac
 done
 wants() { [[ ",$ONLY," == *",$1,"* ]]; }
@@ -272,6 +277,16 @@ start_berth() {
     mkdir -p "$dir"
     berth_config "$dir" "\"127.0.0.1:$port\"" 'mode = "off"' > "$dir/berth.toml"
     start berth "$BERTH_BIN" serve -c "$dir/berth.toml"
+    BASE=http://127.0.0.1:$port CURL_TLS=() CA="" HEY_HOST=() ROOTS=("$PID") STORE=$dir/store
+    wait_ready "$PID" "$BASE/v2/"
+}
+
+start_berth_base() {
+    local dir=$T/berth_base port; port=$(free_port)
+    [ -x "$BASE_BIN" ] || { echo "bench: berth_base needs --baseline PATH" >&2; exit 2; }
+    mkdir -p "$dir"
+    berth_config "$dir" "\"127.0.0.1:$port\"" 'mode = "off"' > "$dir/berth.toml"
+    start berth_base "$BASE_BIN" serve -c "$dir/berth.toml"
     BASE=http://127.0.0.1:$port CURL_TLS=() CA="" HEY_HOST=() ROOTS=("$PID") STORE=$dir/store
     wait_ready "$PID" "$BASE/v2/"
 }
@@ -581,7 +596,7 @@ workload_fleet_push() {
         --repo bench/push "${PUSH_LAYERS[@]}" || true
 }
 
-for who in berth registry berth_tls nginx_registry berth_s3 registry_s3; do
+for who in berth berth_base registry berth_tls nginx_registry berth_s3 registry_s3; do
     wants "$who" || continue
     log "== $who"
     "start_$who"

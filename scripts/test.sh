@@ -113,6 +113,7 @@ BERTH_DEB=$BERTH_DEB BERTH_RPM=$BERTH_RPM BERTH_OCI=$BERTH_OCI \
 echo "== benchmark smoke run (--quick, release build; ratios reported, not asserted)"
 bash bench/run.sh --quick --berth "$PWD/target/release/berth"
 bash bench/mirror.sh --quick --berth "$PWD/target/release/berth"
+bash bench/airgap.sh --quick --berth "$PWD/target/release/berth"
 if [ -n "$fuzz_pid" ]; then
   echo "== fuzz (started in the background)"
   fuzz_status=0

@@ -14,7 +14,9 @@
 //!   import only each other); `oci_layout` uses `oci` only; `upstream` uses leaves only.
 //!   The module graph has no cycle: `frontdoor` → `api` → `auth` → `tls` → `store` →
 //!   `upstream` → `pem`; `notify` → `store`, `upstream`; `api` → `mirror` → `store`,
-//!   `upstream` (the pull-through cache: a `Content` over the local store).
+//!   `upstream` (the pull-through cache: a `Content` over the local store); `airgap` →
+//!   `api`, `store`, `oci_layout` (export reads `Content`; import is a client of
+//!   `Registry::handle`, so it checks what a push checks).
 //! - `api` reaches storage only through `store::Content`; it never names `store::fs`,
 //!   a path or a file.
 //! - `store`'s traits (`Content`, `Driver`) name no `http` type (the S3 driver speaks HTTP
@@ -36,6 +38,7 @@
 
 #![warn(unreachable_pub)]
 
+pub mod airgap;
 pub mod api;
 pub mod auth;
 pub(crate) mod body;

@@ -133,6 +133,45 @@ enum Command {
         #[arg(short, long, env = "BERTH_CONFIG", global = true)]
         config: Option<PathBuf>,
     },
+    /// Write repositories as an OCI image layout, to carry them across an air gap: a
+    /// directory, a .tar (skopeo's oci-archive:) or - for standard output. Tags are named
+    /// repo:tag in index.json. Safe while berth serves the same store.
+    Export {
+        #[arg(short, long, env = "BERTH_CONFIG")]
+        config: Option<PathBuf>,
+        /// Where to write: a directory, a file ending in .tar, or - (a tar on stdout).
+        #[arg(short, long)]
+        out: PathBuf,
+        /// repo (all its tags), repo:tag, repo@digest, or globs: team-a/*, *:v1.*
+        #[arg(required = true)]
+        selectors: Vec<String>,
+        /// Only tags matching this regular expression (of the selected repositories).
+        #[arg(long)]
+        tag_regex: Option<String>,
+        /// Leave out referrers (signatures, SBOMs) of the selected manifests.
+        #[arg(long)]
+        no_referrers: bool,
+        /// An earlier export (directory or .tar): blobs it holds are not written again.
+        #[arg(long)]
+        since: Option<PathBuf>,
+    },
+    /// Load an OCI image layout (a directory, a .tar, or - for standard input) into the
+    /// store: every blob and manifest is checked against its digest before it is stored,
+    /// tags are set last, and a re-run skips what is already stored. Safe while berth
+    /// serves and collects the same store.
+    Import {
+        #[arg(short, long, env = "BERTH_CONFIG")]
+        config: Option<PathBuf>,
+        /// The layout: a directory, a .tar file, or - (a tar on stdin).
+        path: PathBuf,
+        /// The repository for index.json entries that name only a tag (umoci, skopeo
+        /// oci:DIR:TAG) or none.
+        #[arg(long)]
+        repo: Option<String>,
+        /// Print what would be added, and its size; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Write man pages and shell completions into DIR (for packaging).
     #[command(hide = true)]
     GenAssets { dir: PathBuf },
@@ -279,6 +318,26 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         Command::GenAssets { dir } => gen_assets(&dir),
+        Command::Export {
+            config,
+            out,
+            selectors,
+            tag_regex,
+            no_referrers,
+            since,
+        } => match load(config.as_deref()) {
+            Ok(cfg) => export(cfg, out, &selectors, tag_regex, !no_referrers, since),
+            Err(code) => code,
+        },
+        Command::Import {
+            config,
+            path,
+            repo,
+            dry_run,
+        } => match load(config.as_deref()) {
+            Ok(cfg) => import(&cfg, path, repo, dry_run),
+            Err(code) => code,
+        },
         Command::Repo {
             command: RepoCommand::Rm { name },
             config,
@@ -403,6 +462,120 @@ fn repo_rm(cfg: &Config, name: &str) -> ExitCode {
             }
             Err(e) => {
                 eprintln!("berth: {e}");
+                ExitCode::from(1)
+            }
+        }
+    })
+}
+
+/// `berth export`: the selected repositories as an OCI image layout.
+fn export(
+    mut cfg: Config,
+    out: PathBuf,
+    selectors: &[String],
+    tag_regex: Option<String>,
+    referrers: bool,
+    since: Option<PathBuf>,
+) -> ExitCode {
+    use berth::airgap::{ExportOptions, ExportSelector};
+    let selectors = match selectors
+        .iter()
+        .map(|s| s.parse::<ExportSelector>())
+        .collect::<Result<Vec<_>, _>>()
+    {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("berth: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let tag_regex = match tag_regex.map(|r| regex::Regex::new(&r)).transpose() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("berth: --tag-regex: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // The bytes are read here, not handed to a client as presigned URLs.
+    cfg.storage.s3.redirect = false;
+    let to_stdout = out == std::path::Path::new("-");
+    let opts = ExportOptions {
+        out,
+        selectors,
+        tag_regex,
+        referrers,
+        since,
+    };
+    let cfg = &cfg;
+    with_store!(cfg, |store, rt| {
+        let start = std::time::Instant::now();
+        match rt.block_on(berth::airgap::export(&store, &opts)) {
+            Ok(sum) => {
+                let line = sum.line("exported", start.elapsed().as_secs_f64());
+                if to_stdout {
+                    eprintln!("{line}");
+                } else {
+                    println!("{line}");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("berth: export failed: {e}");
+                ExitCode::from(1)
+            }
+        }
+    })
+}
+
+/// `berth import`: an OCI image layout into the store, through the registry's own API code.
+fn import(cfg: &Config, path: PathBuf, repo: Option<String>, dry_run: bool) -> ExitCode {
+    use berth::airgap::ImportOptions;
+    let repo = match repo
+        .map(|r| r.parse::<berth::oci::RepositoryName>())
+        .transpose()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("berth: --repo: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if cfg.storage.read_only && !dry_run {
+        eprintln!(
+            "berth: storage.read_only is on: nothing is imported (--dry-run shows what would be)"
+        );
+        return ExitCode::from(1);
+    }
+    let opts = ImportOptions {
+        path,
+        repo,
+        dry_run,
+        spool_dir: cfg.state.dir.clone(),
+        manifest_max: cfg.limits.manifest_max.0,
+    };
+    with_store!(cfg, |store, rt| {
+        let registry = match Registry::new(cfg, Arc::new(store)) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("berth: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let start = std::time::Instant::now();
+        match rt.block_on(berth::airgap::import(&registry, &opts)) {
+            Ok(sum) if dry_run => {
+                println!(
+                    "{}",
+                    sum.line("would import", start.elapsed().as_secs_f64())
+                );
+                ExitCode::SUCCESS
+            }
+            Ok(sum) => {
+                println!("{}", sum.line("imported", start.elapsed().as_secs_f64()));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("berth: import failed: {e}");
                 ExitCode::from(1)
             }
         }

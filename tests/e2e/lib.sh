@@ -381,6 +381,31 @@ make_image() {
     fi
 }
 
+# make_index LAYOUT NAME REF:ARCH...: adds to the OCI layout LAYOUT an image index tagged
+# NAME whose children are the manifests tagged REF, each with platform linux/ARCH.
+make_index() {
+    "$PY" - "$@" <<'EOF'
+import hashlib, json, sys
+L, name, children = sys.argv[1], sys.argv[2], sys.argv[3:]
+idx = json.load(open(f"{L}/index.json"))
+byref = {m.get("annotations", {}).get("org.opencontainers.image.ref.name"): m for m in idx["manifests"]}
+man = []
+for child in children:
+    ref, arch = child.split(":")
+    d = dict(byref[ref]); d.pop("annotations", None)
+    d["platform"] = {"architecture": arch, "os": "linux"}
+    man.append(d)
+body = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                   "manifests": man}).encode()
+h = hashlib.sha256(body).hexdigest()
+open(f"{L}/blobs/sha256/{h}", "wb").write(body)
+idx["manifests"].append({"mediaType": "application/vnd.oci.image.index.v1+json",
+    "digest": f"sha256:{h}", "size": len(body),
+    "annotations": {"org.opencontainers.image.ref.name": name}})
+json.dump(idx, open(f"{L}/index.json", "w"))
+EOF
+}
+
 # layout_manifest LAYOUT TAG: digest of TAG's manifest in an OCI layout.
 layout_manifest() {
     "$PY" - "$1" "$2" <<'EOF'

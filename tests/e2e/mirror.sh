@@ -75,25 +75,7 @@ L=$T/layout
 make_image "$L" v1 "mirror v1" && make_image "$L" v2 "mirror v2" &&
     make_image "$L" amd "multi amd64" amd64 && make_image "$L" arm "multi arm64" arm64 &&
     make_image "$L" many "mirror many" || bail "umoci"
-"$PY" - "$L" <<'EOF' || bail "index"
-import hashlib, json
-L = __import__("sys").argv[1]
-idx = json.load(open(f"{L}/index.json"))
-byref = {m["annotations"]["org.opencontainers.image.ref.name"]: m for m in idx["manifests"]}
-man = []
-for ref, arch in (("amd", "amd64"), ("arm", "arm64")):
-    d = dict(byref[ref]); d.pop("annotations", None)
-    d["platform"] = {"architecture": arch, "os": "linux"}
-    man.append(d)
-body = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-                   "manifests": man}).encode()
-h = hashlib.sha256(body).hexdigest()
-open(f"{L}/blobs/sha256/{h}", "wb").write(body)
-idx["manifests"].append({"mediaType": "application/vnd.oci.image.index.v1+json",
-    "digest": f"sha256:{h}", "size": len(body),
-    "annotations": {"org.opencontainers.image.ref.name": "multi"}})
-json.dump(idx, open(f"{L}/index.json", "w"))
-EOF
+make_index "$L" multi amd:amd64 arm:arm64 || bail "index"
 push_up() { # LAYOUT_TAG DEST [--all]
     "${SKOPEO[@]}" copy -q ${3:-} "${UPCREDS[@]}" "oci:$L:$1" "docker://$UP/$2" >"$T/push.out" 2>&1 ||
         { sed 's/^/# /' "$T/push.out"; return 1; }

@@ -193,25 +193,7 @@ wait "$R4_PID" 2>/dev/null
 # ---------------------------------------------------------------- b. multi-arch
 M=$T/multi
 make_image "$M" amd "multi amd64" amd64 && make_image "$M" arm "multi arm64" arm64 || bail "umoci"
-"$PY" - "$M" <<'EOF' || bail "index"
-import hashlib, json, os, sys
-L = sys.argv[1]
-idx = json.load(open(f"{L}/index.json"))
-byref = {m["annotations"]["org.opencontainers.image.ref.name"]: m for m in idx["manifests"]}
-man = []
-for ref, arch in (("amd", "amd64"), ("arm", "arm64")):
-    d = dict(byref[ref]); d.pop("annotations", None)
-    d["platform"] = {"architecture": arch, "os": "linux"}
-    man.append(d)
-body = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-                   "manifests": man}).encode()
-h = hashlib.sha256(body).hexdigest()
-open(f"{L}/blobs/sha256/{h}", "wb").write(body)
-idx["manifests"].append({"mediaType": "application/vnd.oci.image.index.v1+json",
-    "digest": f"sha256:{h}", "size": len(body),
-    "annotations": {"org.opencontainers.image.ref.name": "multi"}})
-json.dump(idx, open(f"{L}/index.json", "w"))
-EOF
+make_index "$M" multi amd:amd64 arm:arm64 || bail "index"
 if "${SKOPEO[@]}" copy -q --all --dest-tls-verify=false "oci:$M:multi" "docker://$LB/e2e/multi:multi" >"$T/b.out" 2>&1; then
     pass "b: skopeo push of a multi-arch index through the load balancer"
 else
