@@ -14,7 +14,7 @@
 SUITE=airgap
 . "$(dirname "$0")/lib.sh"
 ensure_tools || bail "tools missing"
-E2E_TOOLS=(unshare:util-linux) ensure_tools || bail "unshare is installed"
+E2E_TOOLS=(unshare:util-linux script:bsdutils tar:tar) ensure_tools || bail "unshare, script and tar are installed"
 
 # berth_cli STORE ARGS...: a berth command on the store STORE (its state beside it).
 berth_cli() {
@@ -148,6 +148,15 @@ check "the multi-arch children are in the layout" test -s "$(layout_blob "$X" "$
 berth_cli "$A" export --out "$X.tar" 'app/*' >/dev/null 2>"$T/export-tar.err" ||
     fail "export to a .tar" "$(tail -n 2 "$T/export-tar.err" | tr '\n' ' ')"
 check_match "the .tar is a tar of the layout" "index.json" "$(tar -tf "$X.tar" 2>&1 | tr '\n' ' ')"
+berth_cli "$A" export --out "$T/xg" --no-referrers 'app/*:v1*' >/dev/null 2>&1 ||
+    fail "export of a tag glob"
+check_eq "a tag glob selects the matching tags of every matching repository" \
+    "app/foreign:v1 app/web:v1 app/web:v1.1" \
+    "$(json_get "$T/xg/index.json" '" ".join(sorted(m["annotations"].get("org.opencontainers.image.ref.name","-") for m in d["manifests"]))')"
+check "--no-referrers leaves the signature out" test ! -e "$(layout_blob "$T/xg" "$D_SIG")"
+berth_cli "$A" export --out "$T/xr" --tag-regex '^v1\.1$' app/web >/dev/null 2>&1 || fail "export with --tag-regex"
+check_eq "--tag-regex narrows a repository's tags" "app/web:v1.1" \
+    "$(json_get "$T/xr/index.json" '" ".join(m["annotations"].get("org.opencontainers.image.ref.name","") for m in d["manifests"] if "org.opencontainers.image.ref.name" in m["annotations"])')"
 check_match "a bad selector is refused naming it" "selector \"Bad/Name\"" \
     "$(berth_cli "$A" export --out "$T/no" Bad/Name 2>&1)"
 check_match "a selector matching nothing is refused" "matches no repository" \
@@ -164,6 +173,10 @@ check_match "import prints a summary" "imported 3 repositories, 4 tags" "$(cat "
 check_match "without a terminal, progress is a line per blob" "^import: app/" "$(head -n 1 "$T/import.err")"
 check_eq "the imported tags are the exported ones" "$(tags_of "$A" | grep '^app/')" "$(tags_of "$B")"
 isolated "$B" import "$X" >"$T/import2.out" 2>&1
+# On a terminal (script(1) gives it a pty) progress is one line redrawn in place.
+script -qec "env BERTH__STORAGE__ROOT='$T/tty' BERTH__STATE__DIR='$T/tty.state' '$BERTH_BIN' import '$X'" /dev/null >"$T/tty.out" 2>&1
+check_match "on a terminal, progress redraws one line with the rate and time left" \
+    $'\r.*import: [0-9]+/[0-9]+ items, .* of .*/s, ETA' "$(cat "$T/tty.out")"
 check_match "a second import writes nothing" "; 0 blobs written" "$(cat "$T/import2.out")"
 
 start_berth "$B" || bail "berth B starts"
