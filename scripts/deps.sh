@@ -3,7 +3,8 @@
 # what is missing: cmake (pingora's zlib-ng build), and the real clients the end-to-end
 # suites drive (skopeo, podman with runc, umoci, curl) plus the reference registry
 # (docker-registry), haproxy (the load balancer of the replica suite) and containerd (a
-# client of the mirror suite). Garage is
+# client of the mirror suite), chromium with node and npm (the browser of the ui suite;
+# playwright-core comes from npm when the suite runs). Garage is
 # scripts/install-garage.sh.
 set -euo pipefail
 
@@ -12,7 +13,7 @@ for pair in cmake:cmake skopeo:skopeo podman:podman umoci:umoci docker-registry:
             curl:curl python3:python3 openssl:openssl pebble:pebble htpasswd:apache2-utils \
             lintian:lintian rpm:rpm dpkg-shlibdeps:dpkg-dev strip:binutils \
             wrk:wrk hey:hey h2load:nghttp2-client nginx:nginx runc:runc haproxy:haproxy \
-            containerd:containerd; do
+            containerd:containerd chromium:chromium node:nodejs npm:npm; do
   cmd=${pair%%:*} pkg=${pair##*:}
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done

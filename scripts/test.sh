@@ -114,6 +114,7 @@ echo "== benchmark smoke run (--quick, release build; ratios reported, not asser
 bash bench/run.sh --quick --berth "$PWD/target/release/berth"
 bash bench/mirror.sh --quick --berth "$PWD/target/release/berth"
 bash bench/airgap.sh --quick --berth "$PWD/target/release/berth"
+bash bench/ui.sh --quick --berth "$PWD/target/release/berth"
 if [ -n "$fuzz_pid" ]; then
   echo "== fuzz (started in the background)"
   fuzz_status=0

@@ -16,7 +16,8 @@
 //!   `upstream` → `pem`; `notify` → `store`, `upstream`; `api` → `mirror` → `store`,
 //!   `upstream` (the pull-through cache: a `Content` over the local store); `airgap` →
 //!   `api`, `store`, `oci_layout` (export reads `Content`; import is a client of
-//!   `Registry::handle`, so it checks what a push checks).
+//!   `Registry::handle`, so it checks what a push checks); `api` → `ui` → `store`, `auth`
+//!   (the web UI renders from `Content` and hands deletes back to the API).
 //! - `api` reaches storage only through `store::Content`; it never names `store::fs`,
 //!   a path or a file.
 //! - `store`'s traits (`Content`, `Driver`) name no `http` type (the S3 driver speaks HTTP
@@ -57,6 +58,7 @@ pub(crate) mod retry;
 pub mod store;
 pub mod timestamp;
 pub mod tls;
+pub(crate) mod ui;
 pub mod upstream;
 
 /// Runs `task` on a thread of its own with a single-threaded tokio runtime: the

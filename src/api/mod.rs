@@ -102,6 +102,7 @@ pub struct Registry {
     auth: Option<Arc<Auth>>,
     notifier: Option<Arc<crate::notify::Notifier>>,
     mirror: Option<Arc<crate::mirror::Mirror>>,
+    ui: Option<crate::ui::Ui>,
 }
 
 type Result<T> = std::result::Result<T, ApiError>;
@@ -132,6 +133,7 @@ impl Registry {
             auth: None,
             notifier: None,
             mirror: None,
+            ui: config.ui.enabled.then(|| crate::ui::Ui::new(config)),
         })
     }
 
@@ -253,6 +255,9 @@ impl Registry {
         req: &http::request::Parts,
         body: &mut dyn RequestBody,
     ) -> Response<Body> {
+        if let Some(ui) = self.ui.as_ref().filter(|_| crate::ui::wants(req)) {
+            return self.ui_request(ui, req, body).await;
+        }
         let ctx = Ctx::new(req);
         let endpoint = match Endpoint::parse(req.uri.path()) {
             Ok(e) => self.mirror_route(e, &ctx).await,
@@ -331,6 +336,93 @@ impl Registry {
             absolutize_location(&mut resp, base);
         }
         stamp(&mut resp, is_v2);
+        resp
+    }
+
+    /// A request of the web UI. Its deletes run here, through the same handlers, rights,
+    /// read-only and mirror checks and events as a client's DELETE.
+    async fn ui_request(
+        &self,
+        ui: &crate::ui::Ui,
+        req: &http::request::Parts,
+        body: &mut dyn RequestBody,
+    ) -> Response<Body> {
+        use crate::ui::{Answer as UiAnswer, Deletion};
+        let ctx = Ctx::new(req);
+        let registry = match req.extensions.get::<ExternalBase>() {
+            Some(ExternalBase(b)) => b
+                .split_once("://")
+                .map(|(_, h)| h)
+                .unwrap_or(b)
+                .trim_end_matches('/')
+                .to_owned(),
+            None => req
+                .headers
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("localhost")
+                .to_owned(),
+        };
+        let view = crate::ui::View {
+            store: &*self.store,
+            auth: self.auth.as_deref(),
+            delete_enabled: self.delete_enabled,
+            tls: ctx.transport.tls,
+            registry,
+            secure: ctx.transport.secure,
+            client: &ctx.transport.client,
+        };
+        let (mut resp, user) = match ui.handle(&view, req, body).await {
+            UiAnswer::Page(r) => (r, None),
+            UiAnswer::Delete {
+                user,
+                repo,
+                what,
+                back,
+            } => {
+                let endpoint = match what {
+                    Deletion::Tag(t) => Endpoint::Manifest(repo.clone(), Reference::Tag(t)),
+                    Deletion::Manifest(d) => Endpoint::Manifest(repo.clone(), Reference::Digest(d)),
+                    Deletion::Repository => Endpoint::Repository(repo.clone()),
+                };
+                let op = Operation::of(endpoint, &http::Method::DELETE);
+                let caller = match &self.auth {
+                    None => Caller::Open,
+                    Some(a) => Caller::Checked(a, user.clone()),
+                };
+                let allowed = match (&self.auth, op.need()) {
+                    (None, _) => true,
+                    (Some(a), gate::Need::Repository(r, action)) => {
+                        a.allowed(user.as_deref(), r, action)
+                    }
+                    (Some(_), _) => false,
+                };
+                let mirrored = self.mirror.as_ref().is_some_and(|m| m.is_mirrored(&repo));
+                let resp = if !allowed || mirrored || self.store.read_only() {
+                    text(StatusCode::FORBIDDEN, "not allowed here\n")
+                } else {
+                    match self.dispatch(&op, &ctx, &mut FullBody(None), &caller).await {
+                        Ok(Answer { happened, .. }) => {
+                            let events = happened.map(|h| self.events_of(h));
+                            if let Some(events) = events.filter(|e| !e.is_empty()) {
+                                self.notify(&self.notify_context(&ctx, &caller), events)
+                                    .await;
+                            }
+                            tracing::info!(repo = %repo, user = user.as_deref().unwrap_or("-"), "ui: deleted");
+                            let mut r = empty(StatusCode::SEE_OTHER);
+                            set(r.headers_mut(), header::LOCATION, &back);
+                            r
+                        }
+                        Err(e) => e.into_response(),
+                    }
+                };
+                (resp, user)
+            }
+        };
+        resp.extensions_mut().insert(Served {
+            endpoint: "ui",
+            user,
+        });
         resp
     }
 

@@ -38,7 +38,27 @@ pub struct Config {
     pub uploads: Uploads,
     pub notifications: Notifications,
     pub proxy: Proxy,
+    pub ui: Ui,
     pub log: Log,
+}
+
+/// `[ui]`: the web UI at `/ui/`, on the same listeners and behind the same access rules.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Ui {
+    /// Serve it (`false`: `/ui/` is a 404 and `GET /` stays the health check).
+    pub enabled: bool,
+    /// How long a login lasts.
+    pub session_ttl: Duration,
+}
+
+impl Default for Ui {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            session_ttl: Duration::secs(3600),
+        }
+    }
 }
 
 /// `[proxy]`: berth as a pull-through cache (a mirror) of other registries. Each upstream

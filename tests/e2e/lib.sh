@@ -239,7 +239,8 @@ wait_http() {
 # ---------------------------------------------------------------- berth
 
 # start_berth ROOT [PORT] [VAR=VALUE...]: starts `berth serve` on 127.0.0.1:PORT (a free
-# port when empty) with store ROOT and any extra environment; waits for GET /v2/.
+# port when empty) with store ROOT and any extra environment; waits for GET /v2/ to answer
+# 200 (BERTH_READY_CODE=401 for a berth with access control).
 # Sets BERTH_PID, BERTH_PORT, BERTH_URL, BERTH_LOG. Returns non-zero if it did not come up.
 start_berth() {
     local root=$1 port=${2:-}
@@ -264,7 +265,7 @@ start_berth() {
             echo "# berth exited at startup; log:" && sed 's/^/#   /' "$BERTH_LOG"
             return 1
         fi
-        if [ "$(curl -s -m 2 -o /dev/null -w '%{http_code}' "$BERTH_URL/v2/" 2>/dev/null)" = 200 ]; then
+        if [ "$(curl -s -m 2 -o /dev/null -w '%{http_code}' "$BERTH_URL/v2/" 2>/dev/null)" = "${BERTH_READY_CODE:-200}" ]; then
             return 0
         fi
         sleep 0.1

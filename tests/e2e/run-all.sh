@@ -11,7 +11,7 @@ set -u
 DIR=$(cd "$(dirname "$0")" && pwd)
 export BERTH_BIN=${BERTH_BIN:-$(cd "$DIR/../.." && pwd)/target/debug/berth}
 SUITES=("$@")
-[ ${#SUITES[@]} -gt 0 ] || SUITES=(clients compat crash crashloop replicas s3compat mirror airgap)
+[ ${#SUITES[@]} -gt 0 ] || SUITES=(clients compat crash crashloop replicas s3compat mirror airgap ui)
 LIMIT=${E2E_SUITE_TIMEOUT:-900}
 
 if [ ! -x "$BERTH_BIN" ]; then
