@@ -118,8 +118,13 @@ pull() { # WHO METRIC BASE IMAGE_JSON CLIENTS
     local secs errs
     secs=$(awk -F'\t' '$2=="fleet_pull.seconds"{print $3}' "$r")
     errs=$(awk -F'\t' '$2=="fleet_pull.errors"{print $3}' "$r")
-    [ "$errs" = 0 ] || die "$1 $2: $errs clients failed"
-    printf '%s\t%s\t%s\n' "$1" "$2" "$secs" >>"$RES"
+    # berth's errors fail the run; registry:2's are shown, as in bench/run.sh (its proxy
+    # mode sometimes answers 500 to concurrent cold pulls of one blob).
+    if [ "$errs" != 0 ]; then
+        [ "$1" = registry ] || die "$1 $2: $errs clients failed"
+        log "note: registry:2 $2: $errs clients failed (shown in the table, not fatal)"
+    fi
+    printf '%s\t%s\t%s\n%s\t%s_errors\t%s\n' "$1" "$2" "$secs" "$1" "$2" "$errs" >>"$RES"
 }
 upstream_gets() { grep -c "\"GET /v2/bench/$1/blobs/" "$T/upstream.log" || true; }
 
@@ -183,6 +188,8 @@ for metric, label in (("cold", "cold pull (first, via the cache)"), ("warm", "wa
                       ("fleet", f"{pullers} concurrent cold pulls")):
     b, r = res[("berth", metric)], res[("registry", metric)]
     print(f"| {label}, s | {b:.2f} | {r:.2f} | {r / b:.2f} |")
+b, r = res[("berth", "fleet_errors")], res[("registry", "fleet_errors")]
+print(f"| clients that failed in the cold fleet | {b:.0f} | {r:.0f} | |")
 b, r = res[("berth", "upstream_gets")], res[("registry", "upstream_gets")]
 print(f"| upstream blob GETs in the cold fleet ({blobs} blobs) | {b:.0f} | {r:.0f} | {r / max(b, 1):.2f} |")
 print(f"| direct cold pull from the upstream, s (the floor) | {d:.2f} | | |")

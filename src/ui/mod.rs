@@ -69,10 +69,10 @@ pub(crate) enum Answer {
     },
 }
 
-/// Whether a request is the UI's: under `/ui`, or a browser's `GET /`.
+/// Whether a request is the UI's: under `/ui`, a browser's `GET /`, or its favicon.
 pub(crate) fn wants(req: &http::request::Parts) -> bool {
     let path = req.uri.path();
-    if path == "/ui" || path.starts_with("/ui/") {
+    if path == "/ui" || path.starts_with("/ui/") || path == "/favicon.ico" {
         return true;
     }
     path == "/"
@@ -363,6 +363,15 @@ impl Ui {
         }
         if path == "/ui" {
             return Answer::Page(redirect("/ui/", None));
+        }
+        if path == "/favicon.ico" {
+            // Browsers ask on every page that names no icon (the plain-text refusals).
+            let mut r = respond(StatusCode::NO_CONTENT, "image/x-icon", "");
+            r.headers_mut().insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=86400"),
+            );
+            return Answer::Page(r);
         }
         let (css, js) = asset_paths();
         if path == css {

@@ -34,6 +34,7 @@ async function logout(page) {
     if (m.type() === "error" && !m.text().startsWith("Failed to load resource: the server responded with a status of 403")) errors.push(m.text());
   });
   page.on("pageerror", (e) => errors.push(String(e)));
+  page.on("response", (r) => { if (r.status() === 404) errors.push(`404 for ${r.url()}`); });
 
   // Anonymous: exactly what anonymous pull allows (public/*).
   await page.goto(`${base}/`, { waitUntil: "load" });
