@@ -16,18 +16,7 @@ pub(crate) struct Progress {
 
 /// `1.5 GiB`, `12.0 MiB`, `512 B`.
 pub(crate) fn size(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
+    crate::config::Size(n).approx()
 }
 
 impl Progress {

@@ -120,18 +120,7 @@ fn url_part(s: &str) -> String {
 }
 
 fn size(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
+    crate::config::Size(n).approx()
 }
 
 fn respond(
@@ -197,6 +186,12 @@ impl Req<'_> {
             .iter()
             .find(|(key, _)| key == k)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// The page asked for (`?page=`, from 1) and how many pages `items` make.
+    fn page_of(&self, items: usize) -> (usize, usize) {
+        let page = self.param("page").and_then(|p| p.parse().ok()).unwrap_or(1);
+        (page.max(1), items.div_ceil(PAGE).max(1))
     }
 
     /// Why deleting is not offered, if it is not.
@@ -600,12 +595,7 @@ async fn repositories(r: &Req<'_>) -> Response<Body> {
         .filter(|n| r.can(n.as_str(), Action::Pull))
         .filter(|n| q.is_empty() || n.as_str().contains(&q))
         .collect();
-    let page: usize = r
-        .param("page")
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(1)
-        .max(1);
-    let pages = visible.len().div_ceil(PAGE).max(1);
+    let (page, pages) = r.page_of(visible.len());
     let mut rows = String::new();
     for n in visible.iter().skip((page - 1) * PAGE).take(PAGE) {
         let tags = match r.v.store.tags(n).await {
@@ -635,30 +625,12 @@ async fn repositories(r: &Req<'_>) -> Response<Body> {
             r#"<p class="meta">{} repositories</p><table><thead><tr><th scope="col">Repository</th><th scope="col" class="num">Tags</th></tr></thead><tbody>{rows}</tbody></table>"#,
             visible.len()
         );
-        if pages > 1 {
-            let qs = if q.is_empty() {
-                String::new()
-            } else {
-                format!("&q={}", url_part(&q))
-            };
-            body.push_str(r#"<nav class="pages" aria-label="pages">"#);
-            if page > 1 {
-                let _ = write!(
-                    body,
-                    r#"<a href="/ui/?page={}{qs}" rel="prev">Previous</a> "#,
-                    page - 1
-                );
-            }
-            let _ = write!(body, "<span>page {page} of {pages}</span>");
-            if page < pages {
-                let _ = write!(
-                    body,
-                    r#" <a href="/ui/?page={}{qs}" rel="next">Next</a>"#,
-                    page + 1
-                );
-            }
-            body.push_str("</nav>");
-        }
+        let qs = if q.is_empty() {
+            String::new()
+        } else {
+            format!("&q={}", url_part(&q))
+        };
+        body.push_str(&pager("/ui/", page, pages, &qs));
     }
     let admin = match r.v.auth {
         None => true,
@@ -674,6 +646,31 @@ async fn repositories(r: &Req<'_>) -> Response<Body> {
         }
     }
     r.page("Repositories", &body)
+}
+
+/// Previous / page N of M / Next links (nothing for one page); `qs` is the rest of the
+/// query, `&`-prefixed.
+fn pager(path: &str, page: usize, pages: usize, qs: &str) -> String {
+    if pages <= 1 {
+        return String::new();
+    }
+    let mut s = r#"<nav class="pages" aria-label="pages">"#.to_owned();
+    let link = |p: usize, rel: &str, label: &str| {
+        format!(
+            r#"<a href="{}?page={p}{}" rel="{rel}">{label}</a>"#,
+            esc(path),
+            esc(qs)
+        )
+    };
+    if page > 1 {
+        s.push_str(&link(page - 1, "prev", "Previous"));
+    }
+    let _ = write!(s, " <span>page {page} of {pages}</span> ");
+    if page < pages {
+        s.push_str(&link(page + 1, "next", "Next"));
+    }
+    s.push_str("</nav>");
+    s
 }
 
 /// A manifest's kind and total size, from its JSON.
@@ -735,12 +732,7 @@ async fn repository(r: &Req<'_>, n: &RepositoryName) -> Response<Body> {
         .iter()
         .filter(|t| q.is_empty() || t.as_str().contains(&q))
         .collect();
-    let page: usize = r
-        .param("page")
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(1)
-        .max(1);
-    let pages = shown.len().div_ceil(PAGE).max(1);
+    let (page, pages) = r.page_of(shown.len());
     // By name, only this page's manifests are read; by size, all of them (to sort).
     let wanted: Vec<&Tag> = if by_size {
         shown.clone()
@@ -834,38 +826,15 @@ async fn repository(r: &Req<'_>, n: &RepositoryName) -> Response<Body> {
             );
         }
         body.push_str("</tbody></table>");
-        if pages > 1 {
-            let mut qs = String::new();
-            if !q.is_empty() {
-                let _ = write!(qs, "&q={}", url_part(&q));
-            }
-            if by_size {
-                qs.push_str("&sort=size");
-            }
-            let _ = write!(
-                body,
-                r#"<nav class="pages" aria-label="pages"><span class="meta">{} tags</span>"#,
-                shown.len()
-            );
-            if page > 1 {
-                let _ = write!(
-                    body,
-                    r#" <a href="/ui/r/{}?page={}{qs}" rel="prev">Previous</a>"#,
-                    esc(n.as_str()),
-                    page - 1
-                );
-            }
-            let _ = write!(body, " <span>page {page} of {pages}</span>");
-            if page < pages {
-                let _ = write!(
-                    body,
-                    r#" <a href="/ui/r/{}?page={}{qs}" rel="next">Next</a>"#,
-                    esc(n.as_str()),
-                    page + 1
-                );
-            }
-            body.push_str("</nav>");
+        let mut qs = String::new();
+        if !q.is_empty() {
+            let _ = write!(qs, "&q={}", url_part(&q));
         }
+        if by_size {
+            qs.push_str("&sort=size");
+        }
+        let _ = write!(body, r#"<p class="meta">{} tags</p>"#, shown.len());
+        body.push_str(&pager(&format!("/ui/r/{n}"), page, pages, &qs));
     }
     let _ = write!(
         body,
@@ -1123,6 +1092,21 @@ async fn manifest(r: &Req<'_>, n: &RepositoryName, d: &Digest) -> Response<Body>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pages_link_to_their_neighbours_only() {
+        assert_eq!(pager("/ui/", 1, 1, ""), "");
+        let p = pager("/ui/r/a/b", 2, 3, "&q=x");
+        assert!(
+            p.contains(r#"href="/ui/r/a/b?page=1&amp;q=x" rel="prev""#),
+            "{p}"
+        );
+        assert!(
+            p.contains(r#"href="/ui/r/a/b?page=3&amp;q=x" rel="next""#),
+            "{p}"
+        );
+        assert!(!pager("/ui/", 3, 3, "").contains("next"));
+    }
 
     #[test]
     fn text_is_escaped_for_html() {

@@ -216,32 +216,16 @@ check "the spooled copy of stdin is removed" bash -c "[ -z \"\$(ls -A '$P.state'
 # ---------------------------------------------------------------- interop
 start_reference_registry "$T/reg" || bail "docker-registry starts"
 REG_HOST=${REG_URL#http://}
-if "${SKOPEO[@]}" copy -q --dest-tls-verify=false "oci:$X:app/web:v1" "docker://$REG_HOST/from-dir/web:v1" >"$T/i1.out" 2>&1; then
-    pass "skopeo copies oci:LAYOUT:app/web:v1 into docker-registry"
-else
-    fail "skopeo copies oci:LAYOUT:app/web:v1 into docker-registry" "$(tail -n 3 "$T/i1.out" | tr '\n' ' ')"
-fi
-if "${SKOPEO[@]}" copy -q --all --dest-tls-verify=false "oci-archive:$X.tar:app/multi:1.0" "docker://$REG_HOST/from-tar/multi:1.0" >"$T/i2.out" 2>&1; then
-    pass "skopeo copies --all oci-archive:LAYOUT.tar:app/multi:1.0 into docker-registry"
-else
-    fail "skopeo copies --all oci-archive:LAYOUT.tar:app/multi:1.0 into docker-registry" "$(tail -n 3 "$T/i2.out" | tr '\n' ' ')"
-fi
+check_run "skopeo copies oci:LAYOUT:app/web:v1 into docker-registry" "$T/i1.out" "${SKOPEO[@]}" copy -q --dest-tls-verify=false "oci:$X:app/web:v1" "docker://$REG_HOST/from-dir/web:v1"
+check_run "skopeo copies --all oci-archive:LAYOUT.tar:app/multi:1.0 into docker-registry" "$T/i2.out" "${SKOPEO[@]}" copy -q --all --dest-tls-verify=false "oci-archive:$X.tar:app/multi:1.0" "docker://$REG_HOST/from-tar/multi:1.0"
 check_eq "docker-registry serves the index skopeo read from the tar" "$(curl -s "$A_URL/v2/app/multi/manifests/1.0" -H 'Accept: application/vnd.oci.image.index.v1+json' | sha256sum)" \
     "$(curl -s "$REG_URL/v2/from-tar/multi/manifests/1.0" -H 'Accept: application/vnd.oci.image.index.v1+json' | sha256sum)"
 "${SKOPEO[@]}" copy -q --all --src-tls-verify=false "docker://$A_HOST/app/multi:1.0" "oci:$T/sk:multi" >"$T/sk.out" 2>&1 ||
     fail "skopeo writes an oci: layout" "$(tail -n 2 "$T/sk.out")"
-if berth_cli "$B" import --repo sk/multi "$T/sk" >"$T/sk-import.out" 2>&1; then
-    pass "a layout written by skopeo copy --all imports into B while it serves"
-else
-    fail "a layout written by skopeo copy --all imports into B while it serves" "$(tail -n 3 "$T/sk-import.out" | tr '\n' ' ')"
-fi
+check_run "a layout written by skopeo copy --all imports into B while it serves" "$T/sk-import.out" berth_cli "$B" import --repo sk/multi "$T/sk"
 check_eq "B serves it under --repo with the same digest" "$D_MULTI" \
     "$(curl -s -o /dev/null -D - "$B_URL/v2/sk/multi/manifests/multi" -H 'Accept: application/vnd.oci.image.index.v1+json' | tr -d '\r' | awk -F': ' 'tolower($1)=="docker-content-digest"{print $2}')"
-if berth_cli "$B" import --repo umoci/img "$L" >"$T/umoci-import.out" 2>&1; then
-    pass "a layout written by umoci imports into B"
-else
-    fail "a layout written by umoci imports into B" "$(tail -n 3 "$T/umoci-import.out" | tr '\n' ' ')"
-fi
+check_run "a layout written by umoci imports into B" "$T/umoci-import.out" berth_cli "$B" import --repo umoci/img "$L"
 check_eq "umoci's tags are B's umoci/img tags" '{"name":"umoci/img","tags":["amd","arm","multi","v1"]}' \
     "$(curl -s "$B_URL/v2/umoci/img/tags/list")"
 check_match "a layout with bare tags and no --repo is refused with the fix" "give --repo NAME" \

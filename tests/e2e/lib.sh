@@ -125,6 +125,14 @@ check() {
     if "$@" >/dev/null 2>&1; then pass "$name"; else fail "$name" "command failed: $*"; fi
 }
 
+# check_run NAME OUT CMD...: passes when CMD succeeds, its output (both streams) in OUT;
+# a failure shows OUT's last lines.
+check_run() {
+    local name=$1 out=$2
+    shift 2
+    if "$@" >"$out" 2>&1; then pass "$name"; else fail "$name" "$(tail -n 3 "$out" | tr '\n' ' ')"; fi
+}
+
 # check_eq NAME EXPECTED ACTUAL
 check_eq() {
     if [ "$2" == "$3" ]; then
