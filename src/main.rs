@@ -1002,11 +1002,20 @@ fn serve_on<D: Driver>(
         }
         None => Arc::new(store),
     };
+    let tls = match berth::tls::source_for(&cfg).map(berth::tls::Tls::start) {
+        None => None,
+        Some(Ok(t)) => Some(Arc::new(t)),
+        Some(Err(e)) => {
+            eprintln!("berth: TLS: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let registry = match Registry::new(&cfg, content) {
         Ok(r) => Arc::new(
             r.with_auth(auth.clone())
                 .with_notifier(notifier)
-                .with_mirror(mirror),
+                .with_mirror(mirror)
+                .with_tls(tls.clone()),
         ),
         Err(e) => {
             eprintln!("berth: configuration error: {e}");
@@ -1018,14 +1027,6 @@ fn serve_on<D: Driver>(
         store = %store_location,
         "berth starting"
     );
-    let tls = match berth::tls::source_for(&cfg).map(berth::tls::Tls::start) {
-        None => None,
-        Some(Ok(t)) => Some(Arc::new(t)),
-        Some(Err(e)) => {
-            eprintln!("berth: TLS: {e}");
-            return ExitCode::from(2);
-        }
-    };
     if let Some(help) = berth::tls::trust_instructions(&cfg) {
         tracing::info!("{help}");
         tracing::info!("for a public name, use Let's Encrypt: tls.mode = \"acme\", tls.hostnames = [\"registry.example.com\"], tls.acme.email (see [tls.acme] in the configuration)");

@@ -103,6 +103,7 @@ pub struct Registry {
     notifier: Option<Arc<crate::notify::Notifier>>,
     mirror: Option<Arc<crate::mirror::Mirror>>,
     ui: Option<crate::ui::Ui>,
+    tls: Option<Arc<crate::tls::Tls>>,
 }
 
 type Result<T> = std::result::Result<T, ApiError>;
@@ -134,6 +135,7 @@ impl Registry {
             notifier: None,
             mirror: None,
             ui: config.ui.enabled.then(|| crate::ui::Ui::new(config)),
+            tls: None,
         })
     }
 
@@ -241,6 +243,12 @@ impl Registry {
             }
             _ => Ok(e),
         }
+    }
+
+    /// The served certificate, whose expiry the UI shows to admins.
+    pub fn with_tls(mut self, tls: Option<Arc<crate::tls::Tls>>) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// Turns access control on.
@@ -371,6 +379,7 @@ impl Registry {
             registry,
             secure: ctx.transport.secure,
             client: &ctx.transport.client,
+            cert_not_after: self.tls.as_ref().map(|t| t.summary().not_after),
         };
         let (mut resp, user) = match ui.handle(&view, req, body).await {
             UiAnswer::Page(r) => (r, None),

@@ -573,6 +573,9 @@ impl Content for PullThrough {
     async fn blob_bytes(&self) -> Result<u64, Error> {
         self.local.blob_bytes().await
     }
+    async fn last_gc(&self) -> Result<Option<(std::time::SystemTime, String)>, Error> {
+        self.local.last_gc().await
+    }
 
     async fn blob_size(&self, repo: &RepositoryName, d: &Digest) -> Result<Option<u64>, Error> {
         if let Some(n) = self.local.blob_size(repo, d).await? {

@@ -23,6 +23,10 @@ pub trait Content: Send + Sync + 'static {
     async fn writable(&self) -> Result<(), Error>;
     /// Bytes of blob data held (for metrics; may walk the store, callers cache it).
     async fn blob_bytes(&self) -> Result<u64, Error>;
+    /// When the last garbage collection finished and its summary; `None` before the first.
+    async fn last_gc(&self) -> Result<Option<(std::time::SystemTime, String)>, Error> {
+        Ok(None)
+    }
 
     /// Size of a blob linked into `repo` (as a layer, config or manifest) whose bytes are
     /// present, marked as used for the collector's grace period.
@@ -164,6 +168,9 @@ impl<D: super::Driver> Content for super::Store<D> {
     }
     async fn blob_bytes(&self) -> Result<u64, Error> {
         super::Store::<D>::blob_bytes(self).await
+    }
+    async fn last_gc(&self) -> Result<Option<(std::time::SystemTime, String)>, Error> {
+        super::gc::last_report(self).await
     }
     async fn blob_size(&self, repo: &RepositoryName, d: &Digest) -> Result<Option<u64>, Error> {
         super::Store::<D>::blob_size(self, repo, d).await

@@ -189,9 +189,10 @@ pub async fn run<D: Driver>(store: &Store<D>, opts: &Options) -> Result<Option<R
         // Not left behind: made by `sudo berth gc`, it would turn the service's own
         // collector away.
         store.driver.prune_empty(&layout::trash()).await?;
+        // The mark's time is when the run finished; its text what it freed (the UI shows it).
         store
             .driver
-            .write_atomic(&layout::gc_last_run(), Bytes::new())
+            .write_atomic(&layout::gc_last_run(), Bytes::from(c.report.summary()))
             .await?;
     }
     store.driver.unlock(collector).await;
@@ -213,6 +214,19 @@ pub async fn recover<D: Driver>(store: &Store<D>) -> Result<usize, Error> {
 /// When a collection (by any process) last finished on this store.
 pub async fn last_run<D: Driver>(store: &Store<D>) -> Option<SystemTime> {
     marked_at(store, &layout::gc_last_run()).await
+}
+
+/// When the last collection on this store finished and what it freed (its summary line;
+/// empty for a mark older berths left).
+pub async fn last_report<D: Driver>(
+    store: &Store<D>,
+) -> Result<Option<(SystemTime, String)>, Error> {
+    let key = layout::gc_last_run();
+    let Some(at) = marked_at(store, &key).await else {
+        return Ok(None);
+    };
+    let text = store.driver.read(&key).await?.unwrap_or_default();
+    Ok(Some((at, String::from_utf8_lossy(&text).into_owned())))
 }
 
 /// Waits until `interval` has passed since the time of the mark `last` (what a run, by
@@ -1078,9 +1092,12 @@ mod tests {
         }
     }
 
+    /// Bytes of the store's files, but for the last run's mark (which holds its summary).
     fn bytes_in(root: &Path) -> u64 {
+        let mark = root.join(layout::gc_last_run());
         files(root)
             .iter()
+            .filter(|f| **f != mark)
             .map(|f| std::fs::metadata(f).expect("stat").len())
             .sum()
     }
@@ -1287,6 +1304,8 @@ mod tests {
         drop(held);
         assert!(run(&store, &opts(false)).await.expect("run").is_some());
         assert!(last_run(&store).await.is_some());
+        let (_, text) = last_report(&store).await.expect("read").expect("a report");
+        assert!(text.starts_with("freed "), "{text}");
     }
 
     #[tokio::test]

@@ -35,7 +35,12 @@ pub(crate) struct Ui {
     state_dir: std::path::PathBuf,
     ttl: std::time::Duration,
     keys: OnceLock<Result<Keys, String>>,
+    /// The store's blob bytes and when they were counted (a walk of the blob tree).
+    blob_bytes: std::sync::Mutex<Option<(std::time::Instant, u64)>>,
 }
+
+/// How long a count of the store's blob bytes is shown before it is taken again.
+const BLOB_BYTES_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// What the request may see and do, from the API's side.
 pub(crate) struct View<'a> {
@@ -47,6 +52,8 @@ pub(crate) struct View<'a> {
     pub registry: String,
     pub secure: bool,
     pub client: &'a str,
+    /// When the served certificate expires (Unix seconds), when berth serves TLS.
+    pub cert_not_after: Option<i64>,
 }
 
 /// What to delete for a UI user.
@@ -335,6 +342,7 @@ impl Ui {
             state_dir: cfg.state.dir.clone(),
             ttl: cfg.ui.session_ttl.0,
             keys: OnceLock::new(),
+            blob_bytes: std::sync::Mutex::new(None),
         }
     }
 
@@ -423,7 +431,7 @@ impl Ui {
             ));
         }
         Answer::Page(match path {
-            "/ui/" => repositories(&r).await,
+            "/ui/" => repositories(&r, self).await,
             "/ui/login" => login_form(&r, None),
             p if p.starts_with("/ui/r/") => match p["/ui/r/".len()..].parse::<RepositoryName>() {
                 Ok(n) => repository(&r, &n).await,
@@ -584,7 +592,7 @@ fn delete(keys: &Keys, r: &Req<'_>, f: &[(String, String)]) -> Answer {
 }
 
 /// The repositories page: searchable, paginated, only what the caller may pull.
-async fn repositories(r: &Req<'_>) -> Response<Body> {
+async fn repositories(r: &Req<'_>, ui: &Ui) -> Response<Body> {
     let all = match r.v.store.repositories().await {
         Ok(a) => a,
         Err(e) => return r.error(e),
@@ -637,15 +645,60 @@ async fn repositories(r: &Req<'_>) -> Response<Body> {
         Some(a) => a.reads_everything(r.user()),
     };
     if admin {
-        if let Ok(bytes) = r.v.store.blob_bytes().await {
-            let _ = write!(
-                body,
-                r#"<section class="overview"><h2>Storage</h2><p>{} of blobs in the store.</p></section>"#,
-                size(bytes)
-            );
-        }
+        body.push_str(&overview(r, ui).await);
     }
     r.page("Repositories", &body)
+}
+
+/// For admins: the store's blob bytes, the last garbage collection and what it freed, and
+/// the served certificate's expiry.
+async fn overview(r: &Req<'_>, ui: &Ui) -> String {
+    let cached = *ui.blob_bytes.lock().unwrap_or_else(|p| p.into_inner());
+    let bytes = match cached {
+        Some((at, b)) if at.elapsed() < BLOB_BYTES_TTL => Some(b),
+        _ => match r.v.store.blob_bytes().await {
+            Ok(b) => {
+                *ui.blob_bytes.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some((std::time::Instant::now(), b));
+                Some(b)
+            }
+            Err(_) => None,
+        },
+    };
+    let mut s = r#"<section class="overview"><h2>Storage</h2><ul>"#.to_owned();
+    if let Some(b) = bytes {
+        let _ = write!(s, "<li>{} of blobs in the store.</li>", size(b));
+    }
+    match r.v.store.last_gc().await {
+        Ok(Some((at, text))) => {
+            let _ = write!(
+                s,
+                "<li>Last garbage collection finished {}{}.</li>",
+                esc(&crate::timestamp::seconds(at)),
+                if text.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", esc(&text))
+                }
+            );
+        }
+        Ok(None) => s.push_str("<li>No garbage collection has run on this store yet.</li>"),
+        Err(_) => {}
+    }
+    if let Some(end) = r.v.cert_not_after {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(end.max(0) as u64);
+        let _ = write!(
+            s,
+            "<li>The served certificate expires {} (in {} days).</li>",
+            esc(&crate::timestamp::seconds(at)),
+            (end - now).div_euclid(86_400)
+        );
+    }
+    s.push_str("</ul></section>");
+    s
 }
 
 /// Previous / page N of M / Next links (nothing for one page); `qs` is the rest of the

@@ -27,6 +27,8 @@ done
 cat >"$T/berth.toml" <<EOF
 [storage]
 delete_enabled = true
+[gc]
+interval = "0s"
 [state]
 dir = "$T/state"
 [auth]
@@ -118,6 +120,23 @@ check_eq "and for anonymous visitors" 404 "$(http GET "$BASE/ui/r/secret/x")"
 check_eq "a forged cookie is no session" "0" "$(http GET "$BASE/ui/" -H 'Cookie: berth_ui=Ym9i.9999999999.AAAA' >/dev/null; grep -c 'team/web' "$T/http.body")"
 check "the catalog API shows bob no secret either" bash -c "! curl -s -u bob:bob-pass-2 '$BASE/v2/_catalog' | grep -q secret"
 
+# Admins see the storage overview: blob bytes, the last collection, the certificate.
+check_eq "root logs in" 303 "$(http POST "$BASE/ui/login" -H "Origin: $BASE" --data 'username=root&password=root-pass-0')"
+ROOT=(-H "Cookie: $(hdr Set-Cookie | cut -d';' -f1)")
+http GET "$BASE/ui/" "${ROOT[@]}" >/dev/null
+check_match "an admin sees the store's blob bytes" "[0-9.]+ (B|KiB|MiB) of blobs in the store" "$(cat "$T/http.body")"
+check_match "and that no collection has run yet" "No garbage collection has run" "$(cat "$T/http.body")"
+env BERTH_CONFIG="$T/berth.toml" BERTH__STORAGE__ROOT="$T/store" "$BERTH_BIN" gc >"$T/gc.out" 2>&1 || fail "berth gc" "$(tail -n 2 "$T/gc.out")"
+http GET "$BASE/ui/" "${ROOT[@]}" >/dev/null
+check_match "after berth gc, the overview shows when it finished and what it freed" \
+    "Last garbage collection finished [0-9-]+T[0-9:]+Z: freed [0-9]+ bytes" "$(cat "$T/http.body")"
+http GET "$BASE/ui/" "${BOB[@]}" >/dev/null
+check "users who are not admins see no overview" bash -c "! grep -q 'of blobs in the store' '$T/http.body'"
+start_berth "$T/store3" "" BERTH__TLS__MODE=self-signed BERTH__TLS__LISTEN="[\"127.0.0.1:$(free_port)\"]" \
+    BERTH__STATE__DIR="$T/state3" || bail "berth with a self-signed certificate"
+check_match "with TLS, the overview shows the certificate's expiry" \
+    "The served certificate expires [0-9-]+T[0-9:]+Z \(in [0-9]+ days\)" "$(curl -s "$BERTH_URL/ui/")"
+stop_berth
 start_berth "$T/store2" "" BERTH__UI__ENABLED=false || bail "berth with ui.enabled = false"
 check_eq "ui.enabled = false: /ui/ is a 404" 404 "$(http GET "$BERTH_URL/ui/")"
 check_eq "and a browser's GET / gets the health answer" 200 "$(http GET "$BERTH_URL/" -H 'Accept: text/html')"
