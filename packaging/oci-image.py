@@ -84,6 +84,9 @@ def main():
                 # registry:2's address: REGISTRY_HTTP_TLS_CERTIFICATE alone then serves TLS
                 # on it, as with registry:2 (see packaging/container.toml).
                 "REGISTRY_HTTP_ADDR=:5000",
+                # As systemd/berth.service: freed multi-MiB buffers go back to the system
+                # (a 1 GiB push through S3 peaks at 31 MiB RSS instead of 71 MiB).
+                "GLIBC_TUNABLES=glibc.malloc.mmap_threshold=1048576",
             ],
             "Entrypoint": ["/usr/bin/berth"],
             "Cmd": ["serve"],

@@ -27,6 +27,8 @@ use std::sync::OnceLock;
 const CSS: &str = include_str!("assets/app.css");
 const JS: &str = include_str!("assets/app.js");
 const PAGE: usize = 100;
+/// Manifests read at once for a page of tags.
+const FETCHES: usize = 32;
 const CONFIG_MAX: u64 = 1 << 20;
 const CSP: &str = "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
@@ -798,16 +800,18 @@ async fn repository(r: &Req<'_>, n: &RepositoryName) -> Response<Body> {
             .collect()
     };
     let mut rows: Vec<(Tag, Digest, Summary)> = Vec::new();
-    for t in wanted {
-        match r
-            .v
-            .store
-            .manifest_fetch(n, &Reference::Tag(t.clone()))
-            .await
-        {
-            Ok(Some((d, bytes))) => rows.push((t.clone(), d, summarize(&bytes))),
-            Ok(None) => {}
-            Err(e) => return r.error(e),
+    // FETCHES manifests at once: each is a read of the store.
+    for batch in wanted.chunks(FETCHES) {
+        let refs: Vec<Reference> = batch.iter().map(|t| Reference::Tag((*t).clone())).collect();
+        let fetched =
+            futures_util::future::join_all(refs.iter().map(|rf| r.v.store.manifest_fetch(n, rf)))
+                .await;
+        for (t, f) in batch.iter().zip(fetched) {
+            match f {
+                Ok(Some((d, bytes))) => rows.push(((*t).clone(), d, summarize(&bytes))),
+                Ok(None) => {}
+                Err(e) => return r.error(e),
+            }
         }
     }
     if tags.is_empty()

@@ -55,6 +55,8 @@ check_eq "a: stop signal" SIGTERM "$(cfg 'd["config"]["StopSignal"]')"
 check_eq "a: working directory" /var/lib/berth "$(cfg 'd["config"]["WorkingDir"]')"
 check_eq "a: BERTH_CONFIG names the image's appliance.toml" /etc/berth/appliance.toml \
     "$(cfg '[e.split("=",1)[1] for e in d["config"]["Env"] if e.startswith("BERTH_CONFIG=")][0]')"
+check_eq "a: the glibc mmap threshold is set as in the systemd unit" "glibc.malloc.mmap_threshold=1048576" \
+    "$(cfg '[e.split("=",1)[1] for e in d["config"]["Env"] if e.startswith("GLIBC_TUNABLES=")][0]')"
 
 # ---------------------------------------------------------------- b. the layer
 mkdir -p "$T/archive"
