@@ -303,6 +303,9 @@ struct Out {
     copied: BTreeMap<&'static str, String>,
     log_level: Option<String>,
     log_format: Option<&'static str>,
+    /// `proxy:` of registry:2 (a pull-through cache of one upstream): berth's default
+    /// upstream, as (upstream host, url, username).
+    proxy: Option<(String, String, Option<String>)>,
 }
 
 impl Out {
@@ -322,6 +325,49 @@ impl Out {
     fn copied(&self, berth: &str) -> Option<&String> {
         self.copied.get(berth)
     }
+}
+
+/// registry:2's `proxy:`: it mirrors one upstream under the upstream's own names. In berth
+/// that is one `[[proxy.upstreams]]` with `default = true` (un-prefixed names that are not
+/// stored here are fetched from it), under the prefix `mirror` as well.
+fn proxy(mut p: Node, out: &mut Out, w: &mut Vec<String>) -> Result<(), String> {
+    let url = p
+        .take("remoteurl")
+        .and_then(|v| v.word())
+        .ok_or("proxy.remoteurl: missing: registry:2's proxy mode needs the upstream's URL")?;
+    let parsed =
+        url::Url::parse(&url).map_err(|e| format!("proxy.remoteurl: {url:?} is not a URL: {e}"))?;
+    let host = match parsed.host_str() {
+        Some("registry-1.docker.io" | "index.docker.io" | "docker.io") => "docker.io".to_owned(),
+        Some(h) => match parsed.port() {
+            Some(port) => format!("{h}:{port}"),
+            None => h.to_owned(),
+        },
+        None => return Err(format!("proxy.remoteurl: {url:?} names no host")),
+    };
+    let username = p.take("username").and_then(|v| v.word());
+    if p.take("password").is_some() {
+        w.push(
+            "proxy.password: not written to appliance.toml: put it in a file (mode 0600, owned \
+             by berth) and set password_file in [[proxy.upstreams]]"
+                .into(),
+        );
+    }
+    if p.take("ttl").is_some() {
+        w.push(
+            "proxy.ttl: berth keeps what it fetched like pushed content (the collector \
+             removes it when nothing references it); tags are re-checked after tag_ttl"
+                .into(),
+        );
+    }
+    w.push(
+        "proxy: registry:2 in proxy mode refuses pushes; berth also keeps serving pushes to \
+         names outside the mirror (add [[auth.rules]] to refuse them)"
+            .into(),
+    );
+    leftovers(&p, "proxy", w);
+    out.proxy = Some((host, url, username));
+    Ok(())
 }
 
 /// Top-level sections berth has no counterpart for, and why.
@@ -351,13 +397,7 @@ const UNSUPPORTED: &[(&str, &str)] = &[
 
 fn translate(mut root: Node, env_used: &[String]) -> Result<(String, Vec<String>), String> {
     let mut w = Vec::new();
-    if root.take("proxy").is_some() {
-        return Err(
-            "proxy: berth is not a pull-through cache (registry mirror); \
-                    this configuration cannot be translated"
-                .into(),
-        );
-    }
+    let proxy_section = root.take("proxy");
     let mut out = Out {
         storage_root: "/var/lib/registry".into(),
         s3: None,
@@ -371,6 +411,9 @@ fn translate(mut root: Node, env_used: &[String]) -> Result<(String, Vec<String>
         }
     }
     storage(root.take("storage"), &mut out, &mut w)?;
+    if let Some(p) = proxy_section {
+        proxy(p, &mut out, &mut w)?;
+    }
     http(root.take("http"), &mut out, &mut w)?;
     auth(root.take("auth"), &mut out, &mut w)?;
     log(root.take("log"), root.take("loglevel"), &mut out, &mut w);
@@ -1153,6 +1196,24 @@ fn render(out: &Out, warnings: &[String], env_used: &[String]) -> String {
     }
     doc.insert("auth", Item::Table(auth));
 
+    if let Some((name, url, username)) = &out.proxy {
+        let mut up = Table::new();
+        up.decor_mut().set_prefix(format!(
+            "\n{}",
+            comment("registry:2's proxy: this upstream serves the names not stored here.")
+        ));
+        up.insert("name", text(name));
+        up.insert("url", text(url));
+        up.insert("prefix", text("mirror"));
+        up.insert("default", toml_edit::value(true));
+        set(&mut up, "username", username.as_deref().map(text));
+        let mut ups = ArrayOfTables::new();
+        ups.push(up);
+        let mut proxy = Table::new();
+        proxy.insert("upstreams", Item::ArrayOfTables(ups));
+        doc.insert("proxy", Item::Table(proxy));
+    }
+
     if out.log_level.is_some() || out.log_format.is_some() {
         let mut log = Table::new();
         set(&mut log, "level", out.log_level.as_deref().map(text));
@@ -1443,11 +1504,45 @@ log:
         assert!(e.contains("storage.azure"), "{e}");
         let e = import_distribution("storage:\n  inmemory: {}\n").expect_err("refused");
         assert!(e.contains("storage.inmemory"), "{e}");
-        let e = import_distribution(
-            "proxy:\n  remoteurl: https://registry-1.docker.io\nstorage:\n  filesystem: {}\n",
+    }
+
+    #[test]
+    fn a_proxy_section_becomes_the_default_upstream() {
+        let (text, warnings) = import_distribution(
+            "proxy:\n  remoteurl: https://registry-1.docker.io\n  username: me\n  password: s3cret\n  ttl: 168h\nstorage:\n  filesystem: {}\n",
         )
-        .expect_err("refused");
-        assert!(e.contains("pull-through"), "{e}");
+        .expect("translates");
+        assert!(
+            !text.contains("s3cret"),
+            "the password is never written:\n{text}"
+        );
+        let cfg = config(&text);
+        let up = &cfg.proxy.upstreams[0];
+        assert_eq!(
+            (
+                up.name.as_str(),
+                up.url.to_string().trim_end_matches('/'),
+                up.default
+            ),
+            ("docker.io", "https://registry-1.docker.io", true)
+        );
+        assert_eq!(up.username.as_deref(), Some("me"));
+        for key in ["proxy.password", "proxy.ttl", "refuses pushes"] {
+            assert!(
+                warnings.iter().any(|w| w.contains(key)),
+                "{key}: {warnings:?}"
+            );
+        }
+        // The same from REGISTRY_PROXY_REMOTEURL, with a port kept in the name.
+        let (text, _) = import_distribution_env(
+            Some("storage:\n  filesystem: {}\n"),
+            &env(&[("REGISTRY_PROXY_REMOTEURL", "https://mirror.lan:5443")]),
+        )
+        .expect("translates");
+        assert_eq!(config(&text).proxy.upstreams[0].name, "mirror.lan:5443");
+        let e = import_distribution("proxy:\n  username: me\nstorage:\n  filesystem: {}\n")
+            .expect_err("no url");
+        assert!(e.contains("proxy.remoteurl"), "{e}");
     }
 
     #[test]
