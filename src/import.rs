@@ -335,6 +335,9 @@ fn proxy(mut p: Node, out: &mut Out, w: &mut Vec<String>) -> Result<(), String> 
         .take("remoteurl")
         .and_then(|v| v.word())
         .ok_or("proxy.remoteurl: missing: registry:2's proxy mode needs the upstream's URL")?;
+    // As berth will read it (http or https, a host, no fragment), then for its parts.
+    url.parse::<crate::config::HttpUrl>()
+        .map_err(|e| format!("proxy.remoteurl: {e}"))?;
     let parsed =
         url::Url::parse(&url).map_err(|e| format!("proxy.remoteurl: {url:?} is not a URL: {e}"))?;
     let host = match parsed.host_str() {
@@ -1542,6 +1545,11 @@ log:
         assert_eq!(config(&text).proxy.upstreams[0].name, "mirror.lan:5443");
         let e = import_distribution("proxy:\n  username: me\nstorage:\n  filesystem: {}\n")
             .expect_err("no url");
+        assert!(e.contains("proxy.remoteurl"), "{e}");
+        let e = import_distribution(
+            "proxy:\n  remoteurl: ftp://x.example\nstorage:\n  filesystem: {}\n",
+        )
+        .expect_err("not http");
         assert!(e.contains("proxy.remoteurl"), "{e}");
     }
 
