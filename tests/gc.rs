@@ -63,9 +63,13 @@ fn freed(out: &str) -> u64 {
 }
 
 /// Apparent size of every file in the store, as `du --apparent-size -b` sums it.
+/// Bytes of the store's files, but for the collector's own mark (which holds the last
+/// run's summary line).
 fn du(root: &Path) -> u64 {
+    let mark = v2(root).join(".berth-gc.last");
     files_under(root)
         .iter()
+        .filter(|f| **f != mark)
         .map(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0))
         .sum()
 }
