@@ -17,29 +17,14 @@
 #   BENCH_KEEP=1            keep the temp dir
 # shellcheck disable=SC2317
 set -euo pipefail
-REPO=$(cd "$(dirname "$0")/.." && pwd)
-QUICK=0 BERTH_BIN="" OUT=""
-while [ $# -gt 0 ]; do
-    case $1 in
-        --quick) QUICK=1 ;;
-        --berth) BERTH_BIN=$2; shift ;;
-        --out) OUT=$2; shift ;;
-        *) echo "usage: bench/mirror.sh [--quick] [--berth PATH] [--out FILE]" >&2; exit 2 ;;
-    esac
-    shift
-done
+. "$(dirname "$0")/common.sh" "$@"
 if [ "$QUICK" = 1 ]; then
     : "${BENCH_IMAGE_MB:=10}" "${BENCH_PULLERS:=16}"
 else
     : "${BENCH_IMAGE_MB:=200}" "${BENCH_PULLERS:=100}"
 fi
 : "${BENCH_KEEP:=0}"
-[ -n "$BERTH_BIN" ] || BERTH_BIN=$REPO/target/release/berth
-[ -x "$BERTH_BIN" ] || { echo "bench: no berth binary at $BERTH_BIN (cargo build --release)" >&2; exit 1; }
 command -v docker-registry >/dev/null || { echo "bench: needs docker-registry (apt-get install docker-registry)" >&2; exit 1; }
-LIB=(python3 "$REPO/bench/lib.py")
-log() { printf 'bench: [%3ds] %s\n' "$SECONDS" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/berth-bench-mirror.XXXXXX")
 cp "$BERTH_BIN" "$T/berth"

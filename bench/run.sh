@@ -272,23 +272,19 @@ level = "warn"
 EOF
 }
 
-start_berth() {
-    local dir=$T/berth port; port=$(free_port)
+# start_plain_berth NAME BINARY: a berth over plain HTTP with a fresh store.
+start_plain_berth() {
+    local dir=$T/$1 port; port=$(free_port)
     mkdir -p "$dir"
     berth_config "$dir" "\"127.0.0.1:$port\"" 'mode = "off"' > "$dir/berth.toml"
-    start berth "$BERTH_BIN" serve -c "$dir/berth.toml"
+    start "$1" "$2" serve -c "$dir/berth.toml"
     BASE=http://127.0.0.1:$port CURL_TLS=() CA="" HEY_HOST=() ROOTS=("$PID") STORE=$dir/store
     wait_ready "$PID" "$BASE/v2/"
 }
-
+start_berth() { start_plain_berth berth "$BERTH_BIN"; }
 start_berth_base() {
-    local dir=$T/berth_base port; port=$(free_port)
     [ -x "$BASE_BIN" ] || { echo "bench: berth_base needs --baseline PATH" >&2; exit 2; }
-    mkdir -p "$dir"
-    berth_config "$dir" "\"127.0.0.1:$port\"" 'mode = "off"' > "$dir/berth.toml"
-    start berth_base "$BASE_BIN" serve -c "$dir/berth.toml"
-    BASE=http://127.0.0.1:$port CURL_TLS=() CA="" HEY_HOST=() ROOTS=("$PID") STORE=$dir/store
-    wait_ready "$PID" "$BASE/v2/"
+    start_plain_berth berth_base "$BASE_BIN"
 }
 
 start_berth_tls() {

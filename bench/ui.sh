@@ -6,20 +6,8 @@
 #
 #   bash bench/ui.sh [--quick] [--berth PATH] [--out FILE]     BENCH_TAGS=1000/100
 set -euo pipefail
-REPO=$(cd "$(dirname "$0")/.." && pwd)
-QUICK=0 BERTH_BIN="" OUT=""
-while [ $# -gt 0 ]; do
-    case $1 in
-        --quick) QUICK=1 ;;
-        --berth) BERTH_BIN=$2; shift ;;
-        --out) OUT=$2; shift ;;
-        *) echo "usage: bench/ui.sh [--quick] [--berth PATH] [--out FILE]" >&2; exit 2 ;;
-    esac
-    shift
-done
+. "$(dirname "$0")/common.sh" "$@"
 if [ "$QUICK" = 1 ]; then : "${BENCH_TAGS:=100}" "${BENCH_REPEAT:=5}"; else : "${BENCH_TAGS:=1000}" "${BENCH_REPEAT:=21}"; fi
-[ -n "$BERTH_BIN" ] || BERTH_BIN=$REPO/target/release/berth
-[ -x "$BERTH_BIN" ] || { echo "bench: no berth binary at $BERTH_BIN (cargo build --release)" >&2; exit 1; }
 T=$(mktemp -d "${TMPDIR:-/tmp}/berth-bench-ui.XXXXXX")
 PID=
 cleanup() { [ -z "$PID" ] || kill "$PID" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$T"; }

@@ -180,6 +180,16 @@ pub(crate) fn blob_path(d: &Digest) -> String {
 }
 
 impl Index {
+    /// An OCI image index of `manifests`, with its media type.
+    pub(crate) fn new(manifests: Vec<Descriptor>) -> Self {
+        Index {
+            schema_version: 2,
+            media_type: Some(media_type::OCI_INDEX.to_owned()),
+            manifests,
+            annotations: BTreeMap::new(),
+        }
+    }
+
     /// The index as `index.json` text, compact, as skopeo writes it.
     pub(crate) fn to_json(&self) -> Vec<u8> {
         // Strings, integers and maps with string keys always serialize.

@@ -267,33 +267,28 @@ async fn walk(
     Ok(())
 }
 
+/// The layout's `index.json`, through the same type `berth import` parses it into.
 fn index_json(entries: &[Entry]) -> Vec<u8> {
-    let manifests: Vec<serde_json::Value> = entries
+    let manifests = entries
         .iter()
         .map(|e| {
-            let mut a = serde_json::Map::new();
-            match &e.tag {
-                Some(t) => a.insert(REF_NAME.into(), format!("{}:{t}", e.repo).into()),
-                None => a.insert(REPOSITORY.into(), e.repo.as_str().into()),
+            let (key, value) = match &e.tag {
+                Some(t) => (REF_NAME, format!("{}:{t}", e.repo)),
+                None => (REPOSITORY, e.repo.to_string()),
             };
-            let mut v = serde_json::json!({
-                "mediaType": e.media_type,
-                "digest": e.digest.to_string(),
-                "size": e.size,
-                "annotations": a,
-            });
-            if let Some(t) = &e.artifact_type {
-                v["artifactType"] = t.clone().into();
+            oci_layout::Descriptor {
+                media_type: e.media_type.clone(),
+                digest: e.digest.clone(),
+                size: e.size,
+                urls: Vec::new(),
+                annotations: BTreeMap::from([(key.to_owned(), value)]),
+                platform: None,
+                artifact_type: e.artifact_type.clone(),
+                data: None,
             }
-            v
         })
         .collect();
-    serde_json::to_vec_pretty(&serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": crate::oci::media_type::OCI_INDEX,
-        "manifests": manifests,
-    }))
-    .unwrap_or_default()
+    oci_layout::Index::new(manifests).to_json()
 }
 
 /// Writes the selected repositories as an OCI image layout.
@@ -534,25 +529,25 @@ async fn plan_manifest(
 struct FileBody<'a> {
     reader: Box<dyn Read + Send>,
     progress: &'a mut Progress,
-    buf: Vec<u8>,
 }
+
+/// Bytes read from the layout per chunk.
+const CHUNK: u64 = 1 << 20;
 
 #[async_trait::async_trait]
 impl RequestBody for FileBody<'_> {
     async fn chunk(&mut self) -> Result<Option<Bytes>, BodyError> {
-        self.buf.resize(1 << 20, 0);
-        let n = loop {
-            match self.reader.read(&mut self.buf) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(BodyError(format!("reading the layout: {e}"))),
-            }
-        };
-        if n == 0 {
+        // Read into the chunk's own buffer: it becomes the Bytes without a copy.
+        let mut v = Vec::with_capacity(CHUNK as usize);
+        (&mut self.reader)
+            .take(CHUNK)
+            .read_to_end(&mut v)
+            .map_err(|e| BodyError(format!("reading the layout: {e}")))?;
+        if v.is_empty() {
             return Ok(None);
         }
-        self.progress.bytes(n as u64);
-        Ok(Some(Bytes::copy_from_slice(&self.buf[..n])))
+        self.progress.bytes(v.len() as u64);
+        Ok(Some(Bytes::from(v)))
     }
 }
 
@@ -744,7 +739,6 @@ pub async fn import(registry: &Registry, opts: &ImportOptions) -> Result<Summary
             let mut body = FileBody {
                 reader: src.reader(&rel)?,
                 progress: &mut progress,
-                buf: Vec::new(),
             };
             let uri = format!("/v2/{repo}/blobs/uploads/?digest={}", b.digest);
             let resp = call(registry, http::Method::POST, &uri, None, b.size, &mut body).await?;
@@ -799,4 +793,37 @@ async fn put_manifest(
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_written_index_reads_back_with_its_repositories_and_tags() {
+        let d = Digest::of(crate::oci::Algorithm::Sha256, b"m");
+        let entry = |tag: Option<&str>| Entry {
+            repo: "team/web".parse().expect("repo"),
+            tag: tag.map(|t| t.parse().expect("tag")),
+            digest: d.clone(),
+            size: 1,
+            media_type: crate::oci::media_type::OCI_MANIFEST.to_owned(),
+            artifact_type: tag
+                .is_none()
+                .then(|| "application/vnd.example.sig".to_owned()),
+        };
+        let idx = oci_layout::parse_index(&index_json(&[entry(Some("v1")), entry(None)]))
+            .expect("berth import reads what berth export writes");
+        let (repo, tag) = idx.manifests[0].image().expect("a repo:tag ref name");
+        assert_eq!(
+            (repo.expect("repo").as_str(), tag.as_str()),
+            ("team/web", "v1")
+        );
+        assert_eq!(idx.manifests[1].ref_name(), None);
+        assert_eq!(idx.manifests[1].annotations[REPOSITORY], "team/web");
+        assert_eq!(
+            idx.manifests[1].artifact_type.as_deref(),
+            Some("application/vnd.example.sig")
+        );
+    }
 }

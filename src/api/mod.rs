@@ -295,41 +295,12 @@ impl Registry {
                     None => Ok(Caller::Open),
                 };
                 match caller {
-                    // Only an authorized caller learns that writes are paused.
-                    Ok(caller) if op.writes() && mirrored.is_some() => {
-                        user = caller.user();
-                        let n = mirrored.as_ref().map(|n| n.as_str()).unwrap_or_default();
-                        ApiError::new(
-                            OciCode::Unsupported,
-                            format!("{n} is a read-only mirror of an upstream registry (proxy.upstreams): push to a repository outside its prefix"),
-                        )
-                        .into_response()
-                    }
-                    Ok(caller) if op.writes() && self.store.read_only() => {
-                        user = caller.user();
-                        ApiError::new(
-                            OciCode::Unavailable,
-                            "the registry is read-only for now (storage.read_only); pulls keep working",
-                        )
-                        .into_response()
-                    }
                     Ok(caller) => {
                         user = caller.user();
-                        match self
-                            .dispatch(&op, &ctx, body, &caller)
+                        self.run(&op, &ctx, body, &caller, mirrored.as_ref())
                             .instrument(span)
                             .await
-                        {
-                            Ok(Answer { resp, happened }) => {
-                                let events = happened.map(|h| self.events_of(h));
-                                if let Some(events) = events.filter(|e| !e.is_empty()) {
-                                    self.notify(&self.notify_context(&ctx, &caller), events)
-                                        .await;
-                                }
-                                resp
-                            }
-                            Err(e) => e.into_response(),
-                        }
+                            .unwrap_or_else(ApiError::into_response)
                     }
                     Err(refused) => refused.into_response(),
                 }
@@ -406,17 +377,19 @@ impl Registry {
                     }
                     (Some(_), _) => false,
                 };
-                let mirrored = self.mirror.as_ref().is_some_and(|m| m.is_mirrored(&repo));
-                let resp = if !allowed || mirrored || self.store.read_only() {
+                let mirrored = self
+                    .mirror
+                    .as_ref()
+                    .is_some_and(|m| m.is_mirrored(&repo))
+                    .then_some(&repo);
+                let resp = if !allowed {
                     text(StatusCode::FORBIDDEN, "not allowed here\n")
                 } else {
-                    match self.dispatch(&op, &ctx, &mut FullBody(None), &caller).await {
-                        Ok(Answer { happened, .. }) => {
-                            let events = happened.map(|h| self.events_of(h));
-                            if let Some(events) = events.filter(|e| !e.is_empty()) {
-                                self.notify(&self.notify_context(&ctx, &caller), events)
-                                    .await;
-                            }
+                    match self
+                        .run(&op, &ctx, &mut FullBody(None), &caller, mirrored)
+                        .await
+                    {
+                        Ok(_) => {
                             tracing::info!(repo = %repo, user = user.as_deref().unwrap_or("-"), "ui: deleted");
                             let mut r = empty(StatusCode::SEE_OTHER);
                             set(r.headers_mut(), header::LOCATION, &back);
@@ -461,6 +434,39 @@ impl Registry {
         Endpoint::parse(path)
             .ok()?
             .body_limit(self.manifest_max, self.blob_max)
+    }
+
+    /// Runs an operation for an authorized caller (a client's request, or a UI delete with
+    /// the session's user): writes are refused under a mirrored prefix (`mirrored`) and
+    /// while the store is read-only; what happened goes to the webhooks.
+    async fn run(
+        &self,
+        op: &Operation,
+        ctx: &Ctx<'_>,
+        body: &mut dyn RequestBody,
+        caller: &Caller<'_>,
+        mirrored: Option<&RepositoryName>,
+    ) -> Result<Response<Body>> {
+        if op.writes() {
+            if let Some(n) = mirrored {
+                return Err(ApiError::new(
+                    OciCode::Unsupported,
+                    format!("{n} is a read-only mirror of an upstream registry (proxy.upstreams): push to a repository outside its prefix"),
+                ));
+            }
+            if self.store.read_only() {
+                return Err(ApiError::new(
+                    OciCode::Unavailable,
+                    "the registry is read-only for now (storage.read_only); pulls keep working",
+                ));
+            }
+        }
+        let Answer { resp, happened } = self.dispatch(op, ctx, body, caller).await?;
+        let events = happened.map(|h| self.events_of(h));
+        if let Some(events) = events.filter(|e| !e.is_empty()) {
+            self.notify(&self.notify_context(ctx, caller), events).await;
+        }
+        Ok(resp)
     }
 
     async fn dispatch<'a>(
